@@ -1,0 +1,18 @@
+"""memsync's Azure Functions app: wiring only, one blueprint per area (see functions/)."""
+
+import logging
+
+import azure.functions as func
+
+from functions.alerts import bp as alerts_bp
+from functions.health import bp as health_bp
+from functions.integrations import bp as integrations_bp
+from functions.sync import bp as sync_bp
+
+logging.getLogger("azure").setLevel(logging.WARNING)
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(health_bp)
+app.register_functions(integrations_bp)
+app.register_functions(sync_bp)
+app.register_functions(alerts_bp)

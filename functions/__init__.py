@@ -1,0 +1,1 @@
+"""Trigger areas, one blueprint each: parse input -> call one service -> shape output."""

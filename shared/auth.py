@@ -1,0 +1,152 @@
+"""Credentials: memsync's own identity (vault, storage) and app-only tokens in customer tenants.
+
+memsync's own identity is the managed identity in Azure; elsewhere azure-identity's standard
+AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET, authenticated at MEMSYNC_AUTHORITY_HOST.
+When that host is not one of Microsoft's, instance discovery is off (FACTS.md: azure-identity otherwise
+calls Microsoft's discovery endpoint first, and AZURE_AUTHORITY_HOST alone does not turn that off).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from shared.errors import ActionableError, aadsts_codes, from_aadsts, unreachable
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    from shared.settings import Settings
+
+
+def host_credential(settings: Settings) -> AsyncTokenCredential:
+    """memsync's own identity, for Key Vault and (without a connection string) storage."""
+    from azure.identity.aio import ClientSecretCredential, DefaultAzureCredential
+
+    discovery_off = not settings.authority_is_microsoft
+    if settings.azure_client_secret and settings.azure_tenant_id and settings.azure_client_id:
+        return ClientSecretCredential(
+            settings.azure_tenant_id,
+            settings.azure_client_id,
+            settings.azure_client_secret.get_secret_value(),
+            authority=settings.authority_host,
+            disable_instance_discovery=discovery_off,
+        )
+    # In Azure: the Function App's managed identity (DefaultAzureCredential tries it first there).
+    return DefaultAzureCredential(
+        authority=settings.authority_host,
+        managed_identity_client_id=settings.azure_client_id,
+        exclude_interactive_browser_credential=True,
+    )
+
+
+def token_claims(access_token: str) -> dict[str, Any]:
+    """The claims of a JWT access token, unverified: memsync only reads what Entra granted it.
+
+    The token was just received over TLS from Entra; verifying its signature is the resource's job.
+    """
+    try:
+        payload = access_token.split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def token_roles(access_token: str) -> frozenset[str]:
+    roles = token_claims(access_token).get("roles")
+    return frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
+
+
+@dataclass(frozen=True)
+class AppCredential:
+    """An app registration's id and secret; the secret never leaves this object except to Entra."""
+
+    app_id: str
+    secret: SecretStr
+    label: str = "app"  # "partner app" or "sync app", for messages
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the secret version in caches without holding the value."""
+        return hashlib.sha256(self.secret.get_secret_value().encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:  # never print the secret, not even masked
+        return f"AppCredential(app_id={self.app_id!r}, label={self.label!r})"
+
+
+class TenantTokens:
+    """App-only tokens per (tenant, app, secret, scope), cached across invocations of a warm instance.
+
+    azure-identity caches tokens inside each credential object, so keeping the credential objects is
+    keeping the cache; a rotated secret has a new fingerprint and gets a new credential.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._credentials: dict[tuple[str, str, str], Any] = {}
+
+    def _credential(self, tenant_id: str, app: AppCredential) -> Any:
+        from azure.identity.aio import ClientSecretCredential
+
+        key = (tenant_id.lower(), app.app_id.lower(), app.fingerprint)
+        credential = self._credentials.get(key)
+        if credential is None:
+            credential = ClientSecretCredential(
+                tenant_id,
+                app.app_id,
+                app.secret.get_secret_value(),
+                authority=self._settings.authority_host,
+                disable_instance_discovery=not self._settings.authority_is_microsoft,
+            )
+            self._credentials[key] = credential
+        return credential
+
+    async def get_token(self, tenant_id: str, app: AppCredential, scope: str, *, fresh: bool = False) -> str:
+        """A bearer token, or an `ActionableError` that says what Entra refused and what to do."""
+        from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
+
+        credential = self._credential(tenant_id, app)
+        try:
+            if fresh:
+                # The credential's cache would hand back the same token; a new object skips it.
+                self._credentials.pop((tenant_id.lower(), app.app_id.lower(), app.fingerprint), None)
+                await credential.close()
+                credential = self._credential(tenant_id, app)
+            token = await credential.get_token(scope)
+        except ClientAuthenticationError as exc:
+            raise _auth_error(exc, tenant_id=tenant_id, app=app) from None
+        except ServiceRequestError as exc:
+            raise unreachable("Microsoft Entra ID", type(exc).__name__) from None
+        if token.expires_on < time.time():
+            raise unreachable("Microsoft Entra ID", "it issued an already expired token (check the clock)")
+        return str(token.token)
+
+    async def close(self) -> None:
+        for credential in self._credentials.values():
+            await credential.close()
+        self._credentials.clear()
+
+
+def _auth_error(exc: Exception, *, tenant_id: str, app: AppCredential) -> ActionableError:
+    text = str(getattr(exc, "message", "") or exc)
+    response = getattr(exc, "response", None)
+    body: dict[str, Any] | str = text
+    if response is not None:
+        try:
+            parsed = response.json()
+            if isinstance(parsed, dict):
+                body = parsed
+        except Exception:  # noqa: BLE001  # the body is a best-effort hint; the text is the fallback
+            body = text
+    codes = aadsts_codes(body) or aadsts_codes(text)
+    if codes:
+        return from_aadsts(codes[0], app_id=app.app_id, tenant_id=tenant_id, app_label=app.label)
+    return unreachable("Microsoft Entra ID", "the token request failed without an AADSTS code")

@@ -1,0 +1,1 @@
+"""Clients of Microsoft's services: Graph, Defender, Partner Center, Key Vault."""

@@ -1,0 +1,229 @@
+"""The HTTP boundary to Microsoft's APIs: one retry mechanism, a timeout on every call, a time budget.
+
+Errors are split in two (tap-github's RetriableAPIError / FatalAPIError): `RetriableApiError` after the
+retries and the budget are spent, `FatalApiError` at once for a 4xx that no retry can fix. A 429 is
+waited out for as long as `Retry-After` says (fractional seconds too) and repeated while 429 repeats;
+without the header, and on 5xx, timeouts and resets, the wait backs off exponentially with jitter.
+https://learn.microsoft.com/graph/throttling#best-practices-to-handle-throttling
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from shared.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+RETRIABLE_STATUS = frozenset({500, 502, 503, 504})
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+class ApiError(Exception):
+    def __init__(self, service: str, status: int | None, message: str, body: Any = None) -> None:
+        super().__init__(f"{service}: {message}")
+        self.service = service
+        self.status = status
+        self.body = body
+
+
+class FatalApiError(ApiError):
+    """A 4xx (other than 429) that a retry cannot fix."""
+
+
+class RetriableApiError(ApiError):
+    """Still failing after retries: throttled (`throttled`) or unreachable, 5xx, timeouts."""
+
+    def __init__(self, service: str, status: int | None, message: str, *, throttled: bool = False) -> None:
+        super().__init__(service, status, message)
+        self.throttled = throttled
+
+
+@dataclass
+class CallStats:
+    """What a run's calls cost; goes into the run record."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    throttled_wait_seconds: float = 0.0
+    by_service: dict[str, int] = field(default_factory=dict)
+
+    def count(self, service: str) -> None:
+        self.requests += 1
+        self.by_service[service] = self.by_service.get(service, 0) + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "throttledWaitSeconds": round(self.throttled_wait_seconds, 3),
+            "byService": dict(self.by_service),
+        }
+
+
+@dataclass
+class Budget:
+    """A deadline shared by every call of one sync, so a job ends inside the function timeout."""
+
+    seconds: float
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def remaining(self) -> float:
+        return self.seconds - (self.clock() - self.started)
+
+
+TokenSource = Callable[[bool], Awaitable[str]]
+"""Returns a bearer token; called with True to force a fresh one after a 401."""
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` in seconds; Graph sends fractional values such as 2.128. HTTP dates are not used."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(0.0, seconds)
+
+
+class ApiClient:
+    """Authenticated JSON calls to one Microsoft service, with retries, budget and rate limit."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        service: str,
+        token: TokenSource,
+        budget: Budget,
+        stats: CallStats,
+        limiter: TokenBucket | None = None,
+        max_attempts: int = 6,
+        base_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._http = http
+        self.service = service
+        self._token = token
+        self._budget = budget
+        self.stats = stats
+        self._limiter = limiter
+        self._max_attempts = max_attempts
+        self._base_backoff = base_backoff
+        self._max_backoff = max_backoff
+        self._sleep = sleep
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter: https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
+        ceiling: float = min(self._max_backoff, self._base_backoff * (2**attempt))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def _wait(self, seconds: float, *, status: int | None, reason: str, throttled: bool) -> None:
+        if seconds > self._budget.remaining():
+            raise RetriableApiError(
+                self.service, status, f"{reason}; the sync's time budget is spent", throttled=throttled
+            )
+        self.stats.retries += 1
+        if throttled:
+            self.stats.throttled += 1
+            self.stats.throttled_wait_seconds += seconds
+        await self._sleep(seconds)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send with retries; return a 2xx response or raise `FatalApiError` / `RetriableApiError`."""
+        failures = 0
+        refreshed = False
+        while True:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            token = await self._token(False)
+            request_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if headers:
+                request_headers.update(headers)
+            self.stats.count(self.service)
+            try:
+                response = await self._http.request(
+                    method, url, params=params, json=json, headers=request_headers
+                )
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                failures += 1
+                reason = f"{type(exc).__name__} on {method} {httpx.URL(url).path}"
+                if failures >= self._max_attempts:
+                    raise RetriableApiError(self.service, None, reason) from exc
+                await self._wait(self._backoff(failures), status=None, reason=reason, throttled=False)
+                continue
+            status = response.status_code
+            if status < 400:
+                return response
+            if status == 429:
+                # Keep waiting while 429 repeats (Graph throttling guidance); only the budget ends it.
+                delay = parse_retry_after(response.headers.get("Retry-After"))
+                if delay is None:
+                    failures += 1
+                    delay = self._backoff(failures)
+                await self._wait(delay, status=429, reason="429 Too Many Requests", throttled=True)
+                continue
+            if status in RETRIABLE_STATUS:
+                failures += 1
+                reason = f"HTTP {status} on {method} {httpx.URL(url).path}"
+                if failures >= self._max_attempts:
+                    raise RetriableApiError(self.service, status, reason)
+                delay = parse_retry_after(response.headers.get("Retry-After")) or self._backoff(failures)
+                await self._wait(delay, status=status, reason=reason, throttled=False)
+                continue
+            if status == 401 and not refreshed:
+                # A token can be revoked or expire between cache and use; one fresh token, no more.
+                refreshed = True
+                await self._token(True)
+                continue
+            raise FatalApiError(self.service, status, f"HTTP {status} on {method} {httpx.URL(url).path}",
+                                _json_or_text(response))
+
+    async def get_json(self, url: str, params: dict[str, str] | None = None) -> Any:
+        response = await self.request("GET", url, params=params)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RetriableApiError(self.service, response.status_code, "response was not JSON") from exc
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]
+
+
+def new_http_client(*, timeout: httpx.Timeout = DEFAULT_TIMEOUT, max_connections: int = 32) -> httpx.AsyncClient:
+    """One pooled client per process. TLS trust comes from SSL_CERT_FILE (httpx reads it)."""
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        http2=False,
+        follow_redirects=False,
+        trust_env=True,
+    )

@@ -1,0 +1,1 @@
+"""memsync's use cases: each trigger calls exactly one of these."""

@@ -1,0 +1,1 @@
+"""Table Storage and queue access. A store never calls a Microsoft client."""

@@ -1,0 +1,163 @@
+"""Integrations and their customer tenants in Table Storage (never a secret value)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.models import CustomerTenant, Integration
+from shared.stores.tables import (
+    INTEGRATIONS_TABLE,
+    TENANTS_TABLE,
+    Tables,
+    dumps,
+    loads,
+    odata_quote,
+    utcnow,
+)
+
+_INTEGRATION_PK = "integration"
+
+
+class IntegrationStore:
+    def __init__(self, tables: Tables) -> None:
+        self._table = tables.client(INTEGRATIONS_TABLE)
+
+    @staticmethod
+    def _to_entity(integration: Integration) -> dict[str, Any]:
+        return {
+            "PartitionKey": _INTEGRATION_PK,
+            "RowKey": integration.id,
+            "record": integration.model_dump_json(by_alias=True),
+            "status": integration.status.value,
+            "homeTenantId": integration.home_tenant_id.lower(),
+            "syncAppId": integration.sync_app_id.lower(),
+        }
+
+    @staticmethod
+    def _from_entity(entity: dict[str, Any]) -> Integration:
+        return Integration.model_validate_json(entity["record"])
+
+    async def upsert_integration(self, integration: Integration) -> None:
+        from azure.data.tables import UpdateMode
+
+        await self._table.upsert_entity(self._to_entity(integration), mode=UpdateMode.REPLACE)
+
+    async def create_integration(self, integration: Integration) -> None:
+        """Raises azure.core.exceptions.ResourceExistsError when the id is taken."""
+        await self._table.create_entity(self._to_entity(integration))
+
+    async def get_integration(self, integration_id: str) -> Integration | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = await self._table.get_entity(_INTEGRATION_PK, integration_id)
+        except ResourceNotFoundError:
+            return None
+        return self._from_entity(entity)
+
+    async def list_integrations(self) -> list[Integration]:
+        query = f"PartitionKey eq {odata_quote(_INTEGRATION_PK)}"
+        return [self._from_entity(e) async for e in self._table.query_entities(query)]
+
+    async def find_by_app(self, home_tenant_id: str, sync_app_id: str) -> Integration | None:
+        query = (
+            f"PartitionKey eq {odata_quote(_INTEGRATION_PK)} and homeTenantId eq "
+            f"{odata_quote(home_tenant_id.lower())} and syncAppId eq {odata_quote(sync_app_id.lower())}"
+        )
+        async for entity in self._table.query_entities(query):
+            return self._from_entity(entity)
+        return None
+
+    async def delete_integration(self, integration_id: str) -> None:
+        await self._table.delete_entity(_INTEGRATION_PK, integration_id)
+
+
+class TenantStore:
+    """Customer tenants per integration: partition = integration id, row = tenant id."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._table = tables.client(TENANTS_TABLE)
+
+    @staticmethod
+    def _to_entity(tenant: CustomerTenant) -> dict[str, Any]:
+        return {
+            "PartitionKey": tenant.integration_id,
+            "RowKey": tenant.tenant_id.lower(),
+            "record": tenant.model_dump_json(by_alias=True),
+            "status": tenant.status.value,
+        }
+
+    @staticmethod
+    def _from_entity(entity: dict[str, Any]) -> CustomerTenant:
+        return CustomerTenant.model_validate_json(entity["record"])
+
+    async def get_tenant(self, integration_id: str, tenant_id: str) -> CustomerTenant | None:
+        found = await self.get_tenant_with_etag(integration_id, tenant_id)
+        return None if found is None else found[0]
+
+    async def get_tenant_with_etag(
+        self, integration_id: str, tenant_id: str
+    ) -> tuple[CustomerTenant, str] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = await self._table.get_entity(integration_id, tenant_id.lower())
+        except ResourceNotFoundError:
+            return None
+        return self._from_entity(entity), entity.metadata["etag"]
+
+    async def list_tenants(self, integration_id: str) -> list[CustomerTenant]:
+        query = f"PartitionKey eq {odata_quote(integration_id)}"
+        return [self._from_entity(e) async for e in self._table.query_entities(query)]
+
+    async def iter_tenant_page(
+        self, integration_id: str, *, top: int, continuation: Any = None
+    ) -> AsyncIterator[tuple[list[CustomerTenant], Any]]:
+        query = f"PartitionKey eq {odata_quote(integration_id)}"
+        pages = self._table.query_entities(query, results_per_page=top).by_page(continuation_token=continuation)
+        async for page in pages:
+            yield [self._from_entity(e) async for e in page], pages.continuation_token
+            return
+
+    async def upsert_tenant(self, tenant: CustomerTenant) -> None:
+        from azure.data.tables import UpdateMode
+
+        await self._table.upsert_entity(self._to_entity(tenant), mode=UpdateMode.REPLACE)
+
+    async def replace_if_unchanged(self, tenant: CustomerTenant, etag: str) -> bool:
+        """ETag-guarded write: False when someone else wrote the tenant since we read it."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        try:
+            await self._table.update_entity(
+                self._to_entity(tenant), mode=UpdateMode.REPLACE, etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return False
+        return True
+
+    async def create_if_absent(self, tenant: CustomerTenant) -> bool:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            await self._table.create_entity(self._to_entity(tenant))
+        except ResourceExistsError:
+            return False
+        return True
+
+    async def delete_tenants(self, integration_id: str) -> None:
+        for tenant in await self.list_tenants(integration_id):
+            await self._table.delete_entity(integration_id, tenant.tenant_id.lower())
+
+
+def is_stale(started: datetime | None, *, minutes: int = 30) -> bool:
+    """A 'syncing' tenant whose run started this long ago is presumed dead (function timeout is 10 min)."""
+    return started is None or utcnow() - started > timedelta(minutes=minutes)
+
+
+__all__ = ["IntegrationStore", "TenantStore", "dumps", "is_stale", "loads"]

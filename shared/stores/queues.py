@@ -1,0 +1,85 @@
+"""The sync queue (CONTRACT section 4): one job per tenant, base64 text as the Functions host expects."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.settings import SYNC_QUEUE
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.storage.queue.aio import QueueClient
+
+    from shared.settings import Settings
+
+Trigger = Literal["schedule", "registration", "manual"]
+_GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class SyncJob(BaseModel):
+    """The queue message: exactly CONTRACT's four fields, nothing secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    integration_id: str = Field(alias="integrationId", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    tenant_id: str = Field(alias="tenantId", pattern=_GUID)
+    run_id: str = Field(alias="runId", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    trigger: Trigger
+
+    def to_message(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+
+def queue_client(settings: Settings, credential: AsyncTokenCredential | None, name: str = SYNC_QUEUE) -> QueueClient:
+    """Async client whose messages are base64, the host's default `messageEncoding`."""
+    from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
+    from azure.storage.queue.aio import QueueClient
+
+    policies = {
+        "message_encode_policy": BinaryBase64EncodePolicy(),
+        "message_decode_policy": BinaryBase64DecodePolicy(),
+    }
+    if settings.storage_connection_string is not None:
+        return QueueClient.from_connection_string(
+            settings.storage_connection_string.get_secret_value(), name, **policies
+        )
+    if credential is None:
+        raise ValueError("identity-based storage needs memsync's credential")
+    endpoint = settings.storage_queue_service_uri or f"https://{settings.storage_account_name}.queue.core.windows.net"
+    return QueueClient(account_url=endpoint, queue_name=name, credential=credential, **policies)
+
+
+class SyncQueue:
+    """Enqueues sync jobs, many at once."""
+
+    def __init__(self, client: QueueClient, *, concurrency: int = 32) -> None:
+        self._client = client
+        self._concurrency = asyncio.Semaphore(concurrency)
+        self._created = False
+
+    async def _ensure(self) -> None:
+        if self._created:
+            return
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            await self._client.create_queue()
+        except ResourceExistsError:
+            pass
+        self._created = True
+
+    async def enqueue(self, jobs: list[SyncJob]) -> int:
+        await self._ensure()
+
+        async def send(job: SyncJob) -> None:
+            async with self._concurrency:
+                await self._client.send_message(job.to_message().encode())
+
+        await asyncio.gather(*(send(j) for j in jobs))
+        return len(jobs)
+
+    async def close(self) -> None:
+        await self._client.close()
