@@ -57,6 +57,30 @@ class IntegrationStore:
             return None
         return self._from_entity(entity)
 
+    async def get_integration_with_etag(self, integration_id: str) -> tuple[Integration, str] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = await self._table.get_entity(_INTEGRATION_PK, integration_id)
+        except ResourceNotFoundError:
+            return None
+        return self._from_entity(entity), str(entity.metadata["etag"])
+
+    async def replace_integration_if_unchanged(self, integration: Integration, etag: str) -> bool:
+        """ETag-guarded write: False when someone else wrote (or deleted) it since it was read."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            await self._table.update_entity(
+                self._to_entity(integration), mode=UpdateMode.REPLACE, etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
     async def list_integrations(self) -> list[Integration]:
         query = f"PartitionKey eq {odata_quote(_INTEGRATION_PK)}"
         return [self._from_entity(e) async for e in self._table.query_entities(query)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,10 +66,8 @@ class SyncQueue:
             return
         from azure.core.exceptions import ResourceExistsError
 
-        try:
+        with contextlib.suppress(ResourceExistsError):
             await self._client.create_queue()
-        except ResourceExistsError:
-            pass
         self._created = True
 
     async def enqueue(self, jobs: list[SyncJob]) -> int:

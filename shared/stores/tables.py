@@ -7,6 +7,7 @@ cover them: https://learn.microsoft.com/rest/api/storageservices/performing-enti
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -67,10 +68,8 @@ class Tables:
         from azure.core.exceptions import ResourceExistsError
 
         for name in ALL_TABLES:
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 await self.service.create_table(name)
-            except ResourceExistsError:
-                pass
         self._ensured = True
 
     async def close(self) -> None:

@@ -1,0 +1,1 @@
+"""memsync local development stack: Azurite launcher and a local Functions host."""

@@ -1,0 +1,396 @@
+"""Request and response bodies of the HTTP API (CONTRACT section 3), one pydantic model each.
+
+The same models validate requests, shape responses and generate /api/openapi.json, so the document
+cannot drift from the code. Request models are strict: unknown fields are refused, GUIDs must be GUIDs,
+dates must carry a zone, secrets must be non-blank. Our validators raise `PydanticCustomError` whose type
+is the `errors[].code` the client sees, and whose message never contains the input.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    TypeAdapter,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from shared.models import _camel
+
+GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_GUID = re.compile(GUID_PATTERN)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+SECRET_MAX_CHARS = 1024
+MAX_FILTER_TENANTS = 1000
+COMPLIANCE_STATES = (
+    "unknown",
+    "compliant",
+    "noncompliant",
+    "conflict",
+    "error",
+    "inGracePeriod",
+    "configManager",
+)
+
+
+def is_guid(value: object) -> bool:
+    return isinstance(value, str) and _GUID.fullmatch(value) is not None
+
+
+def _guid(value: object) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalidType", "must be a string holding a GUID")
+    if not _GUID.fullmatch(value):
+        raise PydanticCustomError(
+            "invalidGuid", "must be a GUID such as 8f3c2a1e-0b6d-4c5e-9a7f-1d2e3f4a5b6c"
+        )
+    return value.lower()
+
+
+def _secret(value: object) -> SecretStr:
+    # The messages below never include the value: a client secret must not come back in a response.
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalidType", "must be a string (the client secret's Value)")
+    value = value.strip()  # a pasted secret often carries a trailing newline; Entra secrets never do
+    if not value:
+        raise PydanticCustomError("blank", "must not be empty or only whitespace")
+    if len(value) > SECRET_MAX_CHARS:
+        raise PydanticCustomError("invalidLength", f"must be at most {SECRET_MAX_CHARS} characters")
+    if _CONTROL.search(value):
+        raise PydanticCustomError("invalidCharacters", "must not contain control characters")
+    return SecretStr(value)
+
+
+def _expires_on(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalidType", "must be an ISO 8601 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "invalidDateTime", "must be an ISO 8601 date-time with a zone, e.g. 2027-05-01T00:00:00Z"
+        ) from None
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise PydanticCustomError(
+            "invalidDateTime", "must be an ISO 8601 date-time with a zone, e.g. 2027-05-01T00:00:00Z"
+        )
+    parsed = parsed.astimezone(UTC)
+    if parsed <= datetime.now(UTC):
+        raise PydanticCustomError("inThePast", "is in the past; give the secret's real 'Expires' date")
+    return parsed
+
+
+def _display_name(value: object) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalidType", "must be a string")
+    value = value.strip()
+    if not value:
+        raise PydanticCustomError("blank", "must not be empty or only whitespace")
+    if len(value) > 256:
+        raise PydanticCustomError("invalidLength", "must be at most 256 characters")
+    if _CONTROL.search(value):
+        raise PydanticCustomError("invalidCharacters", "must not contain control characters")
+    return value
+
+
+Guid = Annotated[
+    str,
+    BeforeValidator(_guid),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": GUID_PATTERN}),
+]
+SecretValue = Annotated[
+    SecretStr,
+    BeforeValidator(_secret),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": SECRET_MAX_CHARS,
+            "writeOnly": True,
+            "description": "A client secret's Value (not its Secret ID). Stored only in Key Vault.",
+        }
+    ),
+]
+ExpiresOn = Annotated[
+    datetime,
+    BeforeValidator(_expires_on),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the secret expires (ISO 8601 with a zone); in the future.",
+        }
+    ),
+]
+DisplayName = Annotated[
+    str, BeforeValidator(_display_name), WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 256})
+]
+
+
+class RequestModel(BaseModel):
+    """A request body: camelCase names only, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        extra="forbid",
+        hide_input_in_errors=True,
+    )
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(alias_generator=_camel, validate_by_name=True, serialize_by_alias=True)
+
+
+# --- requests ---------------------------------------------------------------------------------------
+
+
+class TenantFilterIn(RequestModel):
+    """Which customer tenants to sync: `include` (empty: all) minus `exclude`."""
+
+    include: list[Guid] = Field(default_factory=list, max_length=MAX_FILTER_TENANTS)
+    exclude: list[Guid] = Field(default_factory=list, max_length=MAX_FILTER_TENANTS)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> TenantFilterIn:
+        if set(self.include) & set(self.exclude):
+            raise PydanticCustomError("conflictingFilter", "names a tenant in both include and exclude")
+        return self
+
+
+class MultiTenantRegistration(RequestModel):
+    """An MSP: a partner app that lists customers, and a multi-tenant sync app consented in each."""
+
+    kind: Literal["multiTenant"]
+    display_name: DisplayName | None = None
+    partner_tenant_id: Guid
+    partner_app_id: Guid
+    partner_app_secret: SecretValue
+    sync_app_id: Guid
+    sync_app_secret: SecretValue
+    include_defender: StrictBool = True
+    partner_app_secret_expires_on: ExpiresOn | None = None
+    sync_app_secret_expires_on: ExpiresOn | None = None
+    tenant_filter: TenantFilterIn | None = None
+
+
+class SingleTenantRegistration(RequestModel):
+    """One tenant, one sync app registered in it."""
+
+    kind: Literal["singleTenant"]
+    display_name: DisplayName | None = None
+    tenant_id: Guid
+    sync_app_id: Guid
+    sync_app_secret: SecretValue
+    include_defender: StrictBool = True
+    sync_app_secret_expires_on: ExpiresOn | None = None
+
+
+Registration = Annotated[MultiTenantRegistration | SingleTenantRegistration, Field(discriminator="kind")]
+REGISTRATION = TypeAdapter(Registration)
+REGISTRATION_TAGS = frozenset({"multiTenant", "singleTenant"})
+
+
+class SecretRotation(RequestModel):
+    """New secret values; each is tried before it replaces the one in use."""
+
+    partner_app_secret: SecretValue | None = None
+    partner_app_secret_expires_on: ExpiresOn | None = None
+    sync_app_secret: SecretValue | None = None
+    sync_app_secret_expires_on: ExpiresOn | None = None
+
+
+class SyncRequest(RequestModel):
+    """Which tenants to sync now; absent means every tenant of the integration."""
+
+    tenant_ids: list[Guid] | None = Field(default=None, min_length=1, max_length=MAX_FILTER_TENANTS)
+
+
+# --- responses --------------------------------------------------------------------------------------
+
+
+class ErrorOut(ResponseModel):
+    code: str
+    message: str
+    action: str
+
+
+class SecretInfo(ResponseModel):
+    """Where a secret lives and when it expires; never its value."""
+
+    name: str = Field(description="The Key Vault secret name.")
+    app_id: str
+    expires_on: datetime | None
+    expires_on_source: Literal["given", "graph", "assumed"]
+
+
+class TenantFilterOut(ResponseModel):
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+
+class IntegrationOut(ResponseModel):
+    id: str
+    kind: Literal["multiTenant", "singleTenant"]
+    display_name: str
+    status: Literal["active", "error", "disabled"]
+    partner_tenant_id: str | None = Field(default=None, description="Multi-tenant only.")
+    tenant_id: str | None = Field(default=None, description="Single-tenant only.")
+    partner_app_id: str | None = Field(default=None, description="Multi-tenant only.")
+    sync_app_id: str
+    include_defender: bool
+    tenant_filter: TenantFilterOut
+    secrets: list[SecretInfo]
+    created_at: datetime
+    error: ErrorOut | None
+
+
+class IntegrationList(ResponseModel):
+    value: list[IntegrationOut]
+    next_link: str | None = Field(default=None, description="Absent on the last page.")
+
+
+class TenantCountsOut(ResponseModel):
+    devices: int = 0
+    software: int = 0
+    defender_machines: int = 0
+
+
+class TenantOut(ResponseModel):
+    tenant_id: str
+    display_name: str | None
+    default_domain_name: str | None
+    status: Literal["pending", "syncing", "ok", "error", "excluded"]
+    last_sync_started_at: datetime | None
+    last_sync_finished_at: datetime | None
+    last_success_at: datetime | None
+    counts: TenantCountsOut
+    error: ErrorOut | None
+
+
+class TenantList(ResponseModel):
+    value: list[TenantOut]
+    next_link: str | None = None
+
+
+class DefenderOut(ResponseModel):
+    machine_id: str | None = None
+    health_status: str | None = None
+    risk_score: str | None = None
+    exposure_level: str | None = None
+    onboarding_status: str | None = None
+    last_seen: datetime | None = None
+
+
+class DeviceOut(ResponseModel):
+    """A hardware asset: an Intune managed device, with its Defender health when matched."""
+
+    id: str = Field(description="Intune managed device id.")
+    tenant_id: str
+    device_name: str | None = None
+    serial_number: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    operating_system: str | None = None
+    os_version: str | None = None
+    compliance_state: str | None = None
+    management_agent: str | None = None
+    owner_type: str | None = None
+    enrolled_date_time: datetime | None = None
+    last_sync_date_time: datetime | None = None
+    user_principal_name: str | None = None
+    azure_a_d_device_id: str | None = Field(default=None, alias="azureADDeviceId")
+    total_storage_space_in_bytes: int | None = None
+    free_storage_space_in_bytes: int | None = None
+    physical_memory_in_bytes: int | None = None
+    wi_fi_mac_address: str | None = Field(default=None, alias="wiFiMacAddress")
+    ethernet_mac_address: str | None = None
+    imei: str | None = None
+    is_encrypted: bool | None = None
+    defender: DefenderOut | None = None
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    removed_at: datetime | None = Field(default=None, description="null while the device is in Intune.")
+
+
+class DeviceList(ResponseModel):
+    value: list[DeviceOut]
+    next_link: str | None = None
+
+
+class SoftwareOut(ResponseModel):
+    """A detected app (software title and version) in one tenant."""
+
+    id: str
+    tenant_id: str
+    display_name: str | None = None
+    version: str | None = None
+    publisher: str | None = None
+    platform: str | None = None
+    size_in_byte: int | None = None
+    device_count: int | None = None
+
+
+class SoftwareList(ResponseModel):
+    value: list[SoftwareOut]
+    next_link: str | None = None
+
+
+class AlertOut(ResponseModel):
+    id: str
+    integration_id: str
+    kind: str = Field(description="secretExpiring, secretExpired, secretInvalid, ...")
+    app_id: str | None
+    expires_on: datetime | None
+    days_left: int | None
+    status: Literal["open", "resolved"]
+    raised_at: datetime
+    message: str
+    action: str
+
+
+class AlertList(ResponseModel):
+    value: list[AlertOut]
+    next_link: str | None = None
+
+
+class SyncAccepted(ResponseModel):
+    integration_id: str
+    trigger: Literal["manual"]
+    queued: int = Field(description="Sync jobs queued, one per tenant.")
+
+
+class HealthOut(ResponseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+    version: str
+    checks: dict[str, Any] = Field(default_factory=dict)
+
+
+class FieldErrorOut(ResponseModel):
+    field: str
+    code: str
+    message: str
+    action: str
+
+
+class ProblemOut(ResponseModel):
+    """An RFC 9457 problem document (`application/problem+json`)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldErrorOut]

@@ -1,0 +1,376 @@
+"""The OpenAPI 3.1 document of CONTRACT section 3, generated from the models that validate and shape it.
+
+OpenAPI 3.1 schemas are JSON Schema 2020-12, which is what pydantic emits, so the components are the
+models' own `model_json_schema` output under `#/components/schemas`.
+https://spec.openapis.org/oas/v3.1.0
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared import __version__
+from shared.api import models as m
+from shared.api.parsing import DEFAULT_TOP, MAX_TOP
+
+_REF = "#/components/schemas/{model}"
+_REQUESTS: tuple[type[BaseModel], ...] = (
+    m.MultiTenantRegistration,
+    m.SingleTenantRegistration,
+    m.SecretRotation,
+    m.SyncRequest,
+)
+_RESPONSES: tuple[type[BaseModel], ...] = (
+    m.IntegrationOut,
+    m.IntegrationList,
+    m.TenantOut,
+    m.TenantList,
+    m.DeviceOut,
+    m.DeviceList,
+    m.SoftwareOut,
+    m.SoftwareList,
+    m.AlertOut,
+    m.AlertList,
+    m.SyncAccepted,
+    m.HealthOut,
+    m.ProblemOut,
+)
+
+
+def _ref(model: type[BaseModel] | str) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model if isinstance(model, str) else model.__name__)}
+
+
+def _json(model: type[BaseModel] | str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _ref(m.ProblemOut)}},
+    }
+
+
+def _param(
+    name: str, where: str, schema: dict[str, Any], description: str, *, required: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path" or required,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_GUID = {"type": "string", "format": "uuid", "pattern": m.GUID_PATTERN}
+ID = _param("id", "path", _GUID, "The integration's id.")
+TENANT_ID = _param("tenantId", "path", _GUID, "A customer tenant's id.")
+TOP = _param(
+    "top",
+    "query",
+    {"type": "integer", "minimum": 1, "maximum": MAX_TOP, "default": DEFAULT_TOP},
+    "Page size.",
+)
+CONTINUATION = _param(
+    "continuation", "query", {"type": "string"}, "Opaque; follow nextLink rather than building it."
+)
+SEARCH = _param("search", "query", {"type": "string", "maxLength": 100}, "Text the name must contain.")
+FORMAT = _param(
+    "format",
+    "query",
+    {"type": "string", "enum": ["json", "csv"]},
+    "csv exports every page as CSV (so does 'Accept: text/csv').",
+)
+
+COMMON_ERRORS = {
+    "400": _problem("The request is not valid; errors[] names each field."),
+    "401": {"description": "The function key is missing or wrong (answered by the Functions host)."},
+    "500": _problem("Unexpected error; the detail carries a reference to search the logs for."),
+}
+BODY_ERRORS = {
+    "413": _problem("The body is larger than 64 KiB."),
+    "415": _problem("The body is not application/json."),
+}
+NOT_FOUND = {"404": _problem("No integration (or tenant) with that id.")}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    tag: str,
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    anonymous: bool = False,
+    errors: bool = True,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": [tag],
+        "parameters": params or [],
+        "responses": dict(responses),
+    }
+    if errors:
+        op["responses"].update(COMMON_ERRORS)
+    if body is not None:
+        op["requestBody"] = body
+    if anonymous:
+        op["security"] = []
+    return op
+
+
+def _paths() -> dict[str, Any]:
+    registration = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [_ref(m.MultiTenantRegistration), _ref(m.SingleTenantRegistration)],
+                    "discriminator": {
+                        "propertyName": "kind",
+                        "mapping": {
+                            "multiTenant": _REF.format(model="MultiTenantRegistration"),
+                            "singleTenant": _REF.format(model="SingleTenantRegistration"),
+                        },
+                    },
+                }
+            }
+        },
+    }
+    asset_params = [ID, TENANT_ID, TOP, CONTINUATION, SEARCH, FORMAT]
+    devices_params = [
+        *asset_params,
+        _param(
+            "removed",
+            "query",
+            {"type": "boolean", "default": False},
+            "true lists devices no longer in Intune (removedAt set) instead of current ones.",
+        ),
+        _param(
+            "complianceState",
+            "query",
+            {"type": "string", "enum": list(m.COMPLIANCE_STATES)},
+            "Only devices in this Intune compliance state.",
+        ),
+    ]
+
+    def csv_or(model: type[BaseModel], description: str) -> dict[str, Any]:
+        return {
+            "description": description,
+            "content": {
+                "application/json": {"schema": _ref(model)},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+
+    return {
+        "/api/integrations": {
+            "post": _op(
+                "registerIntegration",
+                "Register an integration; its credentials are tried first.",
+                {
+                    "201": {
+                        **_json(m.IntegrationOut, "Registered; the first full sync is queued."),
+                        "headers": {
+                            "Location": {
+                                "schema": {"type": "string"},
+                                "description": "/api/integrations/{id}",
+                            }
+                        },
+                    },
+                    "409": _problem("These apps are already registered for this tenant (errors[] names it)."),
+                    "422": _problem(
+                        "Microsoft refused the credentials: invalidSecret, secretExpired, "
+                        "appNotFoundInTenant, consentMissing, permissionMissing, tenantNotFound or "
+                        "unreachable, each with an action."
+                    ),
+                    **BODY_ERRORS,
+                },
+                tag="integrations",
+                body=registration,
+            ),
+            "get": _op(
+                "listIntegrations",
+                "List integrations.",
+                {"200": _json(m.IntegrationList, "A page of integrations.")},
+                tag="integrations",
+                params=[TOP, CONTINUATION],
+            ),
+        },
+        "/api/integrations/{id}": {
+            "get": _op(
+                "getIntegration",
+                "One integration.",
+                {"200": _json(m.IntegrationOut, "The integration."), **NOT_FOUND},
+                tag="integrations",
+                params=[ID],
+            ),
+            "delete": _op(
+                "deleteIntegration",
+                "Stop syncing and delete the integration's secrets from Key Vault.",
+                {
+                    "204": {"description": "Removed (status disabled); assets kept unless purgeAssets=true."},
+                    **NOT_FOUND,
+                },
+                tag="integrations",
+                params=[
+                    ID,
+                    _param(
+                        "purgeAssets",
+                        "query",
+                        {"type": "boolean", "default": False},
+                        "Also delete the integration's record, tenants, devices and software.",
+                    ),
+                ],
+            ),
+        },
+        "/api/integrations/{id}/secrets": {
+            "put": _op(
+                "rotateSecrets",
+                "Give new secrets; they are tried before they replace the old ones.",
+                {
+                    "200": _json(m.IntegrationOut, "The secrets were replaced."),
+                    **NOT_FOUND,
+                    "409": _problem("The integration was removed."),
+                    "422": _problem("Microsoft refused a new secret; nothing changed."),
+                    **BODY_ERRORS,
+                },
+                tag="integrations",
+                params=[ID],
+                body={"required": True, "content": {"application/json": {"schema": _ref(m.SecretRotation)}}},
+            ),
+        },
+        "/api/integrations/{id}/sync": {
+            "post": _op(
+                "syncIntegration",
+                "Queue a sync of every tenant, or of the tenants named.",
+                {
+                    "202": _json(m.SyncAccepted, "Queued."),
+                    **NOT_FOUND,
+                    "409": _problem("The integration was removed."),
+                    **BODY_ERRORS,
+                },
+                tag="integrations",
+                params=[ID],
+                body={"required": False, "content": {"application/json": {"schema": _ref(m.SyncRequest)}}},
+            ),
+        },
+        "/api/integrations/{id}/tenants": {
+            "get": _op(
+                "listTenants",
+                "Per-tenant sync status.",
+                {
+                    "200": _json(m.TenantList, "A page of tenants."),
+                    **NOT_FOUND,
+                },
+                tag="tenants",
+                params=[ID, TOP, CONTINUATION],
+            ),
+        },
+        "/api/integrations/{id}/tenants/{tenantId}/devices": {
+            "get": _op(
+                "listDevices",
+                "A tenant's devices (hardware assets).",
+                {
+                    "200": csv_or(m.DeviceList, "A page of devices, or every device as CSV."),
+                    **NOT_FOUND,
+                },
+                tag="assets",
+                params=devices_params,
+            ),
+        },
+        "/api/integrations/{id}/tenants/{tenantId}/software": {
+            "get": _op(
+                "listSoftware",
+                "A tenant's software titles (Intune detected apps).",
+                {
+                    "200": csv_or(m.SoftwareList, "A page of software, or every title as CSV."),
+                    **NOT_FOUND,
+                },
+                tag="assets",
+                params=asset_params,
+            ),
+        },
+        "/api/alerts": {
+            "get": _op(
+                "listAlerts",
+                "Raised secret-expiry and credential alerts.",
+                {
+                    "200": _json(m.AlertList, "A page of alerts."),
+                },
+                tag="alerts",
+                params=[TOP, CONTINUATION],
+            ),
+        },
+        "/api/health": {
+            "get": _op(
+                "getHealth",
+                "Whether storage and Key Vault answer.",
+                {"200": _json(m.HealthOut, "Health report.")},
+                tag="health",
+                anonymous=True,
+                errors=False,
+            ),
+        },
+        "/api/openapi.json": {
+            "get": _op(
+                "getOpenApi",
+                "This document.",
+                {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+                tag="health",
+                anonymous=True,
+                errors=False,
+            ),
+        },
+    }
+
+
+@lru_cache(maxsize=1)
+def build_openapi() -> dict[str, Any]:
+    """The whole document; built once per process (about 20 ms), then served from memory."""
+    _, schemas = models_json_schema(
+        [(model, "validation") for model in _REQUESTS] + [(model, "serialization") for model in _RESPONSES],
+        ref_template=_REF,
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "memsync",
+            "version": __version__,
+            "description": "Syncs MSP customer tenants' Intune devices and software and Defender health "
+            "into Table Storage. Errors are RFC 9457 problem documents (application/problem+json).",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"functionKey": []}, {"functionKeyQuery": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {
+                "functionKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "An Azure Functions function or host key.",
+                },
+                "functionKeyQuery": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "code",
+                    "description": "The same key as a query parameter.",
+                },
+            },
+        },
+    }

@@ -1,0 +1,123 @@
+"""Records as the API shows them: CONTRACT's fields, camelCase, never a secret value."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shared.api.models import (
+    DeviceOut,
+    ErrorOut,
+    IntegrationOut,
+    SecretInfo,
+    SoftwareOut,
+    TenantCountsOut,
+    TenantFilterOut,
+    TenantOut,
+)
+from shared.models import CustomerTenant, ErrorModel, Integration, IntegrationKind
+
+
+def _error(error: ErrorModel | None) -> ErrorOut | None:
+    return None if error is None else ErrorOut(code=error.code, message=error.message, action=error.action)
+
+
+def integration_view(integration: Integration) -> dict[str, Any]:
+    view = IntegrationOut(
+        id=integration.id,
+        kind=integration.kind.value,
+        display_name=integration.display_name,
+        status=integration.status.value,
+        partner_tenant_id=integration.partner_tenant_id,
+        tenant_id=integration.tenant_id,
+        partner_app_id=integration.partner_app_id,
+        sync_app_id=integration.sync_app_id,
+        include_defender=integration.include_defender,
+        tenant_filter=TenantFilterOut.model_validate(integration.tenant_filter.model_dump()),
+        secrets=[
+            SecretInfo(
+                name=s.name, app_id=s.app_id, expires_on=s.expires_on, expires_on_source=s.expires_on_source
+            )
+            for s in integration.secrets
+        ],
+        created_at=integration.created_at,
+        error=_error(integration.error),
+    )
+    # CONTRACT: "partnerTenantId or tenantId" - a field that does not apply to the kind is left out.
+    multi = integration.kind == IntegrationKind.MULTI_TENANT
+    omit = {"tenantId"} if multi else {"partnerTenantId", "partnerAppId"}
+    data = view.model_dump(mode="json", by_alias=True)
+    return {k: v for k, v in data.items() if k not in omit}
+
+
+def tenant_view(tenant: CustomerTenant) -> dict[str, Any]:
+    return TenantOut(
+        tenant_id=tenant.tenant_id,
+        display_name=tenant.display_name,
+        default_domain_name=tenant.default_domain_name,
+        status=tenant.status.value,
+        last_sync_started_at=tenant.last_sync_started_at,
+        last_sync_finished_at=tenant.last_sync_finished_at,
+        last_success_at=tenant.last_success_at,
+        counts=TenantCountsOut.model_validate(tenant.counts.model_dump()),
+        error=_error(tenant.error),
+    ).model_dump(mode="json", by_alias=True)
+
+
+def _aliases(model: type[DeviceOut] | type[SoftwareOut]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+DEVICE_COLUMNS = [c for c in _aliases(DeviceOut) if c != "defender"] + [
+    "defender.machineId",
+    "defender.healthStatus",
+    "defender.riskScore",
+    "defender.exposureLevel",
+    "defender.onboardingStatus",
+    "defender.lastSeen",
+]
+SOFTWARE_COLUMNS = _aliases(SoftwareOut)
+
+# A cell that a spreadsheet would run as a formula (OWASP "CSV injection"): prefix it with a quote.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _row(asset: Mapping[str, Any], columns: list[str]) -> list[str]:
+    row = []
+    for column in columns:
+        head, _, sub = column.partition(".")
+        value = asset.get(head)
+        if sub:
+            value = value.get(sub) if isinstance(value, Mapping) else None
+        row.append(_cell(value))
+    return row
+
+
+class CsvWriter:
+    """CSV text, a header then one row per asset; `chunk()` hands out what was written so far."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self._columns = columns
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")  # RFC 4180 line ends
+        self._writer.writerow(columns)
+
+    def write(self, assets: Iterable[Mapping[str, Any]]) -> None:
+        for asset in assets:
+            self._writer.writerow(_row(asset, self._columns))
+
+    def text(self) -> str:
+        return self._buffer.getvalue()

@@ -1,0 +1,270 @@
+"""Intune managed devices (Graph v1.0) and Defender machines -> the CONTRACT's Device asset.
+
+Field names follow Graph v1.0: the owner is `managedDeviceOwnerType` there (`ownerType` is beta only).
+https://learn.microsoft.com/graph/api/resources/intune-devices-manageddevice
+Date-times are kept exactly as Microsoft wrote them (Intune gives 7 fractional digits and an offset),
+so what is stored compares equal to what Graph returned.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# The properties memsync reads from the list (its `$select`): exactly the CONTRACT's Intune fields.
+MANAGED_DEVICE_SELECT: tuple[str, ...] = (
+    "id",
+    "deviceName",
+    "serialNumber",
+    "manufacturer",
+    "model",
+    "operatingSystem",
+    "osVersion",
+    "complianceState",
+    "managementAgent",
+    "managedDeviceOwnerType",
+    "enrolledDateTime",
+    "lastSyncDateTime",
+    "userPrincipalName",
+    "azureADDeviceId",
+    "totalStorageSpaceInBytes",
+    "freeStorageSpaceInBytes",
+    "physicalMemoryInBytes",
+    "wiFiMacAddress",
+    "ethernetMacAddress",
+    "imei",
+    "isEncrypted",
+)
+
+COMPLIANCE_STATES = frozenset(
+    {"unknown", "compliant", "noncompliant", "conflict", "error", "inGracePeriod", "configManager"}
+)
+
+_STRING_FIELDS = (
+    "deviceName",
+    "manufacturer",
+    "model",
+    "operatingSystem",
+    "osVersion",
+    "complianceState",
+    "managementAgent",
+    "enrolledDateTime",
+    "lastSyncDateTime",
+    "userPrincipalName",
+    "azureADDeviceId",
+    "wiFiMacAddress",
+    "ethernetMacAddress",
+    "imei",
+)
+_INT_FIELDS = ("totalStorageSpaceInBytes", "freeStorageSpaceInBytes", "physicalMemoryInBytes")
+
+# Values firmware vendors leave in the SMBIOS serial field. Matching assets by these would merge
+# unrelated machines, so they are flagged (`serialPlaceholder`), never trusted as an identity.
+_PLACEHOLDER_SERIALS = frozenset(
+    {
+        "",
+        "DEFAULT STRING",
+        "TO BE FILLED BY O.E.M.",
+        "TO BE FILLED BY OEM",
+        "SYSTEM SERIAL NUMBER",
+        "SERIAL NUMBER",
+        "CHASSIS SERIAL NUMBER",
+        "NONE",
+        "N/A",
+        "NA",
+        "NULL",
+        "UNKNOWN",
+        "NOT SPECIFIED",
+        "NOT APPLICABLE",
+        "NOT AVAILABLE",
+        "INVALID",
+        "OEM",
+        "O.E.M.",
+        "123456789",
+        "0123456789",
+        "1234567890",
+        "XXXXXXXXXX",
+    }
+)
+_ALL_SAME = re.compile(r"^(.)\1*$")
+_NOT_ALNUM = re.compile(r"[^0-9A-Z]")
+# Row keys may not hold / \ # ? or control characters (Table Storage naming rules); memsync also keeps
+# them printable ASCII not starting with "~", so its own marker rows ("~...") sort after every asset.
+_SAFE_ID = re.compile(r"^[!-}][ -~]{0,254}$")
+_FORBIDDEN_IN_KEY = re.compile(r"[/\\#?]")
+
+
+class SkippedRecord(ValueError):
+    """A listed record that cannot become an asset (missing id, wrong types); counted, not fatal."""
+
+
+def normalise_serial(value: Any) -> str | None:
+    """Serial numbers as compared across tools: trimmed and upper-cased; None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SkippedRecord(f"serialNumber is {type(value).__name__}, not a string")
+    return value.strip().upper()
+
+
+def is_placeholder_serial(serial: str | None) -> bool:
+    """True for the empty, the OEM defaults and the repeated-digit serials ("0", "00000000", ...)."""
+    if serial is None:
+        return True
+    s = serial.strip().upper()
+    if s in _PLACEHOLDER_SERIALS:
+        return True
+    # "0", "000000", "0000-0000", "FFFFFFFF", "--------": one character repeated is no identity.
+    core = _NOT_ALNUM.sub("", s)
+    return not core or bool(_ALL_SAME.match(core))
+
+
+def safe_id(value: Any) -> str:
+    if not isinstance(value, str) or not _SAFE_ID.match(value) or _FORBIDDEN_IN_KEY.search(value):
+        raise SkippedRecord("id is missing or not a usable identifier")
+    return value
+
+
+def _string(raw: dict[str, Any], name: str) -> str | None:
+    value = raw.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise SkippedRecord(f"{name} is {type(value).__name__}, not a string")
+
+
+def _int(raw: dict[str, Any], name: str) -> int | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise SkippedRecord(f"{name} is not a whole number")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class DefenderSummary:
+    """What memsync keeps of a Defender for Endpoint machine."""
+
+    machine_id: str
+    health_status: str | None
+    risk_score: str | None
+    exposure_level: str | None
+    onboarding_status: str | None
+    last_seen: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machineId": self.machine_id,
+            "healthStatus": self.health_status,
+            "riskScore": self.risk_score,
+            "exposureLevel": self.exposure_level,
+            "onboardingStatus": self.onboarding_status,
+            "lastSeen": self.last_seen,
+        }
+
+
+def defender_summary(machine: dict[str, Any]) -> tuple[str, DefenderSummary] | None:
+    """(lower-cased aadDeviceId, summary) of a machine, or None when it cannot be joined to Intune."""
+    machine_id = machine.get("id")
+    aad = machine.get("aadDeviceId")
+    if not isinstance(machine_id, str) or not machine_id or not isinstance(aad, str) or not aad.strip():
+        return None
+
+    def text(name: str) -> str | None:
+        value = machine.get(name)
+        return value if isinstance(value, str) else None
+
+    summary = DefenderSummary(
+        machine_id=machine_id,
+        health_status=text("healthStatus"),
+        risk_score=text("riskScore"),
+        exposure_level=text("exposureLevel"),
+        onboarding_status=text("onboardingStatus"),
+        last_seen=text("lastSeen"),
+    )
+    return aad.strip().lower(), summary
+
+
+class DefenderIndex:
+    """Defender machines by Entra device id. A re-onboarded device has several machines: keep the
+    one seen last (ISO-8601 UTC strings of one format order as their instants)."""
+
+    def __init__(self) -> None:
+        self._by_aad: dict[str, DefenderSummary] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_aad)
+
+    def add(self, machine: dict[str, Any]) -> bool:
+        found = defender_summary(machine)
+        if found is None:
+            return False
+        aad, summary = found
+        current = self._by_aad.get(aad)
+        if current is None or (summary.last_seen or "") > (current.last_seen or ""):
+            self._by_aad[aad] = summary
+        return True
+
+    def match(self, azure_ad_device_id: str | None) -> DefenderSummary | None:
+        if not azure_ad_device_id:
+            return None
+        return self._by_aad.get(azure_ad_device_id.strip().lower())
+
+
+def map_device(
+    raw: dict[str, Any], *, tenant_id: str, defender: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One Graph v1.0 managedDevice -> the CONTRACT Device fields (without the bookkeeping dates).
+
+    Raises `SkippedRecord` for a record without a usable id or with fields of the wrong type.
+    `physicalMemoryInBytes` 0 in a list response means "not listed" (FACTS.md), so it maps to None.
+    """
+    if not isinstance(raw, dict):
+        raise SkippedRecord("record is not an object")
+    device: dict[str, Any] = {"id": safe_id(raw.get("id")), "tenantId": tenant_id}
+    for name in _STRING_FIELDS:
+        device[name] = _string(raw, name)
+    serial = normalise_serial(raw.get("serialNumber"))
+    device["serialNumber"] = serial or None
+    device["serialPlaceholder"] = is_placeholder_serial(serial)
+    device["ownerType"] = _string(raw, "managedDeviceOwnerType")
+    for name in _INT_FIELDS:
+        device[name] = _int(raw, name)
+    if device["physicalMemoryInBytes"] == 0:
+        device["physicalMemoryInBytes"] = None
+    encrypted = raw.get("isEncrypted")
+    if encrypted is not None and not isinstance(encrypted, bool):
+        raise SkippedRecord("isEncrypted is not a boolean")
+    device["isEncrypted"] = encrypted
+    device["defender"] = defender
+    return device
+
+
+# The order of the CONTRACT's Device fields, for responses.
+DEVICE_FIELDS: tuple[str, ...] = (
+    "id",
+    "tenantId",
+    "deviceName",
+    "serialNumber",
+    "serialPlaceholder",
+    "manufacturer",
+    "model",
+    "operatingSystem",
+    "osVersion",
+    "complianceState",
+    "managementAgent",
+    "ownerType",
+    "enrolledDateTime",
+    "lastSyncDateTime",
+    "userPrincipalName",
+    "azureADDeviceId",
+    "totalStorageSpaceInBytes",
+    "freeStorageSpaceInBytes",
+    "physicalMemoryInBytes",
+    "wiFiMacAddress",
+    "ethernetMacAddress",
+    "imei",
+    "isEncrypted",
+    "defender",
+)

@@ -1,0 +1,366 @@
+"""Fan-out: every customer tenant of every enabled integration gets one job on `memsync-sync`.
+
+Multi-tenant integrations discover their customers in the partner tenant, as the partner app:
+Partner Center `/v1/customers` and Graph `/contracts` and `/tenantRelationships/delegatedAdminCustomers`
+(GDAP), merged by tenant id. Single-tenant integrations have their one tenant. Each tenant is recorded
+in the TenantStore (names, how it was found, `relationshipToPartner`); the integration's `tenantFilter`
+marks tenants `excluded`; a tenant that a *complete* discovery no longer lists gets `missingSince` and is
+no longer queued by the schedule.
+
+A discovery failure does not stop the fan-out: the integration is marked with the actionable error
+(status `error` when nothing could be listed; the error noted, status unchanged, when one source of
+three failed) and the tenants already known are synced. Its messages start with "Customer discovery",
+which is how a later successful discovery knows which error it may clear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shared.auth import AppCredential
+from shared.clients.graph import GraphClient, graph_error
+from shared.clients.partner_center import PartnerCenterClient
+from shared.errors import ActionableError, ErrorCode, throttled, unreachable
+from shared.http import ApiClient, ApiError, Budget, CallStats, FatalApiError, RetriableApiError
+from shared.mapping.tenants import (
+    SINGLE,
+    DiscoveredTenant,
+    from_contract,
+    from_delegated_admin_customer,
+    from_partner_center_customer,
+    merge_tenants,
+)
+from shared.models import (
+    AppRole,
+    CustomerTenant,
+    ErrorModel,
+    Integration,
+    IntegrationKind,
+    IntegrationStatus,
+    TenantStatus,
+)
+from shared.services.tenant_sync import LEASE_MINUTES
+from shared.stores.integrations import is_stale
+from shared.stores.queues import SyncJob, Trigger
+from shared.stores.tables import utcnow
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DISCOVERY_BUDGET_SECONDS = 120.0
+DISCOVERY_PREFIX = "Customer discovery"
+TENANT_WRITES_IN_FLIGHT = 32
+WRITE_ATTEMPTS = 4
+CREDENTIAL_CODES = frozenset({ErrorCode.SECRET_EXPIRED, ErrorCode.INVALID_SECRET})
+
+
+@dataclass
+class Discovery:
+    tenants: dict[str, DiscoveredTenant]
+    sources: int = 1
+    errors: list[ActionableError] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors
+
+    @property
+    def failed(self) -> bool:
+        """Nothing could be listed at all."""
+        return len(self.errors) >= self.sources
+
+
+# -- discovery -----------------------------------------------------------------------------------
+
+
+async def _partner_credential(rt: Runtime, integration: Integration) -> AppCredential:
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+
+    from shared.clients.keyvault import secret_name
+
+    if not integration.partner_app_id:
+        raise ActionableError(ErrorCode.INVALID_SECRET, "The integration has no partner app id.",
+                              "Register the integration again with its partner app.")
+    try:
+        secret = await rt.secrets.get_secret(secret_name(integration.id, AppRole.PARTNER))
+    except ResourceNotFoundError:
+        raise ActionableError(
+            ErrorCode.INVALID_SECRET,
+            f"The partner app's secret of integration {integration.id} is not in Key Vault.",
+            "Give memsync the partner app's secret again with PUT /api/integrations/{id}/secrets.",
+        ) from None
+    except (ServiceRequestError, HttpResponseError) as exc:
+        raise unreachable("Azure Key Vault", type(exc).__name__) from None
+    return AppCredential(integration.partner_app_id, secret, label="partner app")
+
+
+def _source_error(exc: BaseException, *, area: str, tenant_id: str, app_id: str) -> ActionableError:
+    if isinstance(exc, ActionableError):
+        return exc
+    if isinstance(exc, RetriableApiError):
+        service = "Partner Center" if area == "partnerCenter" else "Microsoft Graph"
+        return throttled(service) if exc.throttled else unreachable(service, str(exc))
+    if isinstance(exc, FatalApiError) and area == "partnerCenter":
+        if exc.status in (401, 403):
+            return ActionableError(
+                ErrorCode.PERMISSION_MISSING,
+                f"Partner Center refused the partner app {app_id} (HTTP {exc.status}).",
+                "In Partner Center > Account settings > App management, register the partner app as a "
+                "web app of the partner account, and grant it the Partner Center API permission "
+                "(user_impersonation) with admin consent in the partner tenant.",
+            )
+        return ActionableError(ErrorCode.DISCOVERY_FAILED,
+                               f"Partner Center answered HTTP {exc.status} to GET /v1/customers.",
+                               "Retry later; if it persists, check the Partner Center status page.",
+                               retriable=False)
+    assert isinstance(exc, ApiError)
+    return graph_error(exc, area=area, tenant_id=tenant_id, app_id=app_id)
+
+
+async def _collect(
+    pages: AsyncIterator[list[dict[str, Any]]],
+    convert: Callable[[dict[str, Any]], DiscoveredTenant | None],
+) -> list[DiscoveredTenant]:
+    found: list[DiscoveredTenant] = []
+    async for page in pages:
+        found.extend(t for t in (convert(item) for item in page) if t is not None)
+    return found
+
+
+async def discover_customers(rt: Runtime, integration: Integration, stats: CallStats) -> Discovery:
+    """The integration's customer tenants, and what could not be listed."""
+    if integration.kind == IntegrationKind.SINGLE_TENANT:
+        tid = integration.home_tenant_id.lower()
+        return Discovery({tid: DiscoveredTenant(tid, discovered_by=[SINGLE])})
+    partner_tenant = integration.home_tenant_id
+    try:
+        app = await _partner_credential(rt, integration)
+    except ActionableError as exc:
+        return Discovery({}, sources=1, errors=[exc])
+    settings = rt.settings
+    budget = Budget(DISCOVERY_BUDGET_SECONDS)
+
+    def api(service: str, scope: str) -> ApiClient:
+        async def token(fresh: bool) -> str:
+            return await rt.tokens.get_token(partner_tenant, app, scope, fresh=fresh)
+
+        return ApiClient(rt.http, service=service, token=token, budget=budget, stats=stats,
+                         limiter=rt.limits.bucket("partnerDirectory", partner_tenant, app.app_id))
+
+    partner_center = PartnerCenterClient(settings.partner_center_url,
+                                         api("partnerCenter", settings.cloud.partner_center_scope))
+    graph = GraphClient(settings.graph_url + "/v1.0", directory=api("graph", settings.cloud.graph_scope))
+    sources = {
+        "partnerCenter": _collect(partner_center.customers(), from_partner_center_customer),
+        "contracts": _collect(graph.contracts(), from_contract),
+        "gdap": _collect(graph.delegated_admin_customers(), from_delegated_admin_customer),
+    }
+    results = await asyncio.gather(*sources.values(), return_exceptions=True)
+    found: list[DiscoveredTenant] = []
+    errors: list[ActionableError] = []
+    for area, result in zip(sources, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, ApiError | ActionableError):
+                raise result
+            error = _source_error(result, area=area, tenant_id=partner_tenant, app_id=app.app_id)
+            log.warning("integration %s: discovery through %s failed: %s", integration.id, area,
+                        error.info.message)
+            errors.append(error)
+        else:
+            found.extend(result)
+    return Discovery(merge_tenants(found), sources=len(sources), errors=errors)
+
+
+# -- recording -----------------------------------------------------------------------------------
+
+
+async def _update_tenant(
+    rt: Runtime, integration_id: str, tenant_id: str,
+    change: Callable[[CustomerTenant], CustomerTenant | None],
+) -> CustomerTenant | None:
+    """ETag-guarded read-change-write; `change` returns None when nothing needs writing."""
+    for _ in range(WRITE_ATTEMPTS):
+        found = await rt.tenants.get_tenant_with_etag(integration_id, tenant_id)
+        if found is None:
+            return None
+        current, etag = found
+        updated = change(current)
+        if updated is None or updated == current:
+            return current
+        if await rt.tenants.replace_if_unchanged(updated, etag):
+            return updated
+    log.warning("tenant %s of %s kept changing; discovery data not written", tenant_id, integration_id)
+    return None
+
+
+def _desired(
+    current: CustomerTenant, found: DiscoveredTenant | None, *, admitted: bool, complete: bool, now: Any
+) -> CustomerTenant | None:
+    update: dict[str, Any] = {}
+    if found is not None:
+        if sorted(found.discovered_by) != sorted(current.discovered_by):
+            update["discovered_by"] = list(found.discovered_by)
+        if found.relationship and found.relationship != current.relationship:
+            update["relationship"] = found.relationship
+        # The tenant's own /organization (read by the sync) wins over the partner's snapshots.
+        if not current.display_name and found.display_name:
+            update["display_name"] = found.display_name
+        if not current.default_domain_name and found.default_domain_name:
+            update["default_domain_name"] = found.default_domain_name
+        if current.missing_since is not None:
+            update["missing_since"] = None
+    elif complete and current.missing_since is None:
+        update["missing_since"] = now
+    if not admitted and current.status != TenantStatus.EXCLUDED:
+        update["status"] = TenantStatus.EXCLUDED
+    elif admitted and current.status == TenantStatus.EXCLUDED:
+        update["status"] = TenantStatus.PENDING
+    return current.model_copy(update=update) if update else None
+
+
+async def record_tenants(rt: Runtime, integration: Integration, discovery: Discovery) -> list[CustomerTenant]:
+    """Write what discovery learned; returns every tenant of the integration as now recorded."""
+    known = {t.tenant_id.lower(): t for t in await rt.tenants.list_tenants(integration.id)}
+    now = utcnow()
+    slots = asyncio.Semaphore(TENANT_WRITES_IN_FLIGHT)
+
+    async def one(tid: str) -> CustomerTenant | None:
+        found = discovery.tenants.get(tid)
+        admitted = integration.tenant_filter.admits(tid)
+        current = known.get(tid)
+        async with slots:
+            if current is None and found is not None:
+                fresh = CustomerTenant(
+                    integration_id=integration.id, tenant_id=tid, display_name=found.display_name,
+                    default_domain_name=found.default_domain_name, discovered_by=list(found.discovered_by),
+                    relationship=found.relationship,
+                    status=TenantStatus.PENDING if admitted else TenantStatus.EXCLUDED,
+                )
+                if await rt.tenants.create_if_absent(fresh):
+                    return fresh
+            elif current is not None and _desired(current, found, admitted=admitted,
+                                                  complete=discovery.complete, now=now) is None:
+                return current
+            return await _update_tenant(
+                rt, integration.id, tid,
+                lambda c: _desired(c, found, admitted=admitted, complete=discovery.complete, now=now),
+            )
+
+    ids = sorted(set(known) | set(discovery.tenants))
+    results = await asyncio.gather(*(one(tid) for tid in ids))
+    return [t for t in results if t is not None]
+
+
+async def _mark_integration(rt: Runtime, integration_id: str, discovery: Discovery) -> None:
+    """Note a discovery failure on the integration, or clear the one a previous discovery noted."""
+    for _ in range(WRITE_ATTEMPTS):
+        found = await rt.integrations.get_integration_with_etag(integration_id)
+        if found is None:
+            return
+        current, etag = found
+        update: dict[str, Any] = {}
+        ours = current.error is not None and current.error.message.startswith(DISCOVERY_PREFIX)
+        if discovery.errors:
+            first = discovery.errors[0].info
+            how = "failed" if discovery.failed else "incomplete"
+            model = ErrorModel(code=first.code.value, message=f"{DISCOVERY_PREFIX} {how}: {first.message}",
+                               action=first.action.replace("{id}", integration_id))
+            if current.error != model:
+                update["error"] = model
+            if discovery.failed and current.status == IntegrationStatus.ACTIVE:
+                update["status"] = IntegrationStatus.ERROR
+        elif ours:
+            update["error"] = None
+            if current.status == IntegrationStatus.ERROR:
+                update["status"] = IntegrationStatus.ACTIVE
+        if not update:
+            return
+        if await rt.integrations.replace_integration_if_unchanged(current.model_copy(update=update), etag):
+            return
+
+
+async def _credential_alert(rt: Runtime, integration: Integration, error: ActionableError) -> None:
+    try:
+        from shared.services.alerting import raise_credential_alert
+    except ImportError:
+        return
+    try:
+        await raise_credential_alert(rt, integration, AppRole.PARTNER, error)
+    except Exception:  # an alert that cannot be sent must not stop the fan-out
+        log.exception("integration %s: raising the partner credential alert failed", integration.id)
+
+
+# -- enqueueing ----------------------------------------------------------------------------------
+
+
+def _queueable(tenant: CustomerTenant, integration: Integration, *, named: bool) -> bool:
+    if tenant.status == TenantStatus.EXCLUDED or not integration.tenant_filter.admits(tenant.tenant_id):
+        return False
+    if tenant.missing_since is not None and not named:
+        return False
+    # A sync still running (lease not expired) is not queued again.
+    return not (tenant.status == TenantStatus.SYNCING
+                and not is_stale(tenant.last_sync_started_at, minutes=LEASE_MINUTES))
+
+
+async def enqueue_integration(
+    rt: Runtime, integration: Integration, trigger: Trigger, tenant_ids: list[str] | None = None
+) -> int:
+    """Queue one sync job per tenant of the integration (or per named tenant); returns how many.
+
+    Without `tenant_ids` the customers are discovered first. With them, the known tenants named are
+    queued (unknown ones are skipped). Discovery failures are recorded on the integration, not raised.
+    """
+    if integration.status == IntegrationStatus.DISABLED:
+        return 0
+    if tenant_ids is None:
+        stats = CallStats()
+        discovery = await discover_customers(rt, integration, stats)
+        await _mark_integration(rt, integration.id, discovery)
+        for error in discovery.errors:
+            if error.code in CREDENTIAL_CODES:
+                await _credential_alert(rt, integration, error)
+                break
+        tenants = await record_tenants(rt, integration, discovery)
+        log.info("integration %s: %d tenant(s) known, discovery %s (%d requests)", integration.id,
+                 len(tenants), "complete" if discovery.complete else "incomplete", stats.requests)
+        targets = [t for t in tenants if _queueable(t, integration, named=False)]
+    else:
+        wanted = {t.lower() for t in tenant_ids}
+        known = await rt.tenants.list_tenants(integration.id)
+        targets = [t for t in known
+                   if t.tenant_id.lower() in wanted and _queueable(t, integration, named=True)]
+    run_id = str(uuid.uuid4())
+    jobs = [
+        SyncJob.model_validate({"integrationId": integration.id, "tenantId": t.tenant_id.lower(),
+                                "runId": run_id, "trigger": trigger})
+        for t in targets
+    ]
+    queued = await rt.queue.enqueue(jobs) if jobs else 0
+    log.info("integration %s: %d sync job(s) queued (run %s, %s)", integration.id, queued, run_id, trigger)
+    return queued
+
+
+async def enqueue_all(rt: Runtime, trigger: Trigger = "schedule") -> dict[str, Any]:
+    """The scheduled fan-out over every enabled integration; one integration's failure is its own."""
+    integrations = [i for i in await rt.integrations.list_integrations()
+                    if i.status != IntegrationStatus.DISABLED]
+    results = await asyncio.gather(*(enqueue_integration(rt, i, trigger) for i in integrations),
+                                   return_exceptions=True)
+    report: dict[str, Any] = {}
+    for integration, result in zip(integrations, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            log.error("integration %s: fan-out failed: %s: %s", integration.id, type(result).__name__, result)
+            report[integration.id] = {"error": type(result).__name__}
+        else:
+            report[integration.id] = {"queued": result}
+    return report

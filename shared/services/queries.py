@@ -1,0 +1,159 @@
+"""Reads behind the API: integrations, tenant status, and a tenant's devices and software.
+
+Every id reaching here was validated as a GUID by the parser; stores build their queries from those
+values only. Lists page with the store's own continuation, wrapped by the API layer in an opaque token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from shared.api.problems import FieldError, invalid_request, not_found
+from shared.models import CustomerTenant, Integration
+
+if TYPE_CHECKING:
+    from shared.api.parsing import AssetQuery
+    from shared.runtime import Runtime
+
+EXPORT_PAGE = 1000
+EXPORT_MAX_ROWS = 500_000  # a CSV export stops here rather than exhausting the worker's memory
+
+
+async def load_integration(rt: Runtime, integration_id: str) -> Integration:
+    integration = await rt.integrations.get_integration(integration_id)
+    if integration is None:
+        raise not_found("integration", "id", "List the integrations with GET /api/integrations.")
+    return integration
+
+
+async def list_integrations(
+    rt: Runtime, *, top: int, after: Any
+) -> tuple[list[Integration], list[str] | None]:
+    """A page of integrations, oldest first; the position is the (createdAt, id) of the last one shown.
+
+    An MSP has a handful of integrations, so they are read whole and paged in memory.
+    """
+    ordered = sorted(
+        await rt.integrations.list_integrations(), key=lambda i: (i.created_at.isoformat(), i.id)
+    )
+    if isinstance(after, list) and len(after) == 2 and all(isinstance(p, str) for p in after):
+        ordered = [i for i in ordered if (i.created_at.isoformat(), i.id) > (after[0], after[1])]
+    page = ordered[:top]
+    more = len(ordered) > top
+    return page, ([page[-1].created_at.isoformat(), page[-1].id] if more and page else None)
+
+
+def _table_position(value: Any) -> dict[str, str] | None:
+    """A Table Storage continuation (NextPartitionKey / NextRowKey) that came back from a client."""
+    if not isinstance(value, dict) or not value:
+        return None
+    allowed = {"PartitionKey", "RowKey"}
+    if set(value) - allowed or not all(isinstance(v, str) and len(v) <= 1024 for v in value.values()):
+        return None
+    return {str(k): str(v) for k, v in value.items()}
+
+
+async def list_tenants(
+    rt: Runtime, integration_id: str, *, top: int, continuation: Any
+) -> tuple[list[CustomerTenant], Any]:
+    await load_integration(rt, integration_id)
+    async for tenants, next_token in rt.tenants.iter_tenant_page(
+        integration_id, top=top, continuation=_table_position(continuation)
+    ):
+        return tenants, next_token or None
+    return [], None
+
+
+async def _load_tenant(rt: Runtime, integration_id: str, tenant_id: str) -> None:
+    await load_integration(rt, integration_id)
+    if await rt.tenants.get_tenant(integration_id, tenant_id) is None:
+        raise not_found(
+            "tenant in this integration",
+            "tenantId",
+            "List the integration's tenants with GET /api/integrations/{id}/tenants.",
+        )
+
+
+@asynccontextmanager
+async def _store_query() -> AsyncIterator[None]:
+    """The asset store refuses a parameter it cannot use with `InvalidQuery`; that is a 400."""
+    from shared.stores.assets import InvalidQuery
+
+    try:
+        yield
+    except InvalidQuery as exc:
+        raise invalid_request(
+            [
+                FieldError(
+                    exc.field, "invalidValue", str(exc), "Correct the query parameter; see /api/openapi.json."
+                )
+            ]
+        ) from None
+
+
+def _asset_store(rt: Runtime) -> Any:
+    from shared.stores.assets import AssetStore  # the sync area's store; imported when first used
+
+    return AssetStore(rt.tables)
+
+
+async def list_devices(
+    rt: Runtime, integration_id: str, tenant_id: str, query: AssetQuery
+) -> tuple[list[dict[str, Any]], str | None]:
+    await _load_tenant(rt, integration_id, tenant_id)
+    return await _device_page(
+        _asset_store(rt), integration_id, tenant_id, query, query.top, query.continuation
+    )
+
+
+async def _device_page(
+    store: Any, integration_id: str, tenant_id: str, query: AssetQuery, top: int, continuation: Any
+) -> tuple[list[dict[str, Any]], str | None]:
+    async with _store_query():
+        items, token = await store.list_devices(
+            integration_id,
+            tenant_id,
+            top=top,
+            continuation=continuation,
+            removed=query.removed,
+            search=query.search,
+            compliance_state=query.compliance_state,
+        )
+    return list(items), token
+
+
+async def list_software(
+    rt: Runtime, integration_id: str, tenant_id: str, query: AssetQuery
+) -> tuple[list[dict[str, Any]], str | None]:
+    await _load_tenant(rt, integration_id, tenant_id)
+    async with _store_query():
+        items, token = await _asset_store(rt).list_software(
+            integration_id, tenant_id, top=query.top, continuation=query.continuation, search=query.search
+        )
+    return list(items), token
+
+
+async def export_assets(
+    rt: Runtime, kind: str, integration_id: str, tenant_id: str, query: AssetQuery
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every page of a tenant's devices or software (same filters), for a CSV export."""
+    await _load_tenant(rt, integration_id, tenant_id)
+    store = _asset_store(rt)
+    continuation: Any = query.continuation
+    rows = 0
+    while True:
+        if kind == "devices":
+            items, continuation = await _device_page(
+                store, integration_id, tenant_id, query, EXPORT_PAGE, continuation
+            )
+        else:
+            async with _store_query():
+                items, continuation = await store.list_software(
+                    integration_id, tenant_id, top=EXPORT_PAGE, continuation=continuation, search=query.search
+                )
+        rows += len(items)
+        yield list(items)
+        if not continuation or rows >= EXPORT_MAX_ROWS:
+            return

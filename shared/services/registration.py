@@ -1,0 +1,592 @@
+"""Register, re-key, sync on demand and remove integrations; credentials are tried before anything is stored.
+
+Registration asks Entra ID for the tokens the syncs will need, in the tenant that owns the apps: the
+partner app for Partner Center and Graph (multi-tenant), the sync app for Graph and, with Defender, for
+Defender for Endpoint. The sync app's tokens must carry the application permissions the sync uses in their
+`roles` claim. Every failure is mapped to CONTRACT's codes with an action, and all are reported at once.
+
+Secrets go to Key Vault only; the integration record keeps their names and expiry dates. A step that
+fails after the vault write undoes what was written, so a failed request leaves nothing half-made.
+https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
+
+from shared.api.models import MultiTenantRegistration, SecretRotation, SingleTenantRegistration
+from shared.api.parsing import FIELD_HINTS
+from shared.api.problems import (
+    ApiProblem,
+    FieldError,
+    conflict,
+    credentials_rejected,
+    field_error_from,
+    invalid_request,
+    not_found,
+    service_unavailable,
+)
+from shared.auth import AppCredential, token_roles
+from shared.clients.keyvault import secret_name
+from shared.errors import ActionableError, ErrorCode, permission_missing, unreachable
+from shared.models import (
+    AppRole,
+    ExpiresOnSource,
+    Integration,
+    IntegrationKind,
+    IntegrationStatus,
+    SecretRef,
+    TenantFilter,
+)
+from shared.services.queries import load_integration
+from shared.stores.tables import utcnow
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# The application permissions a sync needs (Graph: devices, detected apps, the tenant's own name).
+GRAPH_ROLES = (
+    "DeviceManagementManagedDevices.Read.All",
+    "DeviceManagementApps.Read.All",
+    "Organization.Read.All",
+)
+DEFENDER_ROLES = ("Machine.Read.All",)
+# Entra's default client-secret lifetime in the portal is 180 days ("Recommended: 180 days").
+ASSUMED_SECRET_LIFETIME = timedelta(days=180)
+TOKEN_CHECK_SECONDS = 30.0
+_WRITE_ATTEMPTS = 5
+_CREDENTIAL_CODES = frozenset(
+    {
+        ErrorCode.INVALID_SECRET,
+        ErrorCode.SECRET_EXPIRED,
+        ErrorCode.APP_NOT_FOUND_IN_TENANT,
+        ErrorCode.CONSENT_MISSING,
+        ErrorCode.PERMISSION_MISSING,
+        ErrorCode.TENANT_NOT_FOUND,
+        ErrorCode.APP_DISABLED,
+    }
+)
+
+Registration = MultiTenantRegistration | SingleTenantRegistration
+# shared.services.fanout.enqueue_integration(rt, integration, trigger, tenant_ids=None) -> int
+Enqueue = Callable[..., Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Audience:
+    scope: str
+    roles: tuple[str, ...]  # application permissions the token must carry; () = a token is enough
+    service: str
+
+
+@dataclass(frozen=True)
+class AppCheck:
+    """One app to try in one tenant, and the request fields its problems are reported on."""
+
+    role: AppRole
+    tenant_id: str
+    app: AppCredential
+    audiences: tuple[Audience, ...]
+    id_field: str
+    secret_field: str
+    tenant_field: str
+
+    def field_for(self, code: ErrorCode) -> str:
+        if code in (ErrorCode.INVALID_SECRET, ErrorCode.SECRET_EXPIRED):
+            return self.secret_field
+        if code == ErrorCode.TENANT_NOT_FOUND:
+            return self.tenant_field
+        return self.id_field
+
+
+def _partner_check(rt: Runtime, tenant_id: str, app_id: str, secret: SecretStr) -> AppCheck:
+    cloud = rt.settings.cloud
+    return AppCheck(
+        AppRole.PARTNER,
+        tenant_id,
+        AppCredential(app_id, secret, "partner app"),
+        (
+            Audience(cloud.partner_center_scope, (), "Partner Center"),
+            Audience(cloud.graph_scope, (), "Graph"),
+        ),
+        "partnerAppId",
+        "partnerAppSecret",
+        "partnerTenantId",
+    )
+
+
+def _sync_check(
+    rt: Runtime, tenant_id: str, app_id: str, secret: SecretStr, *, defender: bool, tenant_field: str
+) -> AppCheck:
+    cloud = rt.settings.cloud
+    audiences = [Audience(cloud.graph_scope, GRAPH_ROLES, "Graph")]
+    if defender:
+        audiences.append(Audience(cloud.defender_scope, DEFENDER_ROLES, "Defender for Endpoint"))
+    return AppCheck(
+        AppRole.SYNC,
+        tenant_id,
+        AppCredential(app_id, secret, "sync app"),
+        tuple(audiences),
+        "syncAppId",
+        "syncAppSecret",
+        tenant_field,
+    )
+
+
+async def _token(rt: Runtime, check: AppCheck, audience: Audience) -> str:
+    try:
+        # fresh: a token cached before an admin granted a permission would still lack it.
+        return await asyncio.wait_for(
+            rt.tokens.get_token(check.tenant_id, check.app, audience.scope, fresh=True), TOKEN_CHECK_SECONDS
+        )
+    except TimeoutError:
+        raise unreachable("Microsoft Entra ID", f"no answer within {TOKEN_CHECK_SECONDS:.0f} s") from None
+
+
+async def check_app(rt: Runtime, check: AppCheck) -> list[FieldError]:
+    """The problems with one app in one tenant; [] when every token it needs comes with its permissions."""
+    missing: list[str] = []
+    for index, audience in enumerate(check.audiences):
+        try:
+            token = await _token(rt, check, audience)
+        except ActionableError as exc:
+            if index > 0 and audience.roles and exc.code == ErrorCode.APP_NOT_FOUND_IN_TENANT:
+                # The app exists (its first token came), so the resource's service principal is what is
+                # missing here (AADSTS500011): the API was never granted to the app in this tenant.
+                missing.extend(audience.roles)
+                continue
+            return [field_error_from(exc, check.field_for(exc.code))]
+        missing.extend(r for r in audience.roles if r not in token_roles(token))
+    if missing:
+        lacking = permission_missing(missing, app_id=check.app.app_id, tenant_id=check.tenant_id)
+        return [field_error_from(lacking, check.id_field)]
+    return []
+
+
+async def check_credentials(rt: Runtime, checks: list[AppCheck]) -> list[FieldError]:
+    results = await asyncio.gather(*(check_app(rt, c) for c in checks))
+    return [e for found in results for e in found]
+
+
+def _expiry(given: datetime | None, now: datetime) -> tuple[datetime, ExpiresOnSource]:
+    return (given, "given") if given is not None else (now + ASSUMED_SECRET_LIFETIME, "assumed")
+
+
+async def _write_secret(
+    rt: Runtime, integration_id: str, role: AppRole, app_id: str, value: SecretStr, given: datetime | None
+) -> SecretRef:
+    expires_on, source = _expiry(given, utcnow())
+    name = secret_name(integration_id, role)
+    version = await rt.secrets.set_secret(
+        name,
+        value,
+        # An assumed date is a guess: written to the vault it could lock out a secret that still works.
+        expires_on=given,
+        tags={"integrationId": integration_id, "role": role.value, "appId": app_id},
+    )
+    return SecretRef(
+        name=name, role=role, app_id=app_id, expires_on=expires_on, expires_on_source=source, version=version
+    )
+
+
+async def _find_active(rt: Runtime, home_tenant_id: str, sync_app_id: str) -> Integration | None:
+    found = await rt.integrations.find_by_app(home_tenant_id, sync_app_id)
+    if found is None or found.status != IntegrationStatus.DISABLED:
+        return found
+    # A removed (disabled) integration of the same apps does not block a new one; look for a live one.
+    for other in await rt.integrations.list_integrations():
+        if (
+            other.status != IntegrationStatus.DISABLED
+            and other.home_tenant_id.lower() == home_tenant_id
+            and other.sync_app_id.lower() == sync_app_id
+        ):
+            return other
+    return None
+
+
+def _duplicate(existing: Integration) -> ApiProblem:
+    return conflict(
+        "alreadyRegistered",
+        "syncAppId",
+        f"This sync app is already registered for this tenant as integration {existing.id}.",
+        f"Use PUT /api/integrations/{existing.id}/secrets to give it new secrets, or DELETE "
+        f"/api/integrations/{existing.id} before registering it again.",
+    )
+
+
+def _checks_for(rt: Runtime, body: Registration) -> list[AppCheck]:
+    if isinstance(body, MultiTenantRegistration):
+        return [
+            _partner_check(rt, body.partner_tenant_id, body.partner_app_id, body.partner_app_secret),
+            _sync_check(
+                rt,
+                body.partner_tenant_id,
+                body.sync_app_id,
+                body.sync_app_secret,
+                defender=body.include_defender,
+                tenant_field="partnerTenantId",
+            ),
+        ]
+    return [
+        _sync_check(
+            rt,
+            body.tenant_id,
+            body.sync_app_id,
+            body.sync_app_secret,
+            defender=body.include_defender,
+            tenant_field="tenantId",
+        )
+    ]
+
+
+async def register(rt: Runtime, body: Registration, *, enqueue: Enqueue | None = None) -> Integration:
+    """Try the credentials, store the secrets and the record, queue the first full sync.
+
+    `enqueue` defaults to the sync area's `shared.services.fanout.enqueue_integration`.
+    """
+    multi = isinstance(body, MultiTenantRegistration)
+    home = body.partner_tenant_id if isinstance(body, MultiTenantRegistration) else body.tenant_id
+    existing = await _find_active(rt, home, body.sync_app_id)
+    if existing is not None:
+        raise _duplicate(existing)
+    errors = await check_credentials(rt, _checks_for(rt, body))
+    if errors:
+        raise credentials_rejected(errors)
+
+    integration_id = str(uuid.uuid4())
+    written: list[str] = []
+    stored = False
+    try:
+        secrets: list[SecretRef] = []
+        if isinstance(body, MultiTenantRegistration):
+            ref = await _write_secret(
+                rt,
+                integration_id,
+                AppRole.PARTNER,
+                body.partner_app_id,
+                body.partner_app_secret,
+                body.partner_app_secret_expires_on,
+            )
+            written.append(ref.name)
+            secrets.append(ref)
+        ref = await _write_secret(
+            rt,
+            integration_id,
+            AppRole.SYNC,
+            body.sync_app_id,
+            body.sync_app_secret,
+            body.sync_app_secret_expires_on,
+        )
+        written.append(ref.name)
+        secrets.append(ref)
+        tenant_filter = (
+            TenantFilter(include=body.tenant_filter.include, exclude=body.tenant_filter.exclude)
+            if isinstance(body, MultiTenantRegistration) and body.tenant_filter
+            else TenantFilter()
+        )
+        integration = Integration(
+            id=integration_id,
+            kind=IntegrationKind.MULTI_TENANT if multi else IntegrationKind.SINGLE_TENANT,
+            display_name=body.display_name or (f"MSP {home}" if multi else f"Tenant {home}"),
+            partner_tenant_id=home if multi else None,
+            tenant_id=None if multi else home,
+            partner_app_id=body.partner_app_id if isinstance(body, MultiTenantRegistration) else None,
+            sync_app_id=body.sync_app_id,
+            include_defender=body.include_defender,
+            tenant_filter=tenant_filter,
+            secrets=secrets,
+            created_at=utcnow(),
+        )
+        await rt.integrations.create_integration(integration)
+        stored = True
+        # Two registrations of the same apps racing past the first check: the older one wins.
+        rival = await _find_active(rt, home, body.sync_app_id)
+        if (
+            rival is not None
+            and rival.id != integration_id
+            and (rival.created_at, rival.id) < (integration.created_at, integration.id)
+        ):
+            raise _duplicate(rival)
+        await _enqueue_first_sync(rt, integration, enqueue)
+    except BaseException:
+        await _undo_registration(rt, integration_id, written, stored)
+        raise
+    return integration
+
+
+async def _enqueue_first_sync(rt: Runtime, integration: Integration, enqueue: Enqueue | None) -> None:
+    if enqueue is None:
+        from shared.services.fanout import enqueue_integration  # the sync area's; imported when first used
+
+        enqueue = enqueue_integration
+    try:
+        await enqueue(rt, integration, "registration")
+    except ActionableError as exc:
+        # Discovery met something a person must fix (e.g. Partner Center refused the partner app).
+        if not exc.retriable:
+            field = "partnerAppId" if integration.kind == IntegrationKind.MULTI_TENANT else "syncAppId"
+            raise credentials_rejected([field_error_from(exc, field)]) from None
+        raise service_unavailable(exc) from None
+
+
+async def _undo_registration(rt: Runtime, integration_id: str, written: list[str], stored: bool) -> None:
+    """Best effort, each step on its own: one failing must not keep the others from running."""
+    steps = [rt.secrets.delete_secret(name) for name in written]
+    if stored:
+        steps += [
+            rt.tenants.delete_tenants(integration_id),
+            rt.integrations.delete_integration(integration_id),
+        ]
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            log.error(
+                "Undoing registration %s left something behind: %s", integration_id, type(result).__name__
+            )
+
+
+# --- rotation ---------------------------------------------------------------------------------------
+
+
+def _rotation_problems(integration: Integration, body: SecretRotation) -> list[FieldError]:
+    problems: list[FieldError] = []
+    single = integration.kind == IntegrationKind.SINGLE_TENANT
+    if single and (body.partner_app_secret is not None or body.partner_app_secret_expires_on is not None):
+        field = "partnerAppSecret" if body.partner_app_secret is not None else "partnerAppSecretExpiresOn"
+        problems.append(
+            FieldError(
+                field,
+                "notApplicable",
+                f"{field} does not apply to a single-tenant integration",
+                "Send syncAppSecret only; a single-tenant integration has no partner app.",
+            )
+        )
+    for role in ("partnerApp", "syncApp"):
+        secret = getattr(body, f"{_snake(role)}_secret")
+        expires = getattr(body, f"{_snake(role)}_secret_expires_on")
+        if expires is not None and secret is None:
+            problems.append(
+                FieldError(
+                    f"{role}SecretExpiresOn",
+                    "requiresSecret",
+                    f"{role}SecretExpiresOn is only accepted with a new {role}Secret",
+                    f"Send {role}Secret together with its expiry date.",
+                )
+            )
+    if body.partner_app_secret is None and body.sync_app_secret is None and not problems:
+        problems.append(
+            FieldError(
+                "body",
+                "required",
+                "the body names no new secret",
+                "Send partnerAppSecret and/or syncAppSecret (with optional *ExpiresOn).",
+            )
+        )
+    return problems
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+def _disabled(integration: Integration, verb: str) -> ApiProblem:
+    return conflict(
+        "integrationDisabled",
+        "id",
+        f"Integration {integration.id} was removed (status disabled); it cannot {verb}.",
+        "Register the apps again with POST /api/integrations.",
+    )
+
+
+async def rotate_secrets(rt: Runtime, integration_id: str, body: SecretRotation) -> Integration:
+    """Replace secrets with new values that were tried first; a rotation that fails changes nothing."""
+    integration = await load_integration(rt, integration_id)
+    if integration.status == IntegrationStatus.DISABLED:
+        raise _disabled(integration, "take new secrets")
+    problems = _rotation_problems(integration, body)
+    if problems:
+        raise invalid_request(problems)
+
+    new: list[tuple[AppRole, str, SecretStr, datetime | None]] = []
+    checks: list[AppCheck] = []
+    home = integration.home_tenant_id
+    tenant_field = "partnerTenantId" if integration.kind == IntegrationKind.MULTI_TENANT else "tenantId"
+    if body.partner_app_secret is not None and integration.partner_app_id:
+        new.append(
+            (
+                AppRole.PARTNER,
+                integration.partner_app_id,
+                body.partner_app_secret,
+                body.partner_app_secret_expires_on,
+            )
+        )
+        checks.append(_partner_check(rt, home, integration.partner_app_id, body.partner_app_secret))
+    if body.sync_app_secret is not None:
+        new.append(
+            (AppRole.SYNC, integration.sync_app_id, body.sync_app_secret, body.sync_app_secret_expires_on)
+        )
+        checks.append(
+            _sync_check(
+                rt,
+                home,
+                integration.sync_app_id,
+                body.sync_app_secret,
+                defender=integration.include_defender,
+                tenant_field=tenant_field,
+            )
+        )
+    errors = await check_credentials(rt, checks)
+    if errors:
+        raise credentials_rejected(errors)
+
+    previous = {role: await _current_value(rt, integration, role) for role, _, _, _ in new}
+    written: dict[AppRole, SecretRef] = {}
+    try:
+        for role, app_id, value, given in new:
+            written[role] = await _write_secret(rt, integration.id, role, app_id, value, given)
+        updated = await update_integration(rt, integration.id, lambda current: _rekeyed(current, written))
+    except BaseException:
+        await _restore_secrets(rt, integration, previous)
+        raise
+    for role in written:
+        await _resolve_alerts(rt, updated, role)
+    return updated
+
+
+def _rekeyed(current: Integration, written: dict[AppRole, SecretRef]) -> Integration:
+    refs = {s.role: s for s in current.secrets} | written
+    updated = current.model_copy(update={"secrets": [refs[r] for r in AppRole if r in refs]})
+    if updated.status == IntegrationStatus.ERROR and (
+        updated.error is None or updated.error.code in {c.value for c in _CREDENTIAL_CODES}
+    ):
+        # The error was about a secret; the new one was just proven to work.
+        updated = updated.model_copy(update={"status": IntegrationStatus.ACTIVE, "error": None})
+    return updated
+
+
+async def update_integration(
+    rt: Runtime, integration_id: str, change: Callable[[Integration], Integration]
+) -> Integration:
+    """Apply `change` to the stored integration under its ETag, re-reading when someone wrote in between
+    (the sync and the expiry timer mark integrations too)."""
+    for _ in range(_WRITE_ATTEMPTS):
+        found = await rt.integrations.get_integration_with_etag(integration_id)
+        if found is None:
+            raise not_found("integration", "id", "List the integrations with GET /api/integrations.")
+        current, etag = found
+        updated = change(current)
+        if updated == current or await rt.integrations.replace_integration_if_unchanged(updated, str(etag)):
+            return updated
+    raise RuntimeError(f"integration changed {_WRITE_ATTEMPTS} times while being updated")
+
+
+async def _current_value(rt: Runtime, integration: Integration, role: AppRole) -> SecretStr | None:
+    """The value in use, kept in memory only to put it back if the rotation fails half-way."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    ref = integration.secret(role)
+    if ref is None:
+        return None
+    try:
+        return await rt.secrets.get_secret(ref.name)
+    except ResourceNotFoundError:
+        return None
+
+
+async def _restore_secrets(
+    rt: Runtime, integration: Integration, previous: dict[AppRole, SecretStr | None]
+) -> None:
+    """Put the old values back as the current versions (a vault version cannot be deleted)."""
+    for role, value in previous.items():
+        ref = integration.secret(role)
+        if ref is None or value is None:
+            continue
+        try:
+            await rt.secrets.set_secret(
+                ref.name,
+                value,
+                expires_on=ref.expires_on if ref.expires_on_source == "given" else None,
+                tags={"integrationId": integration.id, "role": role.value, "appId": ref.app_id},
+            )
+        except Exception as exc:  # noqa: BLE001  # report, keep restoring the other secret
+            log.error(
+                "Restoring the %s secret of integration %s failed: %s",
+                role.value,
+                integration.id,
+                type(exc).__name__,
+            )
+
+
+async def _resolve_alerts(rt: Runtime, integration: Integration, role: AppRole) -> None:
+    try:
+        from shared.services.alerting import resolve_secret_alerts
+    except ImportError:
+        return  # the alerts area is not installed in this build
+    try:
+        await resolve_secret_alerts(rt, integration, role)
+    except Exception as exc:  # noqa: BLE001  # the rotation succeeded; a stale alert must not undo it
+        log.warning(
+            "Resolving secret alerts of integration %s failed: %s", integration.id, type(exc).__name__
+        )
+
+
+# --- sync on demand and removal ---------------------------------------------------------------------
+
+
+async def request_sync(rt: Runtime, integration_id: str, tenant_ids: list[str] | None) -> int:
+    """Queue a manual sync of every tenant, or of the named ones (which must belong to the integration)."""
+    integration = await load_integration(rt, integration_id)
+    if integration.status == IntegrationStatus.DISABLED:
+        raise _disabled(integration, "sync")
+    if tenant_ids:
+        known = {t.tenant_id.lower() for t in await rt.tenants.list_tenants(integration.id)}
+        if integration.tenant_id:
+            known.add(integration.tenant_id.lower())
+        unknown = [
+            FieldError(
+                f"tenantIds[{i}]",
+                "notFound",
+                f"tenantIds[{i}] is not a tenant of this integration",
+                FIELD_HINTS["tenantIds"],
+            )
+            for i, tid in enumerate(tenant_ids)
+            if tid not in known
+        ]
+        if unknown:
+            raise ApiProblem(
+                404, "Not found", "Some tenants are not part of this integration.", unknown, "not-found"
+            )
+    from shared.services.fanout import enqueue_integration
+
+    queued: int = await enqueue_integration(rt, integration, "manual", tenant_ids=tenant_ids)
+    return queued
+
+
+async def remove_integration(rt: Runtime, integration_id: str, *, purge_assets: bool) -> None:
+    """Stop syncing (status disabled), delete the vault secrets; with `purge_assets`, delete everything."""
+    # Disabled first: a scheduled sync that starts now must already skip it.
+    integration = await update_integration(
+        rt, integration_id, lambda current: current.model_copy(update={"status": IntegrationStatus.DISABLED})
+    )
+    names = {s.name for s in integration.secrets} | {secret_name(integration.id, role) for role in AppRole}
+    await asyncio.gather(*(rt.secrets.delete_secret(name) for name in sorted(names)))
+    await update_integration(rt, integration_id, lambda current: current.model_copy(update={"secrets": []}))
+    if purge_assets:
+        from shared.stores.assets import AssetStore  # the sync area's store
+
+        await AssetStore(rt.tables).delete_assets(integration.id)
+        await rt.tenants.delete_tenants(integration.id)
+        await rt.integrations.delete_integration(integration.id)
+
+
+__all__ = ["check_credentials", "register", "remove_integration", "request_sync", "rotate_secrets"]

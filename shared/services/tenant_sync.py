@@ -1,0 +1,496 @@
+"""The per-tenant sync: one queue job -> the tenant's devices, software and Defender health in Table
+Storage, a run record and the tenant's status.
+
+At least once. A job may arrive twice, or after a worker died mid-sync. Writes are idempotent (row =
+Microsoft id, unchanged content is not rewritten), removals only follow a complete listing, and a lease
+on the tenant row (status `syncing` + `lastSyncStartedAt` + `lastRunId`, claimed with an ETag-guarded
+replace) keeps two workers off one tenant. The lease outlives the function timeout (host.json: 10 min),
+so a lease older than that belongs to a dead worker and may be taken over.
+
+Failures stay with their tenant. What Microsoft said becomes one error code and action
+(`shared.errors`). Permanent ones (a person must act) end the job with the tenant in `error`, and no
+further request is sent for it; transient ones (throttled past the budget, unreachable) are recorded and
+raised as `TransientSyncError`, so the Functions host retries the message and eventually poisons it.
+
+Defender is optional: when it cannot be read the tenant still syncs and ends `ok`, with
+`error = {code: defenderUnavailable, ...}` noted, and devices keep their last known Defender fields
+(nothing is erased on a failed read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import SecretStr, ValidationError
+
+from shared.auth import AppCredential, token_roles
+from shared.clients.defender import DefenderClient, defender_unavailable
+from shared.clients.graph import GraphClient, graph_error, missing_permissions
+from shared.errors import ActionableError, ErrorCode, ErrorInfo, permission_missing, throttled, unreachable
+from shared.http import ApiClient, ApiError, Budget, CallStats, RetriableApiError
+from shared.mapping.changes import PartitionDiff, StoredState, stamp
+from shared.mapping.devices import DefenderIndex, SkippedRecord, map_device
+from shared.mapping.software import map_software
+from shared.mapping.tenants import organization_names
+from shared.models import (
+    AppRole,
+    CustomerTenant,
+    ErrorModel,
+    Integration,
+    IntegrationKind,
+    IntegrationStatus,
+    TenantCounts,
+    TenantStatus,
+)
+from shared.stores.assets import AssetStore
+from shared.stores.integrations import is_stale
+from shared.stores.queues import SyncJob
+from shared.stores.runs import RunRecord, RunStore
+from shared.stores.tables import utcnow
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# host.json functionTimeout is 10 minutes; the reads get 8, the final writes the rest.
+SYNC_BUDGET_SECONDS = 8 * 60.0
+LEASE_MINUTES = 10
+CLAIM_ATTEMPTS = 4
+CREDENTIAL_CODES = frozenset({ErrorCode.SECRET_EXPIRED, ErrorCode.INVALID_SECRET})
+
+
+class InvalidSyncJob(ValueError):
+    """A queue message that is not a sync job; completed (not retried) after logging the reason."""
+
+
+class TransientSyncError(RuntimeError):
+    """The sync failed for a reason a retry may fix; raised so the host redelivers the message."""
+
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(f"{error.code.value}: {error.message}")
+        self.error = error
+
+
+def parse_job(body: bytes | str) -> SyncJob:
+    """Validate a queue message against CONTRACT section 4; the reason never echoes the whole body."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        data = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidSyncJob(f"message is not JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise InvalidSyncJob(f"message is JSON {type(data).__name__}, not an object")
+    try:
+        return SyncJob.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise InvalidSyncJob(f"message is not a sync job ({problems})") from None
+
+
+Outcome = Literal["ok", "error", "ignored", "busy", "alreadyDone"]
+
+
+@dataclass
+class SyncResult:
+    outcome: Outcome
+    reason: str = ""
+    error: ErrorInfo | None = None
+    run: RunRecord | None = None
+
+
+# -- claiming the tenant -------------------------------------------------------------------------
+
+
+def _lease_live(tenant: CustomerTenant) -> bool:
+    return tenant.status == TenantStatus.SYNCING and not is_stale(tenant.last_sync_started_at,
+                                                                  minutes=LEASE_MINUTES)
+
+
+def _belongs(integration: Integration, tenant_id: str) -> bool:
+    if integration.kind == IntegrationKind.SINGLE_TENANT:
+        return (integration.tenant_id or "").lower() == tenant_id.lower()
+    return True
+
+
+async def _claim(rt: Runtime, integration: Integration, job: SyncJob, started: datetime) -> SyncResult | None:
+    """Take the tenant's lease for this job, or say why not (None = claimed)."""
+    for _ in range(CLAIM_ATTEMPTS):
+        found = await rt.tenants.get_tenant_with_etag(integration.id, job.tenant_id)
+        if found is None or not _belongs(integration, job.tenant_id):
+            return SyncResult("ignored", "the tenant is not one of this integration's tenants")
+        tenant, etag = found
+        if tenant.status == TenantStatus.EXCLUDED or not integration.tenant_filter.admits(job.tenant_id):
+            return SyncResult("ignored", "the tenant is excluded by the integration's tenantFilter")
+        if _lease_live(tenant):
+            who = "this job" if tenant.last_run_id == job.run_id else f"run {tenant.last_run_id}"
+            return SyncResult("busy", f"the tenant is being synced by {who} (lease not expired)")
+        if tenant.last_run_id == job.run_id and tenant.status == TenantStatus.OK:
+            return SyncResult("alreadyDone", "this run already completed for the tenant")
+        claimed = tenant.model_copy(update={
+            "status": TenantStatus.SYNCING, "last_sync_started_at": started, "last_run_id": job.run_id,
+        })
+        if await rt.tenants.replace_if_unchanged(claimed, etag):
+            return None
+    return SyncResult("busy", "the tenant row kept changing while claiming it")
+
+
+async def _release(rt: Runtime, integration_id: str, job: SyncJob, apply: dict[str, Any]) -> bool:
+    """Write the final status, unless another job took the (expired) lease over meanwhile."""
+    for _ in range(CLAIM_ATTEMPTS):
+        found = await rt.tenants.get_tenant_with_etag(integration_id, job.tenant_id)
+        if found is None:
+            return False  # the integration was deleted while syncing
+        tenant, etag = found
+        if tenant.last_run_id != job.run_id:
+            log.warning("tenant %s: lease taken over by run %s; not writing status", job.tenant_id,
+                        tenant.last_run_id)
+            return False
+        if await rt.tenants.replace_if_unchanged(tenant.model_copy(update=apply), etag):
+            return True
+    log.warning("tenant %s: could not write the final status (row kept changing)", job.tenant_id)
+    return False
+
+
+# -- the sync itself -----------------------------------------------------------------------------
+
+
+@dataclass
+class ListingResult:
+    diff: PartitionDiff
+    defender_matched: int = 0
+
+
+@dataclass
+class TenantSync:
+    """Reads one tenant and writes its assets; built per job, with the runtime's long-lived clients."""
+
+    rt: Runtime
+    integration: Integration
+    tenant_id: str
+    stats: CallStats
+    budget: Budget
+    now: str
+    assets: AssetStore
+    notes: list[ErrorInfo] = field(default_factory=list)
+    display_name: str | None = None
+    default_domain_name: str | None = None
+    _app: AppCredential | None = None
+    _roles: frozenset[str] = frozenset()
+
+    async def _credential(self) -> AppCredential:
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+
+        from shared.clients.keyvault import secret_name
+
+        name = secret_name(self.integration.id, AppRole.SYNC)
+        try:
+            secret: SecretStr = await self.rt.secrets.get_secret(name)
+        except ResourceNotFoundError:
+            raise ActionableError(
+                ErrorCode.INVALID_SECRET,
+                f"The sync app's secret of integration {self.integration.id} is not in Key Vault.",
+                "Give memsync the sync app's secret again with PUT /api/integrations/{id}/secrets.",
+            ) from None
+        except (ServiceRequestError, HttpResponseError) as exc:
+            raise unreachable("Azure Key Vault", type(exc).__name__) from None
+        if not secret.get_secret_value():
+            raise ActionableError(
+                ErrorCode.INVALID_SECRET,
+                f"The sync app's secret of integration {self.integration.id} is empty in Key Vault.",
+                "Give memsync the sync app's secret again with PUT /api/integrations/{id}/secrets.",
+            )
+        return AppCredential(self.integration.sync_app_id, secret, label="sync app")
+
+    def _api(self, service: str, scope: str, area: str) -> ApiClient:
+        app = self._app
+        assert app is not None
+        tokens, tenant_id = self.rt.tokens, self.tenant_id
+
+        async def token(fresh: bool) -> str:
+            return await tokens.get_token(tenant_id, app, scope, fresh=fresh)
+
+        return ApiClient(self.rt.http, service=service, token=token, budget=self.budget, stats=self.stats,
+                         limiter=self.rt.limits.bucket(area, tenant_id, app.app_id))
+
+    def _graph_error(self, exc: ApiError, area: str) -> ActionableError:
+        assert self._app is not None
+        return graph_error(exc, area=area, tenant_id=self.tenant_id, app_id=self._app.app_id,
+                           roles=self._roles)
+
+    async def run(self) -> tuple[ListingResult, ListingResult]:
+        settings = self.rt.settings
+        self._app = await self._credential()
+        # The first token proves the credential; a refusal here (expired secret, no consent) is final.
+        graph_token = await self.rt.tokens.get_token(self.tenant_id, self._app, settings.cloud.graph_scope)
+        self._roles = token_roles(graph_token)
+        missing = missing_permissions("devices", self._roles)
+        if missing:
+            raise permission_missing(missing, app_id=self._app.app_id, tenant_id=self.tenant_id)
+        graph = GraphClient(
+            settings.graph_url + "/v1.0",
+            directory=self._api("graph", settings.cloud.graph_scope, "graphDirectory"),
+            devices=self._api("intuneDevices", settings.cloud.graph_scope, "intuneDevices"),
+            apps=self._api("intuneApps", settings.cloud.graph_scope, "intuneApps"),
+        )
+        (device_state, devices_listed), (app_state, apps_listed) = await asyncio.gather(
+            self.assets.load_state("devices", self.integration.id, self.tenant_id),
+            self.assets.load_state("software", self.integration.id, self.tenant_id),
+        )
+        async with asyncio.timeout(max(1.0, self.budget.remaining())), asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._organization(graph))
+            defender = (tasks.create_task(self._defender_index()) if self.integration.include_defender
+                        else None)
+            software = tasks.create_task(self._sync_software(graph, app_state, apps_listed))
+            devices = tasks.create_task(self._sync_devices(graph, device_state, devices_listed, defender))
+        return devices.result(), software.result()
+
+    async def _organization(self, graph: GraphClient) -> None:
+        """The tenant's own name and default domain; a failure here only leaves the old names."""
+        try:
+            org = await graph.organization()
+        except ApiError as exc:
+            log.info("tenant %s: /organization not read (%s)", self.tenant_id, exc)
+            return
+        if org:
+            self.display_name, self.default_domain_name = organization_names(org)
+
+    async def _defender_index(self) -> DefenderIndex | ActionableError:
+        """Every Defender machine of the tenant, by Entra device id; or why Defender is unavailable."""
+        assert self._app is not None
+        app, settings = self._app, self.rt.settings
+        index = DefenderIndex()
+        try:
+            client = DefenderClient(settings.defender_url,
+                                    self._api("defender", settings.cloud.defender_scope, "defender"))
+            async for page in client.machines():
+                for machine in page:
+                    index.add(machine)
+        except (ApiError, ActionableError) as exc:
+            error = defender_unavailable(exc, tenant_id=self.tenant_id, app_id=app.app_id)
+            log.warning("tenant %s: %s", self.tenant_id, error.info.message)
+            return error
+        return index
+
+    async def _sync_devices(
+        self,
+        graph: GraphClient,
+        existing: dict[str, StoredState],
+        listed_at: str | None,
+        defender: asyncio.Task[DefenderIndex | ActionableError] | None,
+    ) -> ListingResult:
+        result = ListingResult(PartitionDiff(existing, self.now, listed_at))
+        diff = result.diff
+        writer = self.assets.writer("devices", self.integration.id, self.tenant_id)
+        index: DefenderIndex | ActionableError | None = None
+        failure: ActionableError | None = None
+        try:
+            async for page in graph.managed_devices():
+                if defender is not None and index is None:
+                    index = await defender  # the first page was fetched while Defender was read
+                for raw in page:
+                    try:
+                        raw_id = raw.get("id")
+                        known = existing.get(raw_id) if isinstance(raw_id, str) else None
+                        asset = map_device(raw, tenant_id=self.tenant_id,
+                                           defender=_defender_of(raw, index, known))
+                    except SkippedRecord as exc:
+                        diff.skip()
+                        log.info("tenant %s: device skipped: %s", self.tenant_id, exc)
+                        continue
+                    seen_before = len(diff.seen)
+                    op = diff.observe(asset)
+                    if len(diff.seen) > seen_before and asset["defender"] is not None:
+                        result.defender_matched += 1
+                    if op is not None:
+                        await writer.add(op)
+        except ApiError as exc:
+            failure = self._graph_error(exc, "devices")
+        await writer.close()  # what was read is stored either way; removals need the whole listing
+        if failure is not None:
+            raise failure
+        if isinstance(index, ActionableError):
+            self.notes.append(index.info)
+        await writer.add_all(diff.finish(complete=True))
+        await writer.close()
+        diff.counts.skipped += writer.failed
+        await self.assets.mark_listed("devices", self.integration.id, self.tenant_id, self.now)
+        return result
+
+    async def _sync_software(
+        self, graph: GraphClient, existing: dict[str, StoredState], listed_at: str | None
+    ) -> ListingResult:
+        result = ListingResult(PartitionDiff(existing, self.now, listed_at))
+        diff = result.diff
+        writer = self.assets.writer("software", self.integration.id, self.tenant_id)
+        failure: ActionableError | None = None
+        try:
+            async for page in graph.detected_apps():
+                for raw in page:
+                    try:
+                        asset = map_software(raw, tenant_id=self.tenant_id)
+                    except SkippedRecord as exc:
+                        diff.skip()
+                        log.info("tenant %s: app skipped: %s", self.tenant_id, exc)
+                        continue
+                    op = diff.observe(asset)
+                    if op is not None:
+                        await writer.add(op)
+        except ApiError as exc:
+            failure = self._graph_error(exc, "apps")
+        await writer.close()
+        if failure is not None:
+            raise failure
+        await writer.add_all(diff.finish(complete=True))
+        await writer.close()
+        diff.counts.skipped += writer.failed
+        await self.assets.mark_listed("software", self.integration.id, self.tenant_id, self.now)
+        return result
+
+
+def _defender_of(
+    raw: dict[str, Any], index: DefenderIndex | ActionableError | None, known: StoredState | None
+) -> dict[str, Any] | None:
+    if index is None:
+        return None  # Defender not included for this integration
+    if isinstance(index, ActionableError):
+        return known.defender if known is not None else None  # keep the last known values
+    aad = raw.get("azureADDeviceId")
+    found = index.match(aad if isinstance(aad, str) else None)
+    return found.to_json() if found is not None else None
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """From a TaskGroup's failures, the one to report: a permanent error first, then any other."""
+    flat: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            flat.append(exc)
+
+    walk(group)
+    permanent = [e for e in flat if isinstance(e, ActionableError) and not e.retriable]
+    return (permanent or flat)[0]
+
+
+def _as_actionable(exc: BaseException) -> ActionableError | None:
+    if isinstance(exc, ActionableError):
+        return exc
+    if isinstance(exc, RetriableApiError):
+        return throttled(exc.service) if exc.throttled else unreachable(exc.service, str(exc))
+    if isinstance(exc, TimeoutError):
+        return throttled("Microsoft Graph")
+    return None
+
+
+async def _raise_credential_alert(rt: Runtime, integration: Integration, error: ActionableError) -> None:
+    """Tell the alerting area (issue 6) when the sync app's secret is expired or wrong."""
+    try:
+        from shared.services.alerting import raise_credential_alert
+    except ImportError:  # the alerting area has not landed in this build
+        log.info("credential alert not raised: shared.services.alerting is not available")
+        return
+    try:
+        await raise_credential_alert(rt, integration, AppRole.SYNC, error)
+    except Exception:  # an alert that cannot be sent must not fail the sync's bookkeeping
+        log.exception("integration %s: raising the credential alert failed", integration.id)
+
+
+async def sync_tenant(
+    rt: Runtime,
+    job: SyncJob,
+    *,
+    attempt: int = 1,
+    budget_seconds: float = SYNC_BUDGET_SECONDS,
+) -> SyncResult:
+    """Sync one tenant for one job. Returns how it ended; raises `TransientSyncError` to be retried."""
+    integration = await rt.integrations.get_integration(job.integration_id)
+    if integration is None:
+        return _ignored(job, "the integration does not exist (deleted?)")
+    if integration.status == IntegrationStatus.DISABLED:
+        return _ignored(job, "the integration is disabled")
+    started = utcnow()
+    refused = await _claim(rt, integration, job, started)
+    if refused is not None:
+        log.info("sync job %s for tenant %s not run: %s", job.run_id, job.tenant_id, refused.reason)
+        return refused
+
+    stats = CallStats()
+    run = RunRecord(integration.id, job.tenant_id.lower(), job.run_id, job.trigger, started, attempt=attempt)
+    sync = TenantSync(rt, integration, job.tenant_id.lower(), stats, Budget(budget_seconds), stamp(started),
+                      AssetStore(rt.tables))
+    error: ActionableError | None = None
+    devices: ListingResult | None = None
+    software: ListingResult | None = None
+    try:
+        devices, software = await sync.run()
+    except BaseExceptionGroup as group:
+        cause = _first_error(group)
+        error = _as_actionable(cause)
+        if error is None:
+            raise cause from None
+    except (ActionableError, RetriableApiError, TimeoutError) as exc:
+        error = _as_actionable(exc)
+    except BaseException:
+        # A bug or cancellation: leave the lease to expire and let the host retry the message.
+        log.exception("tenant %s: sync crashed", job.tenant_id)
+        raise
+
+    finished = utcnow()
+    run.finished_at = finished
+    run.calls = stats.to_json()
+    run.notes = [n.to_json() for n in sync.notes]
+    status: dict[str, Any] = {"last_sync_finished_at": finished}
+    if sync.display_name:
+        status["display_name"] = sync.display_name
+    if sync.default_domain_name:
+        status["default_domain_name"] = sync.default_domain_name
+    if error is None and devices is not None and software is not None:
+        run.status = "ok"
+        run.devices, run.software = devices.diff.counts, software.diff.counts
+        run.defender_machines = devices.defender_matched
+        note = sync.notes[0] if sync.notes else None
+        status.update(
+            status=TenantStatus.OK,
+            last_success_at=finished,
+            counts=TenantCounts(devices=devices.diff.present(), software=software.diff.present(),
+                                defender_machines=devices.defender_matched),
+            error=ErrorModel.of(note),
+        )
+    else:
+        assert error is not None
+        run.status = "error"
+        run.error = error.info.to_json()
+        status.update(status=TenantStatus.ERROR, error=ErrorModel.of(error.info))
+    await asyncio.gather(_release(rt, integration.id, job, status), RunStore(rt.tables).record(run))
+    log.info("tenant %s run %s: %s %s (%d requests, %d retries)", job.tenant_id, job.run_id, run.status,
+             error.code.value if error else "", stats.requests, stats.retries)
+    if error is None:
+        return SyncResult("ok", run=run)
+    if error.code in CREDENTIAL_CODES:
+        await _raise_credential_alert(rt, integration, error)
+    if error.retriable:
+        raise TransientSyncError(error.info)
+    return SyncResult("error", error.info.message, error.info, run)
+
+
+def _ignored(job: SyncJob, reason: str) -> SyncResult:
+    log.warning("sync job %s for tenant %s of integration %s ignored: %s", job.run_id, job.tenant_id,
+                job.integration_id, reason)
+    return SyncResult("ignored", reason)
+
+
+def lease_expires(tenant: CustomerTenant) -> datetime | None:
+    """When a `syncing` tenant's lease lapses (for status displays)."""
+    started = tenant.last_sync_started_at
+    return None if started is None else started + timedelta(minutes=LEASE_MINUTES)

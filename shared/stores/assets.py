@@ -1,0 +1,451 @@
+"""Devices and software of customer tenants in Table Storage, and the read API the HTTP layer pages.
+
+Layout. Partition = `f"{integration_id}_{tenant_id}"`: one tenant of one integration, so two
+integrations never share a partition, and a tenant's assets fit entity-group transactions (at most 100
+operations, one partition: https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions).
+Row = the Microsoft id. Each CONTRACT field is its own typed column; `defender` is JSON text. Bookkeeping
+columns: `contentHash` (change detection), `firstSeenAt`, `lastSeenAt`, `removedAt` and `isRemoved`
+(Table Storage cannot filter on a missing property, so removal also has a boolean to filter on), and
+`deviceNameLower` / `serialLower` for search.
+
+Each partition also holds one marker row, `~listing`, with the time of the last *complete* listing.
+Asset row keys are printable ASCII that never start with "~" (see `shared.mapping.devices.safe_id`), so
+the marker sorts after every asset and asset queries exclude it with `RowKey lt '~'`. An asset still
+present reads `lastSeenAt` as the later of its stored value and that marker: an unchanged asset needs no
+write to stay current.
+
+Paging. Continuation tokens are opaque to callers: base64 of `{"v": 1, "after": <last row key handled>}`.
+Within one partition rows come in row-key order, so "rows after this key" resumes exactly.
+
+Search. Table Storage has no `contains`; `search` is a case-insensitive substring match on the device
+name or serial number (software: the display name or publisher), applied while scanning the
+tenant's partition in row-key order. A call examines at most `SEARCH_SCAN_LIMIT` rows: it may then return
+fewer than `top` matches (even none) together with a `nextLink` that continues the scan. `removed` and
+`complianceState` are server-side filters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from shared.mapping.changes import StoredState, WriteOp, later
+from shared.mapping.devices import COMPLIANCE_STATES, DEVICE_FIELDS
+from shared.mapping.software import SOFTWARE_FIELDS
+from shared.stores.tables import (
+    DEVICE_SOFTWARE_TABLE,
+    DEVICES_TABLE,
+    RUNS_TABLE,
+    SOFTWARE_TABLE,
+    Tables,
+    dumps,
+    loads,
+    odata_quote,
+)
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
+
+log = logging.getLogger(__name__)
+
+AssetKind = Literal["devices", "software"]
+MARKER_ROW = "~listing"
+_ASSETS_ONLY = f"RowKey lt {odata_quote('~')}"
+BATCH_SIZE = 100  # the service's limit per entity-group transaction
+BATCHES_IN_FLIGHT = 4
+SEARCH_SCAN_LIMIT = 5000
+MAX_TOP = 1000
+_INT32 = range(-(2**31), 2**31)
+_STATE_COLUMNS = ["RowKey", "contentHash", "firstSeenAt", "lastSeenAt", "removedAt", "defender"]
+_SEARCH_COLUMNS: dict[AssetKind, tuple[str, ...]] = {
+    "devices": ("deviceNameLower", "serialLower"),
+    "software": ("displayNameLower", "publisherLower"),
+}
+
+
+class InvalidQuery(ValueError):
+    """A list parameter memsync cannot use (bad continuation, unknown complianceState, top out of range)."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+def partition_key(integration_id: str, tenant_id: str) -> str:
+    return f"{integration_id}_{tenant_id.lower()}"
+
+
+def encode_continuation(after_row_key: str) -> str:
+    raw = json.dumps({"v": 1, "after": after_row_key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_continuation(token: str | None) -> str | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidQuery("continuation", "the continuation token is not one memsync issued") from exc
+    after = data.get("after") if isinstance(data, dict) and data.get("v") == 1 else None
+    if not isinstance(after, str) or not after:
+        raise InvalidQuery("continuation", "the continuation token is not one memsync issued")
+    return after
+
+
+def _column_value(value: Any) -> Any:
+    from azure.data.tables import EdmType
+
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT32:
+        return (value, EdmType.INT64)  # the SDK refuses a bare int beyond Int32
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Values as stored, without the SDK's `EntityProperty` wrapper (Int64 comes back wrapped)."""
+    return getattr(value, "value", value) if type(value).__name__ == "EntityProperty" else value
+
+
+def _to_entity(kind: AssetKind, partition: str, op: WriteOp) -> dict[str, Any]:
+    """The table entity of an add/change (whole, REPLACE) or a removal (a MERGE of the removal columns)."""
+    if op.kind == "remove" or op.asset is None:
+        return {"PartitionKey": partition, "RowKey": op.row_key, "removedAt": op.removed_at,
+                "isRemoved": True, "lastSeenAt": op.last_seen_at}
+    asset = op.asset
+    entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": op.row_key}
+    for name, value in asset.items():
+        if name in ("id", "defender") or value is None:
+            continue
+        entity[name] = _column_value(value)
+    if kind == "devices":
+        if asset.get("defender") is not None:
+            entity["defender"] = dumps(asset["defender"])
+        entity["deviceNameLower"] = (asset.get("deviceName") or "").lower()
+        entity["serialLower"] = (asset.get("serialNumber") or "").lower()
+    else:
+        entity["displayNameLower"] = (asset.get("displayName") or "").lower()
+        entity["publisherLower"] = (asset.get("publisher") or "").lower()
+    entity.update(contentHash=op.content_hash, firstSeenAt=op.first_seen_at, lastSeenAt=op.last_seen_at,
+                  isRemoved=False)
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def _from_entity(kind: AssetKind, entity: dict[str, Any], listed_at: str | None) -> dict[str, Any]:
+    """A stored entity -> the CONTRACT's camelCase asset."""
+    fields = DEVICE_FIELDS if kind == "devices" else SOFTWARE_FIELDS
+    out: dict[str, Any] = {}
+    for name in fields:
+        if name == "id":
+            out["id"] = entity["RowKey"]
+        elif name == "defender":
+            out["defender"] = loads(entity.get("defender"))
+        elif name == "serialPlaceholder":
+            out[name] = bool(entity.get(name, False))
+        else:
+            out[name] = _plain(entity.get(name))
+    if kind == "devices":
+        removed_at = entity.get("removedAt")
+        last_seen = entity.get("lastSeenAt")
+        out["firstSeenAt"] = entity.get("firstSeenAt")
+        out["lastSeenAt"] = last_seen if removed_at else later(last_seen, listed_at)
+        out["removedAt"] = removed_at
+    return out
+
+
+@dataclass
+class PartitionWriter:
+    """Writes one partition's `WriteOp`s in transactions of up to 100, a few in flight at once."""
+
+    table: TableClient
+    kind: AssetKind
+    partition: str
+    in_flight: int = BATCHES_IN_FLIGHT
+    failed: int = 0  # entities the service refused one by one (too large, bad value)
+    transactions: int = 0
+    _buffer: list[WriteOp] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _slots: asyncio.Semaphore | None = None
+    _errors: list[BaseException] = field(default_factory=list)
+
+    async def add(self, op: WriteOp) -> None:
+        if self._errors:
+            raise self._errors[0]
+        self._buffer.append(op)
+        if len(self._buffer) >= BATCH_SIZE:
+            await self._spawn()
+
+    async def add_all(self, ops: Iterable[WriteOp]) -> None:
+        for op in ops:
+            await self.add(op)
+
+    async def _spawn(self) -> None:
+        if not self._buffer:
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.in_flight)
+        chunk, self._buffer = self._buffer, []
+        await self._slots.acquire()  # back-pressure: the listing waits while the writes catch up
+        task = asyncio.create_task(self._submit(chunk))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        assert self._slots is not None
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            self._errors.append(task.exception())  # type: ignore[arg-type]
+
+    def _operation(self, op: WriteOp) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        from azure.data.tables import UpdateMode
+
+        mode = UpdateMode.MERGE if op.kind == "remove" else UpdateMode.REPLACE
+        return ("upsert", _to_entity(self.kind, self.partition, op), {"mode": mode})
+
+    async def _submit(self, chunk: list[WriteOp]) -> None:
+        from azure.core.exceptions import HttpResponseError
+        from azure.data.tables import TableTransactionError
+
+        operations = [self._operation(op) for op in chunk]
+        self.transactions += 1
+        try:
+            await self.table.submit_transaction(operations)
+            return
+        except TableTransactionError as exc:
+            log.warning("transaction of %d %s in %s refused (%s); writing them one by one",
+                        len(chunk), self.kind, self.partition, getattr(exc, "error_code", None))
+        for _, entity, options in operations:
+            try:
+                await self.table.upsert_entity(entity, **options)
+            except HttpResponseError as exc:
+                if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 429:
+                    self.failed += 1
+                    log.warning("%s %s in %s not stored: %s", self.kind, entity["RowKey"], self.partition,
+                                getattr(exc, "error_code", None) or exc.status_code)
+                else:
+                    raise
+
+    async def close(self) -> None:
+        """Send what is buffered and wait for every transaction; raises the first failure."""
+        if not self._errors:
+            await self._spawn()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._errors:
+            raise self._errors[0]
+
+
+class AssetStore:
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+        self._by_kind: dict[AssetKind, TableClient] = {
+            "devices": tables.client(DEVICES_TABLE),
+            "software": tables.client(SOFTWARE_TABLE),
+        }
+
+    def table(self, kind: AssetKind) -> TableClient:
+        return self._by_kind[kind]
+
+    # -- the sync's side -------------------------------------------------------------------------
+
+    async def load_state(
+        self, kind: AssetKind, integration_id: str, tenant_id: str
+    ) -> tuple[dict[str, StoredState], str | None]:
+        """Stored state of a partition's assets (one query, few columns) and its last complete listing."""
+        partition = partition_key(integration_id, tenant_id)
+        table = self.table(kind)
+        query = f"PartitionKey eq {odata_quote(partition)}"
+        states: dict[str, StoredState] = {}
+        listed_at: str | None = None
+        async for entity in table.query_entities(query, select=[*_STATE_COLUMNS, "listedAt"],
+                                                 results_per_page=1000):
+            if entity["RowKey"] == MARKER_ROW:
+                listed_at = entity.get("listedAt")
+                continue
+            states[entity["RowKey"]] = StoredState(
+                content_hash=entity.get("contentHash"),
+                first_seen_at=entity.get("firstSeenAt"),
+                last_seen_at=entity.get("lastSeenAt"),
+                removed_at=entity.get("removedAt"),
+                defender=loads(entity.get("defender")),
+            )
+        return states, listed_at
+
+    def writer(self, kind: AssetKind, integration_id: str, tenant_id: str) -> PartitionWriter:
+        return PartitionWriter(self.table(kind), kind, partition_key(integration_id, tenant_id))
+
+    async def mark_listed(self, kind: AssetKind, integration_id: str, tenant_id: str, at: str) -> None:
+        """Record a complete listing of the partition (read back as present assets' `lastSeenAt`)."""
+        from azure.data.tables import UpdateMode
+
+        entity = {"PartitionKey": partition_key(integration_id, tenant_id), "RowKey": MARKER_ROW,
+                  "listedAt": at}
+        await self.table(kind).upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    # -- the HTTP API's side ---------------------------------------------------------------------
+
+    async def _listed_at(self, kind: AssetKind, partition: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            marker = await self.table(kind).get_entity(partition, MARKER_ROW)
+        except ResourceNotFoundError:
+            return None
+        value = marker.get("listedAt")
+        return value if isinstance(value, str) else None
+
+    async def _page(
+        self,
+        kind: AssetKind,
+        partition: str,
+        filters: list[str],
+        *,
+        top: int,
+        continuation: str | None,
+        search: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        if not 1 <= top <= MAX_TOP:
+            raise InvalidQuery("top", f"top must be between 1 and {MAX_TOP}")
+        after = decode_continuation(continuation)
+        clauses = [f"PartitionKey eq {odata_quote(partition)}", _ASSETS_ONLY, *filters]
+        if after is not None:
+            clauses.append(f"RowKey gt {odata_quote(after)}")
+        needle = search.strip().lower() if search and search.strip() else None
+        matches = _matcher(_SEARCH_COLUMNS[kind], needle)
+        listed_at = await self._listed_at(kind, partition)
+
+        page: list[dict[str, Any]] = []
+        handled: str | None = None  # every row up to this key was returned or rejected
+        more = False
+        examined = 0
+        per_page = min(MAX_TOP, top + 1) if needle is None else MAX_TOP
+        entities = self.table(kind).query_entities(" and ".join(clauses), results_per_page=per_page)
+        async for entity in entities:
+            examined += 1
+            if matches(entity):
+                if len(page) == top:
+                    more = True  # one more match exists: the page is full and not the last
+                    break
+                page.append(_from_entity(kind, entity, listed_at))
+            handled = entity["RowKey"]
+            if needle is not None and examined >= SEARCH_SCAN_LIMIT:
+                more = True
+                break
+        if more and handled is not None:
+            return page, encode_continuation(handled)
+        return page, None
+
+    async def list_devices(
+        self,
+        integration_id: str,
+        tenant_id: str,
+        *,
+        top: int = 100,
+        continuation: str | None = None,
+        removed: bool | None = False,
+        search: str | None = None,
+        compliance_state: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of devices and the continuation of the next page (None on the last page).
+
+        `removed`: False (default) only devices still in Intune, True only removed ones, None both.
+        Raises `InvalidQuery` for an unknown `compliance_state`, a bad `top` or a foreign continuation.
+        """
+        filters: list[str] = []
+        if removed is not None:
+            filters.append(f"isRemoved eq {'true' if removed else 'false'}")
+        if compliance_state is not None:
+            if compliance_state not in COMPLIANCE_STATES:
+                raise InvalidQuery("complianceState", "complianceState must be one of "
+                                   + ", ".join(sorted(COMPLIANCE_STATES)))
+            filters.append(f"complianceState eq {odata_quote(compliance_state)}")
+        return await self._page("devices", partition_key(integration_id, tenant_id), filters,
+                                top=top, continuation=continuation, search=search)
+
+    async def list_software(
+        self,
+        integration_id: str,
+        tenant_id: str,
+        *,
+        top: int = 100,
+        continuation: str | None = None,
+        search: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the tenant's detected apps (those in its last listing) and the next continuation."""
+        return await self._page("software", partition_key(integration_id, tenant_id),
+                                ["isRemoved eq false"], top=top, continuation=continuation, search=search)
+
+    async def get_device(self, integration_id: str, tenant_id: str, device_id: str) -> dict[str, Any] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if not device_id or device_id.startswith("~") or any(c in device_id for c in "/\\#?"):
+            return None
+        partition = partition_key(integration_id, tenant_id)
+        try:
+            entity = await self.table("devices").get_entity(partition, device_id)
+        except ResourceNotFoundError:
+            return None
+        return _from_entity("devices", entity, await self._listed_at("devices", partition))
+
+    async def count_present(self, kind: AssetKind, integration_id: str, tenant_id: str) -> int:
+        query = (f"PartitionKey eq {odata_quote(partition_key(integration_id, tenant_id))} and "
+                 f"{_ASSETS_ONLY} and isRemoved eq false")
+        return len([e async for e in self.table(kind).query_entities(query, select=["RowKey"])])
+
+    async def delete_assets(self, integration_id: str) -> int:
+        """Delete every device, app and run record of an integration (all its partitions)."""
+        names = (DEVICES_TABLE, SOFTWARE_TABLE, DEVICE_SOFTWARE_TABLE, RUNS_TABLE)
+        counts = await asyncio.gather(
+            *(_delete_prefix(self._tables.client(n), integration_id) for n in names)
+        )
+        return sum(counts)
+
+
+def _matcher(columns: tuple[str, ...], needle: str | None) -> Callable[[dict[str, Any]], bool]:
+    if needle is None:
+        return lambda _entity: True
+
+    def matches(entity: dict[str, Any]) -> bool:
+        return any(needle in str(entity.get(c) or "") for c in columns)
+
+    return matches
+
+
+async def _delete_prefix(table: TableClient, integration_id: str) -> int:
+    """Delete all entities whose partition starts with `{integration_id}_`, 100 per transaction."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    # "_" + 1 is "`": the range holds exactly the partitions `{integration_id}_...`.
+    query = (f"PartitionKey ge {odata_quote(integration_id + '_')} and "
+             f"PartitionKey lt {odata_quote(integration_id + '`')}")
+    deleted = 0
+    batch: list[tuple[str, dict[str, Any]]] = []
+
+    async def flush() -> None:
+        nonlocal deleted, batch
+        if batch:
+            await table.submit_transaction(batch)
+            deleted += len(batch)
+            batch = []
+
+    try:
+        async for entity in _keys(table, query):
+            if (batch and batch[0][1]["PartitionKey"] != entity["PartitionKey"]) or len(batch) == BATCH_SIZE:
+                await flush()
+            batch.append(("delete", entity))
+        await flush()
+    except ResourceNotFoundError:  # the table does not exist yet: nothing to delete
+        return deleted
+    return deleted
+
+
+async def _keys(table: TableClient, query: str) -> AsyncIterator[dict[str, Any]]:
+    async for entity in table.query_entities(query, select=["PartitionKey", "RowKey"], results_per_page=1000):
+        yield {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"]}
