@@ -9,7 +9,9 @@ from functions.health import bp as health_bp
 from functions.integrations import bp as integrations_bp
 from functions.sync import bp as sync_bp
 
-logging.getLogger("azure").setLevel(logging.WARNING)
+# The SDKs log every request URL at INFO; a webhook URL is a credential and Graph URLs are noise.
+for noisy in ("azure", "httpx", "httpcore"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)

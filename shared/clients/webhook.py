@@ -18,7 +18,9 @@ a failed delivery is retried on the next timer run (shared.services.alerting).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -121,6 +123,38 @@ def webhook_body(alert: Alert, fmt: WebhookFormat) -> dict[str, Any]:
     return _BODIES[fmt](alert)
 
 
+class _RedactWebhookUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO ("HTTP Request: POST https://...?sig=..."); for a
+    webhook that URL is the credential. This filter on the `httpx` logger keeps only scheme and host."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.urls and isinstance(record.args, tuple):
+            record.args = tuple(_redacted(a) if str(a) in self.urls else a for a in record.args)
+        return True
+
+
+def _redacted(url: object) -> str:
+    parts = urlsplit(str(url))
+    return f"{parts.scheme}://{parts.hostname}/(webhook URL redacted)"
+
+
+_REDACT = _RedactWebhookUrls()
+
+
+def _protect_in_logs(url: str) -> None:
+    logger = logging.getLogger("httpx")
+    if _REDACT not in logger.filters:
+        logger.addFilter(_REDACT)
+    try:
+        _REDACT.urls.add(str(httpx.URL(url)))
+    except httpx.InvalidURL:
+        _REDACT.urls.add(url)
+
+
 class AlertWebhook:
     """The configured receiver. `post` raises `WebhookDeliveryError` unless it answers 2xx."""
 
@@ -132,6 +166,7 @@ class AlertWebhook:
         self._url = url
         self.format = fmt
         self._timeout = timeout
+        _protect_in_logs(url.get_secret_value())
 
     async def post(self, alert: Alert) -> None:
         try:

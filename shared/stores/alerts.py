@@ -23,9 +23,9 @@ _ALERT_NAMESPACE = uuid.UUID("6f0d3c1e-3b7a-5e52-9a0c-6d656d73796e")
 
 
 class AlertKind(StrEnum):
-    SECRET_EXPIRING = "secretExpiring"  # noqa: S105  # alert kinds, not passwords
-    SECRET_EXPIRED = "secretExpired"  # noqa: S105
-    SECRET_INVALID = "secretInvalid"  # noqa: S105
+    SECRET_EXPIRING = "secretExpiring"  # alert kinds, not passwords
+    SECRET_EXPIRED = "secretExpired"
+    SECRET_INVALID = "secretInvalid"
 
 
 class AlertStatus(StrEnum):

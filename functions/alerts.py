@@ -1,0 +1,96 @@
+"""Alerts about integration secrets: `GET /api/alerts` (function key) and the secret-expiry timer.
+
+The timer runs on MEMSYNC_EXPIRY_SCHEDULE (NCRONTAB, default daily at 07:00 UTC): it reads the properties
+of every memsync secret in Key Vault, raises an alert once per secret version and days-left mark
+(MEMSYNC_EXPIRY_THRESHOLDS_DAYS), and posts undelivered alerts to MEMSYNC_ALERT_WEBHOOK_URL
+(shared.services.expiry). Each function is parse -> one service -> response; services are imported
+inside the functions so that indexing function_app.py stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import azure.functions as func
+
+from functions.http_problems import json_response, next_link, problem_boundary
+from functions.runtime import runtime
+
+if TYPE_CHECKING:
+    from shared.stores.alerts import AlertStatus
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions ships it untyped
+log = logging.getLogger(__name__)
+
+_PARAMETERS = ("top", "continuation", "integrationId", "status", "code")
+
+
+@bp.route(route="alerts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@problem_boundary
+async def list_alerts(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.parsing import encode_continuation
+    from shared.services import alerting
+
+    top, integration_id, status, continuation, scope = _parse_alert_query(req.params)
+    items, position = await alerting.list_alerts(
+        await runtime.get(), top=top, integration_id=integration_id, status=status, continuation=continuation
+    )
+    body: dict[str, object] = {"value": items}
+    if position is not None:
+        body["nextLink"] = next_link(req, {
+            "top": top, "integrationId": integration_id, "status": status.value if status else None,
+            "continuation": encode_continuation(position, scope),
+        })
+    return json_response(body)
+
+
+def _parse_alert_query(
+    params: Mapping[str, str],
+) -> tuple[int, str | None, AlertStatus | None, Any, dict[str, object]]:
+    """`top`, `integrationId` (a GUID), `status` (open|resolved) and `continuation`, every problem at once."""
+    from shared.api.models import is_guid
+    from shared.api.parsing import decode_continuation, parse_top
+    from shared.api.problems import FieldError, invalid_request
+    from shared.stores.alerts import AlertStatus
+
+    errors: list[FieldError] = []
+    for name in sorted(k for k in params if k not in _PARAMETERS)[:10]:
+        shown = name if len(name) <= 40 and name.isprintable() else name[:37] + "..."
+        errors.append(FieldError(shown, "unknownParameter", f"{shown} is not a query parameter of this list",
+                                 "Use top, continuation, integrationId, status."))
+    top = parse_top(params, errors)
+    integration_id = params.get("integrationId") or None
+    if integration_id is not None:
+        if is_guid(integration_id):
+            integration_id = integration_id.lower()
+        else:
+            errors.append(FieldError("integrationId", "invalidGuid", "integrationId must be a GUID",
+                                     "Use an integration's id as GET /api/integrations returns it."))
+            integration_id = None
+    status: AlertStatus | None = None
+    raw_status = params.get("status") or None
+    if raw_status is not None:
+        try:
+            status = AlertStatus(raw_status)
+        except ValueError:
+            errors.append(FieldError("status", "invalidValue", "status must be open or resolved",
+                                     "Send ?status=open or ?status=resolved, or leave it out for both."))
+    scope: dict[str, object] = {"kind": "alerts", "i": integration_id, "s": status.value if status else None}
+    continuation = decode_continuation(params, scope, errors)
+    if errors:
+        raise invalid_request(errors)
+    return top, integration_id, status, continuation, scope
+
+
+@bp.timer_trigger(schedule="%MEMSYNC_EXPIRY_SCHEDULE%", arg_name="timer", run_on_startup=False,
+                  use_monitor=True)
+async def secret_expiry_check(timer: func.TimerRequest) -> None:
+    from shared.clock import SystemClock
+    from shared.services.expiry import check_secret_expiry
+
+    if timer.past_due:
+        log.info("secret expiry check is past due; running now (missed marks are raised late, once)")
+    report = await check_secret_expiry(await runtime.get(), clock=SystemClock())
+    log.info("secret expiry check: %s", report.to_json())
