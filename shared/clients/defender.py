@@ -1,7 +1,9 @@
 """Defender for Endpoint machines of one tenant (`GET {api}/api/machines`), streamed page by page.
 
 `$top` may be up to 10,000; further pages come by `@odata.nextLink` when the service sends one, else by
-`$skip`. A 404 means the tenant has no recent machines (FACTS.md): an empty, complete listing.
+`$skip`. A 404 means the tenant has no recently seen machines (FACTS.md), which is also what a tenant
+without Defender for Endpoint gets: an empty, complete listing, with `not_found` set so the sync can
+say why there is no Defender data.
 https://learn.microsoft.com/defender-endpoint/api/get-machines
 """
 
@@ -22,6 +24,7 @@ class DefenderClient:
         self.url = base_url.rstrip("/") + "/api/machines"  # settings.defender_url + "/api/machines"
         self._api = api
         self._page_size = page_size
+        self.not_found = False
         origin = urlsplit(self.url)
         self._origin = (origin.scheme, origin.netloc.lower())
 
@@ -35,6 +38,7 @@ class DefenderClient:
                 body = await self._api.get_json(url, params)
             except FatalApiError as exc:
                 if exc.status == 404 and skip == 0 and not followed:
+                    self.not_found = True
                     return
                 raise
             value = body.get("value") if isinstance(body, dict) else None
@@ -56,6 +60,18 @@ class DefenderClient:
                 params = {"$top": str(self._page_size), "$skip": str(skip)}
             else:
                 return
+
+
+def defender_not_found(tenant_id: str) -> ActionableError:
+    return ActionableError(
+        ErrorCode.DEFENDER_UNAVAILABLE,
+        f"Defender for Endpoint reported no machines for tenant {tenant_id} (HTTP 404): the tenant has no "
+        "Defender for Endpoint licence, or no machine was seen recently. Intune devices were synced "
+        "without Defender data.",
+        "If the tenant should have Defender data, check its Microsoft Defender for Endpoint licence and "
+        "that its devices are onboarded; otherwise no action is needed.",
+        retriable=False,
+    )
 
 
 def defender_unavailable(

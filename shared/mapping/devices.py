@@ -164,11 +164,20 @@ class DefenderSummary:
         }
 
 
+def join_key(device_id: Any) -> str | None:
+    """An Entra device id as a join key; None for a missing one and for the all-zero GUID that
+    unregistered devices report (joining on it would pair unrelated machines)."""
+    if not isinstance(device_id, str):
+        return None
+    key = device_id.strip().lower()
+    return key if key and key.strip("0-") else None
+
+
 def defender_summary(machine: dict[str, Any]) -> tuple[str, DefenderSummary] | None:
-    """(lower-cased aadDeviceId, summary) of a machine, or None when it cannot be joined to Intune."""
+    """(join key of its aadDeviceId, summary) of a machine, or None when it cannot be joined to Intune."""
     machine_id = machine.get("id")
-    aad = machine.get("aadDeviceId")
-    if not isinstance(machine_id, str) or not machine_id or not isinstance(aad, str) or not aad.strip():
+    aad = join_key(machine.get("aadDeviceId"))
+    if not isinstance(machine_id, str) or not machine_id or aad is None:
         return None
 
     def text(name: str) -> str | None:
@@ -183,7 +192,7 @@ def defender_summary(machine: dict[str, Any]) -> tuple[str, DefenderSummary] | N
         onboarding_status=text("onboardingStatus"),
         last_seen=text("lastSeen"),
     )
-    return aad.strip().lower(), summary
+    return aad, summary
 
 
 class DefenderIndex:
@@ -207,9 +216,8 @@ class DefenderIndex:
         return True
 
     def match(self, azure_ad_device_id: str | None) -> DefenderSummary | None:
-        if not azure_ad_device_id:
-            return None
-        return self._by_aad.get(azure_ad_device_id.strip().lower())
+        key = join_key(azure_ad_device_id)
+        return None if key is None else self._by_aad.get(key)
 
 
 def map_device(

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import SecretStr, ValidationError
 
 from shared.auth import AppCredential, token_roles
-from shared.clients.defender import DefenderClient, defender_unavailable
+from shared.clients.defender import DefenderClient, defender_not_found, defender_unavailable
 from shared.clients.graph import GraphClient, graph_error, missing_permissions
 from shared.errors import ActionableError, ErrorCode, ErrorInfo, permission_missing, throttled, unreachable
 from shared.http import ApiClient, ApiError, Budget, CallStats, RetriableApiError
@@ -273,6 +273,8 @@ class TenantSync:
             async for page in client.machines():
                 for machine in page:
                     index.add(machine)
+            if client.not_found:
+                self.notes.append(defender_not_found(self.tenant_id).info)
         except (ApiError, ActionableError) as exc:
             error = defender_unavailable(exc, tenant_id=self.tenant_id, app_id=app.app_id)
             log.warning("tenant %s: %s", self.tenant_id, error.info.message)
