@@ -160,7 +160,7 @@ class Azurite:
             stdout = self._log_handle
         # Own process group so that stop() also reaches node's children, and Ctrl-C in
         # a terminal running the tests does not kill Azurite before fixtures tear down.
-        self._proc = subprocess.Popen(  # noqa: S603 - our own pinned binary, fixed arguments
+        self._proc = subprocess.Popen(
             self.command(),
             stdout=stdout,  # type: ignore[arg-type]
             stderr=subprocess.STDOUT,

@@ -1,0 +1,697 @@
+"""Deterministic, realistic tenant data: Intune managed devices, detected apps, Defender machines.
+
+Everything comes from a ``random.Random`` seeded by (scenario seed, tenant key), so the same
+scenario always yields the same data. Field names and value sets follow Graph v1.0
+(https://learn.microsoft.com/graph/api/resources/intune-devices-manageddevice?view=graph-rest-1.0)
+and Defender's machine entity
+(https://learn.microsoft.com/defender-endpoint/api/machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+PLACEHOLDER_SERIALS = ("Default string", "To be filled by O.E.M.", "0", "")
+COMPLIANCE_STATES = (
+    ("compliant", 70),
+    ("noncompliant", 12),
+    ("inGracePeriod", 5),
+    ("unknown", 5),
+    ("conflict", 3),
+    ("error", 2),
+    ("configManager", 3),
+)
+
+FIRST_NAMES = (
+    "Adele",
+    "Alex",
+    "Bianca",
+    "Chen",
+    "Diego",
+    "Emma",
+    "François",
+    "Grace",
+    "Hiro",
+    "Isabella",
+    "Jonas",
+    "José",
+    "Kai",
+    "Lena",
+    "Łukasz",
+    "Maya",
+    "Noah",
+    "Olivia",
+    "Priya",
+    "Quentin",
+    "Rosa",
+    "Søren",
+    "Tariq",
+    "Uma",
+    "Viktor",
+    "Wei",
+    "Xavier",
+    "Yuki",
+    "Zoë",
+    "Ana",
+    "Ben",
+    "Chloé",
+    "Dmitri",
+    "Elif",
+    "Fatima",
+    "Gustav",
+    "Hana",
+    "Ivan",
+    "Julia",
+    "Kenji",
+)
+LAST_NAMES = (
+    "Smith",
+    "García",
+    "Müller",
+    "Nakamura",
+    "O'Brien",
+    "Kowalski",
+    "Dubois",
+    "Rossi",
+    "Jensen",
+    "Patel",
+    "Kim",
+    "Novak",
+    "Silva",
+    "Andersson",
+    "Yılmaz",
+    "Chen",
+    "Brown",
+    "Lopez",
+    "Schmidt",
+    "Tanaka",
+    "Nguyen",
+    "Fischer",
+    "Wilson",
+    "Costa",
+    "Ivanova",
+)
+
+
+@dataclass(frozen=True)
+class HardwareModel:
+    platform: str  # windows | macos | ios | android
+    manufacturer: str
+    model: str
+    serial_style: str
+    weight: int
+
+
+HARDWARE: tuple[HardwareModel, ...] = (
+    HardwareModel("windows", "Dell Inc.", "Latitude 5440", "dell", 9),
+    HardwareModel("windows", "Dell Inc.", "Latitude 7440", "dell", 6),
+    HardwareModel("windows", "Dell Inc.", "OptiPlex 7010", "dell", 4),
+    HardwareModel("windows", "HP", "HP EliteBook 840 G9 Notebook PC", "hp", 7),
+    HardwareModel("windows", "HP", "HP ProBook 450 G10 Notebook PC", "hp", 4),
+    HardwareModel("windows", "LENOVO", "20XXS3JC00", "lenovo", 5),  # ThinkPad T14 Gen 2 machine type
+    HardwareModel("windows", "LENOVO", "21CB007MUS", "lenovo", 5),  # ThinkPad X1 Carbon Gen 10
+    HardwareModel("windows", "Microsoft Corporation", "Surface Laptop 5", "surface", 4),
+    HardwareModel("windows", "Microsoft Corporation", "Surface Pro 9", "surface", 3),
+    HardwareModel("windows", "System manufacturer", "System Product Name", "whitebox", 1),
+    HardwareModel("windows", "Microsoft Corporation", "Virtual Machine", "vm", 1),
+    HardwareModel("macos", "Apple", "MacBook Pro (14-inch, 2023)", "apple", 5),
+    HardwareModel("macos", "Apple", "MacBook Air (M2, 2022)", "apple", 6),
+    HardwareModel("macos", "Apple", "iMac (24-inch, M3, 2023)", "apple", 1),
+    HardwareModel("ios", "Apple", "iPhone 15", "apple", 6),
+    HardwareModel("ios", "Apple", "iPhone 14 Pro", "apple", 4),
+    HardwareModel("ios", "Apple", "iPhone SE (3rd generation)", "apple", 2),
+    HardwareModel("ios", "Apple", "iPad Air (5th generation)", "apple", 2),
+    HardwareModel("android", "samsung", "SM-S918B", "samsung", 4),  # Galaxy S23 Ultra
+    HardwareModel("android", "samsung", "SM-A546B", "samsung", 4),  # Galaxy A54 5G
+    HardwareModel("android", "samsung", "SM-X700", "samsung", 1),  # Galaxy Tab S8
+    HardwareModel("android", "Google", "Pixel 8", "google", 3),
+    HardwareModel("android", "Zebra Technologies", "TC52", "zebra", 1),
+)
+PLATFORM_WEIGHTS = {"windows": 60, "macos": 12, "ios": 15, "android": 13}
+_PLATFORM_PAIRS = tuple(PLATFORM_WEIGHTS.items())
+
+OS_VERSIONS = {
+    "windows": (
+        "10.0.19045.4291",
+        "10.0.19045.5011",
+        "10.0.22631.3447",
+        "10.0.22631.4317",
+        "10.0.22621.3296",
+        "10.0.26100.2033",
+    ),
+    "macos": ("13.6.6", "14.4.1", "14.6.1", "15.0.1", "15.1"),
+    "ios": ("16.7.8", "17.4.1", "17.6.1", "18.0.1", "18.1"),
+    "ipados": ("17.4.1", "17.6.1", "18.1"),
+    "android": ("12", "13", "14", "14", "15"),
+}
+OPERATING_SYSTEM = {"windows": "Windows", "macos": "macOS", "ios": "iOS", "android": "Android"}
+DETECTED_PLATFORM = {"windows": "windows", "macos": "macOS", "ios": "ios", "android": "androidWorkProfile"}
+MANAGEMENT_AGENTS = {
+    "windows": (("mdm", 80), ("configurationManagerClientMdm", 15), ("easMdm", 5)),
+    "macos": (("mdm", 100),),
+    "ios": (("mdm", 90), ("easMdm", 10)),
+    "android": (("mdm", 100),),
+}
+ENROLLMENT_TYPES = {
+    "windows": (
+        "windowsAzureADJoin",
+        "windowsAutoEnrollment",
+        "windowsCoManagement",
+        "windowsAzureADJoinUsingDeviceAuth",
+    ),
+    "macos": ("appleBulkWithUser", "userEnrollment"),
+    "ios": ("appleBulkWithUser", "userEnrollment", "appleUserEnrollment"),
+    "android": ("userEnrollment",),
+}
+
+# (displayName, publisher, versions, size in bytes, popularity 0..1)
+APP_CATALOG: dict[str, tuple[tuple[str, str, tuple[str, ...], int, float], ...]] = {
+    "windows": (
+        ("Microsoft Edge", "Microsoft Corporation", ("130.0.2849.56", "129.0.2792.89"), 0, 0.98),
+        ("Microsoft 365 Apps for enterprise - en-us", "Microsoft Corporation", ("16.0.17928.20216",), 0, 0.9),
+        ("Microsoft Teams", "Microsoft", ("24243.1309.3132.617",), 0, 0.85),
+        ("Microsoft OneDrive", "Microsoft Corporation", ("24.201.1006.0005",), 0, 0.9),
+        ("Google Chrome", "Google LLC", ("130.0.6723.70", "129.0.6668.101"), 0, 0.6),
+        ("Mozilla Firefox (x64 en-US)", "Mozilla", ("131.0.3",), 0, 0.2),
+        ("7-Zip 23.01 (x64)", "Igor Pavlov", ("23.01",), 0, 0.35),
+        ("Adobe Acrobat (64-bit)", "Adobe", ("24.003.20180",), 0, 0.5),
+        ("Notepad++ (64-bit x64)", "Notepad++ Team", ("8.6.9",), 0, 0.15),
+        ("VLC media player", "VideoLAN", ("3.0.21",), 0, 0.1),
+        (
+            "Microsoft Visual C++ 2015-2022 Redistributable (x64) - 14.40.33810",
+            "Microsoft Corporation",
+            ("14.40.33810.0",),
+            0,
+            0.8,
+        ),
+        ("Zoom Workplace (64-bit)", "Zoom Video Communications, Inc.", ("6.2.5 (49000)",), 0, 0.3),
+        ("Cisco Secure Client - AnyConnect VPN", "Cisco Systems, Inc.", ("5.1.2.42",), 0, 0.25),
+        ("Slack", "Slack Technologies Inc.", ("4.41.97",), 0, 0.2),
+        ("Microsoft Visual Studio Code (User)", "Microsoft Corporation", ("1.94.2",), 0, 0.12),
+        ("Dell Command | Update for Windows Universal", "Dell Inc.", ("5.4.0",), 0, 0.3),
+        ("HP Wolf Security", "HP Inc.", ("4.6.5.297",), 0, 0.2),
+        ("Lenovo Vantage Service", "Lenovo Group Ltd.", ("3.13.43.0",), 0, 0.15),
+        ("Company Portal", "Microsoft Corporation", ("11.2.1002.0",), 0, 0.7),
+        ("Python 3.12.2 (64-bit)", "Python Software Foundation", ("3.12.2150.0",), 0, 0.05),
+        ("Git", "The Git Development Community", ("2.47.0",), 0, 0.06),
+        ("Citrix Workspace 2409", "Citrix Systems, Inc.", ("24.9.0.133",), 0, 0.1),
+        ("KeePass Password Safe 2.57.1", "Dominik Reichl", ("2.57.1",), 0, 0.04),
+        ("Java 8 Update 431 (64-bit)", "Oracle Corporation", ("8.0.4310.10",), 0, 0.08),
+        ("Power BI Desktop (x64)", "Microsoft Corporation", ("2.137.1102.0",), 0, 0.06),
+    ),
+    "macos": (
+        ("Microsoft Outlook", "Microsoft Corporation", ("16.90",), 1_932_165_120, 0.9),
+        ("Microsoft Word", "Microsoft Corporation", ("16.90",), 2_410_663_936, 0.85),
+        ("Microsoft Teams", "Microsoft Corporation", ("24277.3502.3161.3207",), 561_987_584, 0.8),
+        ("Google Chrome", "Google LLC", ("130.0.6723.70",), 1_306_562_560, 0.6),
+        ("Safari", "Apple Inc.", ("18.1",), 17_825_792, 1.0),
+        ("zoom.us", "Zoom Video Communications, Inc.", ("6.2.5 (41297)",), 344_981_504, 0.3),
+        ("Slack", "Slack Technologies, Inc.", ("4.41.97",), 430_899_200, 0.3),
+        ("Company Portal", "Microsoft Corporation", ("5.2409.1",), 62_914_560, 0.95),
+        ("Xcode", "Apple Inc.", ("16.0",), 11_890_917_376, 0.05),
+        ("1Password 7", "AgileBits Inc.", ("7.9.11",), 94_371_840, 0.2),
+    ),
+    "ios": (
+        ("Microsoft Authenticator", "Microsoft Corporation", ("6.8.15",), 213_909_504, 0.9),
+        ("Microsoft Outlook", "Microsoft Corporation", ("4.2441.0",), 321_912_832, 0.85),
+        ("Microsoft Teams", "Microsoft Corporation", ("6.20.1",), 265_289_728, 0.75),
+        ("Intune Company Portal", "Microsoft Corporation", ("5.2409.1",), 55_574_528, 0.95),
+        ("WhatsApp Messenger", "WhatsApp Inc.", ("24.20.79",), 276_824_064, 0.5),
+        ("Slack", "Slack Technologies, Inc.", ("24.10.10",), 201_326_592, 0.2),
+    ),
+    "android": (
+        ("Microsoft Authenticator", "Microsoft Corporation", ("6.2410.6867",), 0, 0.9),
+        ("Intune Company Portal", "Microsoft Corporation", ("5.0.6391.0",), 0, 0.95),
+        ("Microsoft Outlook", "Microsoft Corporation", ("4.2441.1",), 0, 0.8),
+        ("Microsoft Teams", "Microsoft Corporation", ("1416/1.0.0.2024183501",), 0, 0.7),
+        ("Microsoft Defender: Antivirus", "Microsoft Corporation", ("1.0.7001.0101",), 0, 0.4),
+    ),
+}
+SYNTH_VENDORS = (
+    "Contoso",
+    "Fabrikam",
+    "Northwind",
+    "Adventure Works",
+    "Tailspin",
+    "Litware",
+    "Proseware",
+    "Wide World Importers",
+    "Woodgrove",
+    "Alpine Ski House",
+    "Coho",
+    "Fourth Coffee",
+    "Lamna",
+    "Margie's Travel",
+    "Trey Research",
+    "Wingtip",
+    "Blue Yonder",
+    "Humongous Insurance",
+)
+SYNTH_PRODUCTS = (
+    "Agent",
+    "Connector",
+    "Viewer",
+    "Client",
+    "Updater",
+    "Toolkit",
+    "Studio",
+    "Sync",
+    "Desktop",
+    "Helper",
+    "Launcher",
+    "Runtime",
+    "Driver Package",
+    "Add-in",
+    "Monitor",
+    "Scanner",
+    "Suite",
+)
+SYNTH_QUALIFIERS = ("", " Pro", " Enterprise", " Lite", " (x64)", " (x86)", " 2023", " 2024", " Plus", " LTS")
+
+
+def fast_guid(rng: random.Random) -> str:
+    """A version-4-looking GUID from ``rng`` (uuid.uuid4 would not be reproducible)."""
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+
+
+_CUMULATIVE: dict[int, tuple[list[str], list[int]]] = {}
+
+
+def _weighted(rng: random.Random, pairs: tuple[tuple[str, int], ...]) -> str:
+    # Cumulative weights are cached: ``choices(weights=...)`` rebuilds them on every call.
+    cached = _CUMULATIVE.get(id(pairs))
+    if cached is None:
+        total = 0
+        cumulative = []
+        for _, weight in pairs:
+            total += weight
+            cumulative.append(total)
+        cached = ([p[0] for p in pairs], cumulative)
+        _CUMULATIVE[id(pairs)] = cached
+    return rng.choices(cached[0], cum_weights=cached[1])[0]
+
+
+def _serial(rng: random.Random, style: str) -> str:
+    alnum = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+    if style == "dell":
+        return "".join(rng.choices(alnum, k=7))
+    if style == "hp":
+        return "5CG" + "".join(rng.choices(alnum, k=7))
+    if style == "lenovo":
+        return "PF" + "".join(rng.choices(alnum, k=6))
+    if style == "surface":
+        return "".join(rng.choices("0123456789", k=12))
+    if style == "apple":
+        return rng.choice(("C02", "FVF", "H4", "DMP", "F9F")) + "".join(rng.choices(alnum, k=7))
+    if style == "samsung":
+        return "R5" + "".join(rng.choices(alnum, k=9))
+    if style == "google":
+        return "".join(rng.choices(alnum, k=14))
+    if style == "zebra":
+        return "".join(rng.choices("0123456789", k=14))
+    if style == "vm":
+        return "-".join("".join(rng.choices("0123456789", k=4)) for _ in range(7))
+    return rng.choice(PLACEHOLDER_SERIALS[:2])
+
+
+def _mac(rng: random.Random) -> str:
+    return f"{rng.getrandbits(48):012X}"
+
+
+def _dt(value: datetime) -> str:
+    return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"  # faster than strftime
+
+
+class DeviceFactory:
+    """Builds managedDevice objects (all v1.0 properties) for one tenant."""
+
+    def __init__(self, rng: random.Random, domain: str, now: datetime, name_prefix: str) -> None:
+        self.rng = rng
+        self.domain = domain
+        self.now = now
+        self.prefix = name_prefix
+        self._by_platform: dict[str, list[HardwareModel]] = {}
+        for hw in HARDWARE:
+            self._by_platform.setdefault(hw.platform, []).append(hw)
+        self._by_platform_cum: dict[str, tuple[list[HardwareModel], list[int]]] = {}
+        for platform_name, models in self._by_platform.items():
+            running = 0
+            cumulative: list[int] = []
+            for hw in models:
+                running += hw.weight
+                cumulative.append(running)
+            self._by_platform_cum[platform_name] = (models, cumulative)
+        self._counter = 0
+        user_count = 40
+        self.users = [self._user(i) for i in range(user_count)]
+
+    def _user(self, index: int) -> tuple[str, str, str, str]:
+        rng = self.rng
+        first = FIRST_NAMES[(index * 7 + rng.randrange(len(FIRST_NAMES))) % len(FIRST_NAMES)]
+        last = rng.choice(LAST_NAMES)
+        ascii_first = first.encode("ascii", "ignore").decode() or "user"
+        ascii_last = last.replace("'", "").encode("ascii", "ignore").decode() or "user"
+        upn = f"{ascii_first.lower()}.{ascii_last.lower()}{index if index >= len(FIRST_NAMES) else ''}@{self.domain}"
+        return fast_guid(rng), upn, f"{first} {last}", first
+
+    def device(self, platform: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        rng = self.rng
+        self._counter += 1
+        if platform is None:
+            platform = _weighted(rng, _PLATFORM_PAIRS)
+        models, cumulative = self._by_platform_cum[platform]
+        hw = rng.choices(models, cum_weights=cumulative)[0]
+        shared = (platform == "android" and hw.manufacturer == "Zebra Technologies") or rng.random() < 0.04
+        user_id, upn, user_display, first = ("", "", "", "") if shared else rng.choice(self.users)
+        os_key = "ipados" if hw.model.startswith("iPad") else platform
+        os_version = rng.choice(OS_VERSIONS[os_key])
+        operating_system = "iPadOS" if os_key == "ipados" else OPERATING_SYSTEM[platform]
+        if platform == "windows":
+            name = (
+                f"DESKTOP-{''.join(rng.choices('ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', k=7))}"
+                if rng.random() < 0.3
+                else f"{self.prefix}-{'LT' if 'Book' in hw.model or 'Latitude' in hw.model or 'Laptop' in hw.model else 'PC'}-{self._counter:04d}"
+            )
+            if self._counter % 53 == 7:
+                name = "会議室-PC"
+        elif platform == "macos":
+            kind = "MacBook Pro" if "Pro" in hw.model else ("iMac" if "iMac" in hw.model else "MacBook Air")
+            name = (
+                f"{first or 'Shared'}\u2019s {kind}".replace(" ", "-", 1)
+                if first
+                else f"{self.prefix}-MAC-{self._counter:03d}"
+            )
+        elif platform == "ios":
+            kind = "iPad" if hw.model.startswith("iPad") else "iPhone"
+            name = f"{first}\u2019s {kind}" if first else f"{kind}-{self._counter:03d}"
+        else:
+            name = (
+                f"{upn.split('@')[0]}_AndroidForWork_{self.now.month}/{self.now.day}/{self.now.year}_{rng.randrange(1, 12)}:{rng.randrange(10, 59)} AM"
+                if upn
+                else f"{hw.manufacturer}_{hw.model}_{self._counter}"
+            )
+        serial = _serial(rng, hw.serial_style)
+        if rng.random() < 0.02:
+            serial = rng.choice(PLACEHOLDER_SERIALS)
+        enrolled = self.now - timedelta(seconds=rng.randrange(86_400 * 3, 86_400 * 1000))
+        stale = rng.random() < 0.06
+        last_sync_age = rng.randrange(86_400 * 31, 86_400 * 150) if stale else rng.randrange(60, 86_400 * 7)
+        last_sync = max(enrolled + timedelta(minutes=5), self.now - timedelta(seconds=last_sync_age))
+        is_mobile = platform in ("ios", "android")
+        storage_gb = rng.choice((64, 128, 256) if is_mobile else (256, 512, 512, 1024))
+        total_storage = storage_gb * 1_000_000_000 - rng.randrange(
+            0, 9_000_000_000 if storage_gb > 64 else 4_000_000_000
+        )
+        free_storage = int(total_storage * rng.uniform(0.05, 0.8))
+        memory = rng.choice((4, 6, 8) if is_mobile else (8, 16, 16, 32)) * 1024**3
+        aad_device_id = ZERO_GUID if rng.random() < 0.02 else fast_guid(rng)
+        compliance = _weighted(rng, COMPLIANCE_STATES)
+        owner = "personal" if (is_mobile and rng.random() < 0.3) else "company"
+        imei = (
+            "".join(rng.choices("0123456789", k=15))
+            if (is_mobile and not hw.model.startswith("iPad") and hw.manufacturer != "Zebra Technologies")
+            else ""
+        )
+        device: dict[str, Any] = {
+            "@odata.type": "#microsoft.graph.managedDevice",
+            "id": fast_guid(rng),
+            "userId": user_id,
+            "deviceName": name,
+            "managedDeviceOwnerType": owner,
+            "deviceActionResults": [],
+            "enrolledDateTime": _dt(enrolled),
+            "lastSyncDateTime": _dt(last_sync),
+            "operatingSystem": operating_system,
+            "complianceState": compliance,
+            "jailBroken": "False" if is_mobile or platform == "macos" else "Unknown",
+            "managementAgent": _weighted(rng, MANAGEMENT_AGENTS[platform]),
+            "osVersion": os_version,
+            "easActivated": rng.random() < 0.3,
+            "easDeviceId": "".join(rng.choices("ABCDEF0123456789", k=32)) if is_mobile else "",
+            "easActivationDateTime": "0001-01-01T00:00:00Z",
+            "azureADRegistered": aad_device_id != ZERO_GUID,
+            "deviceEnrollmentType": rng.choice(ENROLLMENT_TYPES[platform]),
+            "activationLockBypassCode": None,
+            "emailAddress": upn,
+            "azureADDeviceId": aad_device_id,
+            "deviceRegistrationState": "registered" if aad_device_id != ZERO_GUID else "notRegistered",
+            "deviceCategoryDisplayName": "Unknown Category",
+            "isSupervised": platform == "ios" and owner == "company",
+            "exchangeLastSuccessfulSyncDateTime": "0001-01-01T00:00:00Z",
+            "exchangeAccessState": "none",
+            "exchangeAccessStateReason": "none",
+            "remoteAssistanceSessionUrl": None,
+            "remoteAssistanceSessionErrorDetails": None,
+            "isEncrypted": rng.random() < (0.92 if compliance == "compliant" else 0.6),
+            "userPrincipalName": upn,
+            "model": hw.model,
+            "manufacturer": hw.manufacturer,
+            "imei": imei,
+            "complianceGracePeriodExpirationDateTime": "9999-12-31T23:59:59Z",
+            "serialNumber": serial,
+            "phoneNumber": "" if not imei else f"+1425555{rng.randrange(1000, 9999)}",
+            "androidSecurityPatchLevel": f"2024-{rng.randrange(1, 11):02d}-01" if platform == "android" else "",
+            "userDisplayName": user_display,
+            "configurationManagerClientEnabledFeatures": None,
+            "wiFiMacAddress": _mac(rng),
+            "deviceHealthAttestationState": None,
+            "subscriberCarrier": rng.choice(("T-Mobile", "Verizon", "Vodafone", "")) if imei else "",
+            "meid": imei[:14] if imei else "",
+            "totalStorageSpaceInBytes": total_storage,
+            "freeStorageSpaceInBytes": free_storage,
+            "managedDeviceName": f"{upn.split('@')[0] or 'device'}_{operating_system}_{enrolled.month}/{enrolled.day}/{enrolled.year}_{enrolled.hour}:{enrolled.minute:02d}",
+            "partnerReportedThreatState": "unknown",
+            "requireUserEnrollmentApproval": None,
+            "managementCertificateExpirationDate": _dt(enrolled + timedelta(days=365)),
+            "iccid": None,
+            "udid": None,
+            "notes": None,
+            "ethernetMacAddress": _mac(rng) if platform in ("windows", "macos") and rng.random() < 0.5 else None,
+            "physicalMemoryInBytes": memory,
+        }
+        if overrides:
+            device.update(overrides)
+        return device
+
+
+def generate_devices(
+    rng: random.Random, domain: str, now: datetime, count: int, prefix: str
+) -> tuple[DeviceFactory, list[dict[str, Any]]]:
+    factory = DeviceFactory(rng, domain, now, prefix)
+    devices = [factory.device() for _ in range(count)]
+    # One duplicated serial across two devices: happens with refurbished boards and re-imaged VMs.
+    if count >= 10:
+        a, b = rng.sample(range(count), 2)
+        if devices[a]["serialNumber"] not in PLACEHOLDER_SERIALS:
+            devices[b]["serialNumber"] = devices[a]["serialNumber"]
+            devices[b]["manufacturer"] = devices[a]["manufacturer"]
+    return factory, devices
+
+
+def _platform_of(device: dict[str, Any]) -> str:
+    os_name = str(device.get("operatingSystem", "")).lower()
+    if os_name.startswith("windows"):
+        return "windows"
+    if os_name == "macos":
+        return "macos"
+    if os_name in ("ios", "ipados"):
+        return "ios"
+    return "android"
+
+
+def _detected_app_id(rng: random.Random) -> str:
+    # Real detectedApp ids are 44 hex characters (a hashed program id).
+    return f"{rng.getrandbits(176):044x}"
+
+
+def generate_detected_apps(
+    rng: random.Random, devices: list[dict[str, Any]], count: int
+) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """Apps with a consistent app -> devices mapping; deviceCount is the mapping's size."""
+    pools: dict[str, list[str]] = {}
+    for device in devices:
+        pools.setdefault(_platform_of(device), []).append(device["id"])
+    products: list[tuple[str, str, str, tuple[str, ...], int, float]] = []
+    platforms_present = [p for p in ("windows", "macos", "ios", "android") if pools.get(p)] or ["windows"]
+    for platform in platforms_present:
+        for name, publisher, versions, size, popularity in APP_CATALOG[platform]:
+            products.append((platform, name, publisher, versions, size, popularity))
+    products.sort(key=lambda p: -p[5])
+    index = 0
+    planned = sum(len(p[3]) for p in products)
+    while planned < count:
+        platform = "windows" if rng.random() < 0.8 or "macos" not in pools else "macos"
+        vendor = SYNTH_VENDORS[index % len(SYNTH_VENDORS)]
+        product = SYNTH_PRODUCTS[(index // len(SYNTH_VENDORS)) % len(SYNTH_PRODUCTS)]
+        qualifier = SYNTH_QUALIFIERS[(index // (len(SYNTH_VENDORS) * len(SYNTH_PRODUCTS))) % len(SYNTH_QUALIFIERS)]
+        suffix = (
+            f" {index // (len(SYNTH_VENDORS) * len(SYNTH_PRODUCTS) * len(SYNTH_QUALIFIERS)) + 1}"
+            if index >= len(SYNTH_VENDORS) * len(SYNTH_PRODUCTS) * len(SYNTH_QUALIFIERS)
+            else ""
+        )
+        versions = tuple(
+            f"{rng.randrange(1, 25)}.{rng.randrange(0, 10)}.{rng.randrange(0, 5000)}"
+            for _ in range(1 if rng.random() < 0.8 else 2)
+        )
+        popularity = min(0.4, 1.5 / (index + 6)) * rng.uniform(0.5, 1.5)
+        products.append((platform, f"{vendor} {product}{qualifier}{suffix}", f"{vendor} Ltd.", versions, 0, popularity))
+        planned += len(versions)
+        index += 1
+    apps: list[dict[str, Any]] = []
+    mapping: dict[str, list[str]] = {}
+    for platform, name, publisher, versions, size, popularity in products:
+        if len(apps) >= count:
+            break
+        pool = pools.get(platform, [])
+        holders = rng.sample(pool, max(1, min(len(pool), round(popularity * len(pool))))) if pool else []
+        split = len(versions)
+        for v_index, version in enumerate(versions):
+            if len(apps) >= count:
+                break
+            part = holders[v_index::split]
+            if pool and not part:
+                part = [rng.choice(pool)]
+            app_id = _detected_app_id(rng)
+            apps.append(
+                {
+                    "@odata.type": "#microsoft.graph.detectedApp",
+                    "id": app_id,
+                    "displayName": name,
+                    "version": version,
+                    "sizeInByte": size
+                    if size
+                    else (rng.randrange(2, 900) * 1_048_576 if platform == "windows" and rng.random() < 0.3 else 0),
+                    "deviceCount": len(part),
+                    "platform": DETECTED_PLATFORM[platform],
+                    "publisher": publisher,
+                }
+            )
+            mapping[app_id] = list(part)
+    return apps, mapping
+
+
+HEALTH_STATUSES = (
+    ("Active", 82),
+    ("Inactive", 10),
+    ("ImpairedCommunication", 3),
+    ("NoSensorData", 3),
+    ("NoSensorDataImpairedCommunication", 1),
+    ("Unknown", 1),
+)
+RISK_SCORES = (("None", 30), ("Informational", 10), ("Low", 30), ("Medium", 20), ("High", 10))
+EXPOSURE_LEVELS = (("None", 10), ("Low", 40), ("Medium", 40), ("High", 10))
+WINDOWS_BUILDS = {
+    "10.0.19045": (19045, "22H2", "Windows10"),
+    "10.0.22631": (22631, "23H2", "Windows11"),
+    "10.0.22621": (22621, "22H2", "Windows11"),
+    "10.0.26100": (26100, "24H2", "Windows11"),
+}
+
+
+def _ip(rng: random.Random) -> tuple[str, str]:
+    return (
+        f"10.{rng.randrange(0, 255)}.{rng.randrange(0, 255)}.{rng.randrange(2, 254)}",
+        f"{rng.choice((20, 40, 52, 98, 167, 203))}.{rng.randrange(0, 255)}.{rng.randrange(0, 255)}.{rng.randrange(2, 254)}",
+    )
+
+
+def machine_for_device(rng: random.Random, device: dict[str, Any], now: datetime) -> dict[str, Any]:
+    platform = _platform_of(device)
+    enrolled = datetime.fromisoformat(device["enrolledDateTime"])
+    last_sync = datetime.fromisoformat(device["lastSyncDateTime"])
+    if platform == "windows":
+        build_key = ".".join(str(device["osVersion"]).split(".")[:3])
+        os_build, version, os_platform = WINDOWS_BUILDS.get(build_key, (19045, "22H2", "Windows10"))
+    elif platform == "macos":
+        os_build, version, os_platform = None, device["osVersion"], "macOS"
+    elif platform == "ios":
+        os_build, version, os_platform = None, device["osVersion"], "iOS"
+    else:
+        os_build, version, os_platform = None, device["osVersion"], "Android"
+    aad = device.get("azureADDeviceId")
+    local_ip, public_ip = _ip(rng)
+    mac = str(device.get("wiFiMacAddress") or "")
+    dns = str(device["deviceName"]).lower() if platform in ("windows", "macos") else str(device["deviceName"])
+    return {
+        "id": hashlib.sha1(f"{device['id']}:{rng.random()}".encode(), usedforsecurity=False).hexdigest(),
+        "computerDnsName": dns,
+        "firstSeen": _dt(enrolled + timedelta(minutes=rng.randrange(5, 600))),
+        "lastSeen": _dt(min(now, last_sync + timedelta(minutes=rng.randrange(-120, 120)))),
+        "osPlatform": os_platform,
+        "version": version,
+        "osProcessor": "arm64"
+        if "Surface Pro" in str(device.get("model")) or platform in ("ios", "android")
+        else "x64",
+        "lastIpAddress": local_ip,
+        "lastExternalIpAddress": public_ip,
+        "osBuild": os_build,
+        "healthStatus": _weighted(rng, HEALTH_STATUSES),
+        "rbacGroupId": 0,
+        "rbacGroupName": "UnassignedGroup",
+        "riskScore": _weighted(rng, RISK_SCORES),
+        "exposureLevel": _weighted(rng, EXPOSURE_LEVELS),
+        "isAadJoined": bool(aad and aad != "00000000-0000-0000-0000-000000000000"),
+        "aadDeviceId": aad if aad and aad != "00000000-0000-0000-0000-000000000000" else None,
+        "machineTags": [],
+        "onboardingStatus": "Onboarded",
+        "deviceValue": "Normal",
+        "ipAddresses": [
+            {
+                "ipAddress": local_ip,
+                "macAddress": mac,
+                "type": "Ethernet" if platform == "windows" else "Other",
+                "operationalStatus": "Up",
+            }
+        ],
+    }
+
+
+def server_machine(rng: random.Random, index: int, prefix: str, now: datetime, *, orphan_aad: bool) -> dict[str, Any]:
+    """A machine Defender sees that Intune does not manage (server, or a device removed from Intune)."""
+    local_ip, public_ip = _ip(rng)
+    first = now - timedelta(days=rng.randrange(30, 700))
+    name = f"{prefix.lower()}-srv-{index:02d}" if not orphan_aad else f"desktop-{rng.getrandbits(28):07x}"
+    return {
+        "id": hashlib.sha1(f"{prefix}:{index}:{rng.random()}".encode(), usedforsecurity=False).hexdigest(),
+        "computerDnsName": name,
+        "firstSeen": _dt(first),
+        "lastSeen": _dt(now - timedelta(minutes=rng.randrange(1, 60 * 24 * 10))),
+        "osPlatform": "Windows10" if orphan_aad else rng.choice(("WindowsServer2022", "WindowsServer2019", "Linux")),
+        "version": "22H2" if orphan_aad else "",
+        "osProcessor": "x64",
+        "lastIpAddress": local_ip,
+        "lastExternalIpAddress": public_ip,
+        "osBuild": 19045 if orphan_aad else 20348,
+        "healthStatus": _weighted(rng, HEALTH_STATUSES),
+        "rbacGroupId": 0,
+        "rbacGroupName": "UnassignedGroup",
+        "riskScore": _weighted(rng, RISK_SCORES),
+        "exposureLevel": _weighted(rng, EXPOSURE_LEVELS),
+        "isAadJoined": orphan_aad,
+        "aadDeviceId": fast_guid(rng) if orphan_aad else None,
+        "machineTags": ["server"] if not orphan_aad else [],
+        "onboardingStatus": "Onboarded",
+        "deviceValue": "High" if not orphan_aad else "Normal",
+        "ipAddresses": [
+            {"ipAddress": local_ip, "macAddress": _mac(rng), "type": "Ethernet", "operationalStatus": "Up"}
+        ],
+    }
+
+
+def generate_machines(
+    rng: random.Random, devices: list[dict[str, Any]], coverage: float, defender_only: int, prefix: str, now: datetime
+) -> list[dict[str, Any]]:
+    machines: list[dict[str, Any]] = []
+    for device in devices:
+        # Coverage is per device whatever the platform (MDE onboards iOS/Android too).
+        if rng.random() < coverage:
+            machines.append(machine_for_device(rng, device, now))
+    for index in range(defender_only):
+        machines.append(server_machine(rng, index + 1, prefix, now, orphan_aad=index % 3 == 2))
+    return machines

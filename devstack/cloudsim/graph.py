@@ -1,0 +1,684 @@
+"""Microsoft Graph v1.0: organization, contracts, GDAP relationships, Intune devices and apps,
+export jobs and application registrations.
+
+Permissions come from the token's ``roles`` as each API page lists them, e.g.
+https://learn.microsoft.com/graph/api/intune-devices-manageddevice-list?view=graph-rest-1.0.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import secrets
+import uuid
+import zipfile
+from datetime import UTC
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from .context import RequestContext
+from .errors import GRAPH_CONTENT_TYPE, graph_error, intune_message, json_response
+from .faults import INTUNE_APPS, INTUNE_DEVICES
+from .model import GRAPH, RESOURCE_APP_IDS, EntityStore, ExportJob, TenantState
+from .odata import (
+    ODataError,
+    build_query,
+    decode_skiptoken,
+    encode_skiptoken,
+    parse_filter,
+    parse_select,
+    parse_top,
+    predicate_for,
+)
+from .timeutil import iso_seconds, iso_z, utcnow
+from .tokens import Principal, TokenRejected
+
+AUDIENCES = frozenset({GRAPH, RESOURCE_APP_IDS[GRAPH]})
+PAGE_MAX = 1000  # Intune pages hold at most 1000 devices (FACTS.md)
+
+DEVICE_READ = ("DeviceManagementManagedDevices.Read.All", "DeviceManagementManagedDevices.ReadWrite.All")
+# detectedApp list documents only the ManagedDevices permissions; DeviceManagementApps.* is
+# accepted too because memsync requests it for app inventory.
+APPS_READ = (*DEVICE_READ, "DeviceManagementApps.Read.All", "DeviceManagementApps.ReadWrite.All")
+EXPORT_READ = (*APPS_READ, "DeviceManagementConfiguration.Read.All", "DeviceManagementConfiguration.ReadWrite.All")
+ORG_READ = ("Organization.Read.All", "Organization.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All")
+DIRECTORY_READ = ("Directory.Read.All", "Directory.ReadWrite.All")
+GDAP_READ = ("DelegatedAdminRelationship.Read.All", "DelegatedAdminRelationship.ReadWrite.All")
+APPLICATION_READ = (
+    "Application.Read.All",
+    "Application.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+)
+
+DEVICE_DATETIME_FIELDS = {"lastSyncDateTime", "enrolledDateTime"}
+DEVICE_STRING_FIELDS = {
+    "operatingSystem",
+    "complianceState",
+    "deviceName",
+    "managementAgent",
+    "azureADDeviceId",
+    "serialNumber",
+    "userPrincipalName",
+    "managedDeviceOwnerType",
+    "manufacturer",
+    "model",
+    "id",
+    "userId",
+}
+APP_STRING_FIELDS = {"displayName", "platform", "publisher", "version", "id"}
+APP_PROPERTIES = {"id", "displayName", "version", "sizeInByte", "deviceCount", "platform", "publisher"}
+APP_INV_COLUMNS = (
+    "ApplicationKey",
+    "ApplicationName",
+    "ApplicationPublisher",
+    "ApplicationShortVersion",
+    "ApplicationVersion",
+    "DeviceId",
+    "DeviceName",
+    "EmailAddress",
+    "OSDescription",
+    "OSVersion",
+    "Platform",
+    "UserId",
+    "UserName",
+)
+_device_properties: set[str] = set()
+
+
+def device_properties() -> set[str]:
+    if not _device_properties:
+        import random
+        from datetime import datetime
+
+        from .generate import DeviceFactory
+
+        _device_properties.update(DeviceFactory(random.Random(0), "x.test", datetime.now(UTC), "X").device().keys())
+        _device_properties.discard("@odata.type")
+    return _device_properties
+
+
+class GraphCall:
+    """One Graph request: headers, error helpers and the caller's principal."""
+
+    def __init__(self, ctx: RequestContext, principal: Principal, tenant: TenantState) -> None:
+        self.ctx = ctx
+        self.principal = principal
+        self.tenant = tenant
+        self.client_request_id = ctx.request.headers.get("client-request-id") or ctx.request_id
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "request-id": self.ctx.request_id,
+            "client-request-id": self.client_request_id,
+            "x-ms-ags-diagnostic": json.dumps(
+                {
+                    "ServerInfo": {
+                        "DataCenter": "Sim",
+                        "Slice": "E",
+                        "Ring": "1",
+                        "ScaleUnit": "000",
+                        "RoleInstance": "CLOUDSIM",
+                    }
+                }
+            ),
+            "OData-Version": "4.0",
+        }
+
+    def error(self, status: int, code: str, message: str) -> web.Response:
+        return graph_error(
+            status,
+            code,
+            message,
+            request_id=self.ctx.request_id,
+            client_request_id=self.client_request_id,
+            headers=self.headers(),
+        )
+
+    def ok(self, body: Any, status: int = 200) -> web.Response:
+        return json_response(body, status=status, headers=self.headers(), content_type=GRAPH_CONTENT_TYPE)
+
+    def bytes_ok(self, body: bytes) -> web.Response:
+        response = web.Response(body=body, headers=self.headers())
+        response.headers["Content-Type"] = GRAPH_CONTENT_TYPE
+        return response
+
+    def require(self, allowed: tuple[str, ...]) -> bool:
+        return any(role in self.principal.roles for role in allowed)
+
+    def intune_forbidden(self, allowed: tuple[str, ...]) -> web.Response:
+        url = f"https://fef.msua01.manage.microsoft.com/StatelessSim{self.ctx.request.path_qs}"
+        message = intune_message(
+            "Application is not authorized to perform this operation. Application must have one of the following scopes: "
+            + ", ".join(allowed),
+            url,
+        )
+        return self.error(403, "Forbidden", message)
+
+    def intune_gate(self, allowed: tuple[str, ...]) -> web.Response | None:
+        if not self.require(allowed):
+            return self.intune_forbidden(allowed)
+        if not self.tenant.intune_licensed:
+            # Choice documented in README: a tenant without an Intune licence answers 400
+            # "Request not applicable to target tenant." (FACTS.md lists it beside a 403).
+            url = f"https://fef.msua01.manage.microsoft.com/StatelessSim{self.ctx.request.path_qs}"
+            return self.error(400, "BadRequest", intune_message("Request not applicable to target tenant.", url))
+        return None
+
+    @property
+    def v1(self) -> str:
+        return f"{self.ctx.base_url}/v1.0"
+
+
+async def handle(ctx: RequestContext) -> web.StreamResponse:
+    server = ctx.server
+    try:
+        principal = server.tokens.validate(ctx.request.headers.get("Authorization"), AUDIENCES)
+    except TokenRejected as exc:
+        return graph_error(
+            401,
+            "InvalidAuthenticationToken",
+            exc.message,
+            request_id=ctx.request_id,
+            client_request_id=ctx.request.headers.get("client-request-id"),
+            headers={
+                "WWW-Authenticate": f'Bearer realm="", authorization_uri="{ctx.origin}/common/oauth2/authorize", client_id="{RESOURCE_APP_IDS[GRAPH]}"',
+                "request-id": ctx.request_id,
+            },
+        )
+    ctx.tenant_id = principal.tenant_id
+    ctx.app_id = principal.app_id
+    tenant = server.sim.tenants.get(principal.tenant_id)
+    if tenant is None or not tenant.exists:
+        return graph_error(
+            401, "InvalidAuthenticationToken", "Access token validation failure.", request_id=ctx.request_id
+        )
+    call = GraphCall(ctx, principal, tenant)
+    path = unquote(ctx.path)
+    limit = INTUNE_DEVICES if "managedDevices" in path else INTUNE_APPS if "detectedApps" in path else None
+    blocked = await server.gate(ctx, limit)
+    if blocked is not None:
+        return blocked
+    method = ctx.request.method
+    try:
+        return await _route(call, method, path)
+    except ODataError as exc:
+        return call.error(400, "BadRequest", str(exc))
+
+
+_DEVICE_ONE = re.compile(r"^/v1\.0/deviceManagement/managedDevices(?:/([^/()]+)|\('([^']+)'\))$")
+_APP_ONE = re.compile(r"^/v1\.0/deviceManagement/detectedApps(?:/([^/()]+)|\('([^']+)'\))(/managedDevices)?$")
+_EXPORT_ONE = re.compile(r"^/v1\.0/deviceManagement/reports/exportJobs(?:/([^/()]+)|\('([^']+)'\))$")
+_APPLICATION = re.compile(r"^/v1\.0/applications(?:\(appId='([^']+)'\)|/([^/]+))$")
+
+
+async def _route(call: GraphCall, method: str, path: str) -> web.StreamResponse:
+    ctx = call.ctx
+    path = path.rstrip("/")
+    if not path.startswith("/v1.0/") and not path.startswith("/beta/"):
+        segment = path.strip("/").split("/")[0] if path.strip("/") else ""
+        return call.error(400, "BadRequest", f"Invalid version: {segment}" if segment else "Invalid request")
+    if method == "GET" and path == "/v1.0/organization":
+        ctx.route = "graph.organization"
+        if not call.require(ORG_READ):
+            return call.error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        return call.ok({"@odata.context": f"{call.v1}/$metadata#organization", "value": [call.tenant.organization()]})
+    if method == "GET" and path == "/v1.0/contracts":
+        ctx.route = "graph.contracts"
+        if not call.require(DIRECTORY_READ):
+            return call.error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        return call.ok({"@odata.context": f"{call.v1}/$metadata#contracts", "value": _contracts(call)})
+    if method == "GET" and path in (
+        "/v1.0/tenantRelationships/delegatedAdminCustomers",
+        "/v1.0/tenantRelationships/delegatedAdminRelationships",
+    ):
+        ctx.route = "graph.gdap"
+        if not call.require(GDAP_READ):
+            return call.error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        kind = path.rsplit("/", 1)[1]
+        return call.ok(
+            {"@odata.context": f"{call.v1}/$metadata#tenantRelationships/{kind}", "value": _gdap(call, kind)}
+        )
+    if method == "GET" and path == "/v1.0/deviceManagement/managedDevices":
+        ctx.route = "graph.managedDevices.list"
+        return _list_devices(call)
+    match = _DEVICE_ONE.match(path)
+    if match and method == "GET":
+        ctx.route = "graph.managedDevices.get"
+        return _get_device(call, match.group(1) or match.group(2))
+    if method == "GET" and path == "/v1.0/deviceManagement/detectedApps":
+        ctx.route = "graph.detectedApps.list"
+        return _list_apps(call)
+    match = _APP_ONE.match(path)
+    if match and method == "GET":
+        app_id = match.group(1) or match.group(2)
+        ctx.route = "graph.detectedApps.devices" if match.group(3) else "graph.detectedApps.get"
+        return _app_devices(call, app_id) if match.group(3) else _get_app(call, app_id)
+    if path == "/v1.0/deviceManagement/reports/exportJobs":
+        ctx.route = "graph.exportJobs"
+        if method == "POST":
+            return await _create_export(call)
+        if method == "GET":
+            blocked = call.intune_gate(EXPORT_READ)
+            if blocked:
+                return blocked
+            return call.ok({"value": [_export_json(call, job) for job in call.tenant.export_jobs.values()]})
+    match = _EXPORT_ONE.match(path)
+    if match and method == "GET":
+        ctx.route = "graph.exportJobs.get"
+        return _poll_export(call, match.group(1) or match.group(2))
+    match = _APPLICATION.match(path)
+    if match and method == "GET":
+        ctx.route = "graph.applications"
+        return _application(call, app_id=match.group(1), object_id=match.group(2))
+    if method == "GET" and path == "/v1.0/applications":
+        ctx.route = "graph.applications"
+        return _application_list(call)
+    segments = [s for s in path.split("/") if s][1:]
+    known = {
+        "organization",
+        "contracts",
+        "tenantRelationships",
+        "deviceManagement",
+        "applications",
+        "managedDevices",
+        "detectedApps",
+        "reports",
+        "exportJobs",
+        "delegatedAdminCustomers",
+        "delegatedAdminRelationships",
+    }
+    unknown = next((s for s in segments if s.split("(")[0] not in known), segments[-1] if segments else "")
+    if method not in ("GET",) and unknown in known:
+        return call.error(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request uri.")
+    return call.error(400, "BadRequest", f"Resource not found for the segment '{unknown}'.")
+
+
+def _customers(call: GraphCall, relationships: tuple[str, ...]) -> list[TenantState]:
+    sim = call.ctx.server.sim
+    return [
+        t
+        for t in sim.tenants.values()
+        if t.partner_tenant_id == call.tenant.tenant_id and t.relationship in relationships
+    ]
+
+
+def _contracts(call: GraphCall) -> list[dict[str, Any]]:
+    # Contracts are the DAP (reseller) relationships; display names are snapshots.
+    return [
+        {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"contract:{t.tenant_id}")),
+            "deletedDateTime": None,
+            "contractType": "ResellerPartner",
+            "customerId": t.tenant_id,
+            "defaultDomainName": t.default_domain,
+            "displayName": t.display_name,
+        }
+        for t in _customers(call, ("dap", "both", "indirect"))
+    ]
+
+
+def _gdap(call: GraphCall, kind: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for t in _customers(call, ("gdap", "both")):
+        created = iso_seconds(t.created) if t.created else None
+        if kind == "delegatedAdminCustomers":
+            out.append({"id": t.tenant_id, "tenantId": t.tenant_id, "displayName": t.display_name})
+        else:
+            out.append(
+                {
+                    "@odata.type": "#microsoft.graph.delegatedAdminRelationship",
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"gdap:{t.tenant_id}")) + "-" + t.tenant_id[:8],
+                    "displayName": f"memsync-{t.key}",
+                    "duration": "P730D",
+                    "status": "active",
+                    "autoExtendDuration": "P180D",
+                    "createdDateTime": created,
+                    "activatedDateTime": created,
+                    "lastModifiedDateTime": created,
+                    "endDateTime": None,
+                    "customer": {"tenantId": t.tenant_id, "displayName": t.display_name},
+                    "accessDetails": {"unifiedRoles": [{"roleDefinitionId": "3a2c62db-5318-420d-8d74-23affee5d9d5"}]},
+                }
+            )
+    return out
+
+
+def _page_response(
+    call: GraphCall,
+    store: EntityStore,
+    *,
+    context: str,
+    list_path: str,
+    select: tuple[str, ...] | None,
+    predicate: Any,
+    default_top: int,
+) -> web.Response:
+    query = call.ctx.request.query
+    top = parse_top(query.get("$top"), default=default_top, maximum=PAGE_MAX)
+    after = decode_skiptoken(query["$skiptoken"]) if "$skiptoken" in query else 0
+    ids, last_seq, more = store.page(after_seq=after, top=top, predicate=predicate)
+    if select:
+        items = [store.select_json(i, select) for i in ids]
+        context = f"{context}({','.join(select)})"
+    else:
+        items = [store.list_json(i) for i in ids]
+    head = b'{"@odata.context":' + json.dumps(f"{call.v1}/$metadata#{context}").encode()
+    if more:
+        params = [(k, v) for k, v in query.items() if k != "$skiptoken"]
+        params.append(("$skiptoken", encode_skiptoken(last_seq)))
+        next_link = f"{call.v1}/{list_path}?{build_query(params)}"
+        head += b',"@odata.nextLink":' + json.dumps(next_link).encode()
+    return call.bytes_ok(head + b',"value":[' + b",".join(items) + b"]}")
+
+
+def _list_devices(call: GraphCall) -> web.Response:
+    blocked = call.intune_gate(DEVICE_READ)
+    if blocked:
+        return blocked
+    query = call.ctx.request.query
+    select = parse_select(query.get("$select"), device_properties(), "microsoft.graph.managedDevice")
+    predicate = None
+    if query.get("$filter"):
+        clauses = parse_filter(
+            query["$filter"], datetime_fields=DEVICE_DATETIME_FIELDS, string_fields=DEVICE_STRING_FIELDS
+        )
+        predicate = predicate_for(call.tenant.devices, clauses)
+    return _page_response(
+        call,
+        call.tenant.devices,
+        context="deviceManagement/managedDevices",
+        list_path="deviceManagement/managedDevices",
+        select=select,
+        predicate=predicate,
+        default_top=PAGE_MAX,
+    )
+
+
+def _get_device(call: GraphCall, device_id: str) -> web.Response:
+    blocked = call.intune_gate(DEVICE_READ)
+    if blocked:
+        return blocked
+    store = call.tenant.devices
+    if device_id not in store:
+        url = f"https://fef.msua01.manage.microsoft.com/StatelessSim{call.ctx.request.path_qs}"
+        return call.error(
+            404, "ResourceNotFound", intune_message(f"Resource not found: managedDevice {device_id}", url)
+        )
+    select = parse_select(call.ctx.request.query.get("$select"), device_properties(), "microsoft.graph.managedDevice")
+    # physicalMemoryInBytes / ethernetMacAddress carry real values only when $selected.
+    body = store.select_json(device_id, select, full=True) if select else store.list_json(device_id)
+    context = f"{call.v1}/$metadata#deviceManagement/managedDevices/$entity"
+    return call.bytes_ok(b'{"@odata.context":' + json.dumps(context).encode() + b"," + body[1:])
+
+
+def _list_apps(call: GraphCall) -> web.Response:
+    blocked = call.intune_gate(APPS_READ)
+    if blocked:
+        return blocked
+    query = call.ctx.request.query
+    select = parse_select(query.get("$select"), APP_PROPERTIES, "microsoft.graph.detectedApp")
+    predicate = None
+    if query.get("$filter"):
+        clauses = parse_filter(query["$filter"], datetime_fields=set(), string_fields=APP_STRING_FIELDS)
+        predicate = predicate_for(call.tenant.detected_apps, clauses)
+    return _page_response(
+        call,
+        call.tenant.detected_apps,
+        context="deviceManagement/detectedApps",
+        list_path="deviceManagement/detectedApps",
+        select=select,
+        predicate=predicate,
+        default_top=PAGE_MAX,
+    )
+
+
+def _get_app(call: GraphCall, app_id: str) -> web.Response:
+    blocked = call.intune_gate(APPS_READ)
+    if blocked:
+        return blocked
+    app = call.tenant.detected_apps.get(app_id)
+    if app is None:
+        return call.error(404, "ResourceNotFound", f"Resource not found: detectedApp {app_id}")
+    return call.ok({"@odata.context": f"{call.v1}/$metadata#deviceManagement/detectedApps/$entity", **app})
+
+
+def _app_devices(call: GraphCall, app_id: str) -> web.Response:
+    blocked = call.intune_gate(APPS_READ)
+    if blocked:
+        return blocked
+    if app_id not in call.tenant.detected_apps:
+        return call.error(404, "ResourceNotFound", f"Resource not found: detectedApp {app_id}")
+    query = call.ctx.request.query
+    top = parse_top(query.get("$top"), default=PAGE_MAX, maximum=PAGE_MAX)
+    offset = decode_skiptoken(query["$skiptoken"]) if "$skiptoken" in query else 0
+    store = call.tenant.devices
+    holders = [d for d in call.tenant.app_devices.get(app_id, []) if d in store]
+    chunk = holders[offset : offset + top]
+    head = (
+        b'{"@odata.context":'
+        + json.dumps(f"{call.v1}/$metadata#deviceManagement/detectedApps('{app_id}')/managedDevices").encode()
+    )
+    if offset + top < len(holders):
+        params = [(k, v) for k, v in query.items() if k != "$skiptoken"] + [
+            ("$skiptoken", encode_skiptoken(offset + top))
+        ]
+        head += (
+            b',"@odata.nextLink":'
+            + json.dumps(
+                f"{call.v1}/deviceManagement/detectedApps('{app_id}')/managedDevices?{build_query(params)}"
+            ).encode()
+        )
+    return call.bytes_ok(head + b',"value":[' + b",".join(store.list_json(d) for d in chunk) + b"]}")
+
+
+# --- Export jobs (https://learn.microsoft.com/intune/intune-service/fundamentals/reports-export-graph-apis)
+
+
+async def _create_export(call: GraphCall) -> web.Response:
+    blocked = call.intune_gate(EXPORT_READ)
+    if blocked:
+        return blocked
+    try:
+        body = await call.ctx.request.json()
+    except (ValueError, UnicodeDecodeError):
+        return call.error(400, "BadRequest", "Invalid JSON in request body.")
+    if not isinstance(body, dict) or not body.get("reportName"):
+        return call.error(400, "BadRequest", "reportName is required.")
+    if body["reportName"] != "AppInvRawData":
+        return call.error(
+            400, "BadRequest", f"Report '{body['reportName']}' is not supported by the simulator (only AppInvRawData)."
+        )
+    select = body.get("select") or []
+    if not isinstance(select, list):
+        return call.error(400, "BadRequest", "select must be an array of column names.")
+    known = {c.lower(): c for c in APP_INV_COLUMNS}
+    columns: list[str] = []
+    for name in select:
+        canonical = known.get(str(name).lower())
+        if canonical is None:
+            return call.error(400, "BadRequest", f"Column '{name}' is not a valid column for report AppInvRawData.")
+        columns.append(canonical)
+    fmt = str(body.get("format") or "csv").lower()
+    if fmt not in ("csv", "json"):
+        return call.error(400, "BadRequest", f"Format '{fmt}' is not supported.")
+    job = ExportJob(
+        job_id=f"AppInvRawData_{uuid.uuid4()}",
+        report_name="AppInvRawData",
+        select=columns,
+        filter=body.get("filter"),
+        format=fmt,
+        requested=utcnow(),
+        blob_token=secrets.token_urlsafe(24),
+    )
+    call.tenant.export_jobs[job.job_id] = job
+    return call.ok(_export_json(call, job), status=201)
+
+
+def _export_json(call: GraphCall, job: ExportJob) -> dict[str, Any]:
+    url = None
+    if job.status == "completed":
+        url = (
+            f"{call.ctx.origin}/_sim/exports/{call.tenant.tenant_id}/{job.job_id}.zip"
+            f"?sv=2019-02-02&sr=b&sig={job.blob_token}&sp=r"
+        )
+    from datetime import timedelta
+
+    return {
+        "@odata.context": f"{call.v1}/$metadata#deviceManagement/reports/exportJobs/$entity",
+        "@odata.type": "#microsoft.graph.deviceManagementExportJob",
+        "id": job.job_id,
+        "reportName": job.report_name,
+        "filter": job.filter,
+        "select": job.select,
+        "format": job.format,
+        "snapshotId": None,
+        "localizationType": "localizedValuesAsAdditionalColumn",
+        "status": job.status,
+        "url": url,
+        "requestDateTime": iso_z(job.requested),
+        "expirationDateTime": iso_z(job.requested + timedelta(hours=6))
+        if job.status == "completed"
+        else "0001-01-01T00:00:00Z",
+    }
+
+
+def _poll_export(call: GraphCall, job_id: str) -> web.Response:
+    blocked = call.intune_gate(EXPORT_READ)
+    if blocked:
+        return blocked
+    job = call.tenant.export_jobs.get(job_id)
+    if job is None:
+        return call.error(404, "ResourceNotFound", f"Resource not found: deviceManagementExportJob {job_id}")
+    job.polls += 1
+    needed = int(call.ctx.server.sim.options.get("exportJobPolls", 2))
+    if job.status != "completed":
+        if job.polls >= needed:
+            job.blob = build_app_inventory_zip(call.tenant, job)
+            job.status = "completed"
+        else:
+            job.status = "inProgress"
+    return call.ok(_export_json(call, job))
+
+
+def app_inventory_rows(tenant: TenantState) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    devices = tenant.devices
+    for app in tenant.detected_apps.values():
+        for device_id in tenant.app_devices.get(app["id"], []):
+            device = devices.get(device_id)
+            if device is None:
+                continue
+            rows.append(
+                {
+                    "ApplicationKey": app["id"],
+                    "ApplicationName": app["displayName"],
+                    "ApplicationPublisher": app.get("publisher") or "",
+                    "ApplicationShortVersion": app.get("version") or "",
+                    "ApplicationVersion": app.get("version") or "",
+                    "DeviceId": device["id"],
+                    "DeviceName": device["deviceName"],
+                    "EmailAddress": device.get("emailAddress") or "",
+                    "OSDescription": device.get("operatingSystem") or "",
+                    "OSVersion": device.get("osVersion") or "",
+                    "Platform": device.get("operatingSystem") or "",
+                    "UserId": device.get("userId") or "",
+                    "UserName": device.get("userDisplayName") or "",
+                }
+            )
+    return rows
+
+
+def build_app_inventory_zip(tenant: TenantState, job: ExportJob) -> bytes:
+    columns = job.select or list(APP_INV_COLUMNS)
+    rows = app_inventory_rows(tenant)
+    if job.format == "json":
+        payload = json.dumps(
+            {
+                "values": [[r[c] for c in columns] for r in rows],
+                "schema": [{"Column": c, "PropertyType": "String"} for c in columns],
+            },
+            ensure_ascii=False,
+        ).encode()
+        name = f"{job.job_id}.json"
+    else:
+        text = io.StringIO()
+        writer = csv.writer(text, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([row[c] for c in columns])
+        payload = text.getvalue().encode("utf-8")
+        name = f"{job.job_id}.csv"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, payload)
+    return buffer.getvalue()
+
+
+# --- Application registrations (secret expiry) ---------------------------------------------
+
+
+def _application_json(call: GraphCall, app: Any) -> dict[str, Any]:
+    return {
+        "@odata.context": f"{call.v1}/$metadata#applications/$entity",
+        "id": app.object_id,
+        "appId": app.app_id,
+        "displayName": app.display_name,
+        "signInAudience": app.sign_in_audience,
+        "deletedDateTime": None,
+        "keyCredentials": [],
+        "passwordCredentials": [
+            {
+                "customKeyIdentifier": None,
+                "displayName": s.display_name,
+                "endDateTime": iso_seconds(s.end),
+                "hint": s.hint,
+                "keyId": s.key_id,
+                "secretText": None,
+                "startDateTime": iso_seconds(s.start),
+            }
+            for s in app.secrets
+        ],
+    }
+
+
+def _application(call: GraphCall, *, app_id: str | None, object_id: str | None) -> web.Response:
+    if not call.require(APPLICATION_READ):
+        return call.error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+    sim = call.ctx.server.sim
+    found = None
+    for app in sim.apps.values():
+        if app.home_tenant_id != call.tenant.tenant_id:
+            continue
+        if (app_id and app.app_id == app_id.lower()) or (object_id and app.object_id == object_id.lower()):
+            found = app
+    if found is None:
+        missing = app_id or object_id
+        return call.error(
+            404,
+            "Request_ResourceNotFound",
+            f"Resource '{missing}' does not exist or one of its queried reference-property objects are not present.",
+        )
+    return call.ok(_application_json(call, found))
+
+
+def _application_list(call: GraphCall) -> web.Response:
+    if not call.require(APPLICATION_READ):
+        return call.error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+    flt = call.ctx.request.query.get("$filter", "")
+    match = re.fullmatch(r"\s*appId\s+eq\s+'([^']+)'\s*", flt) if flt else None
+    if flt and match is None:
+        return call.error(400, "BadRequest", "Invalid filter clause")
+    apps = [a for a in call.ctx.server.sim.apps.values() if a.home_tenant_id == call.tenant.tenant_id]
+    if match:
+        apps = [a for a in apps if a.app_id == match.group(1).lower()]
+    values = []
+    for app in apps:
+        body = _application_json(call, app)
+        body.pop("@odata.context")
+        values.append(body)
+    return call.ok({"@odata.context": f"{call.v1}/$metadata#applications", "value": values})
