@@ -54,13 +54,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The application permissions a sync needs (Graph: devices, detected apps, the tenant's own name).
+# The application permissions a sync needs (Graph: devices, detected apps, the tenant's own name), each
+# with the broader permissions that include it (Directory.Read.All reads /organization too).
+# https://learn.microsoft.com/graph/permissions-reference
 GRAPH_ROLES = (
     "DeviceManagementManagedDevices.Read.All",
     "DeviceManagementApps.Read.All",
     "Organization.Read.All",
 )
 DEFENDER_ROLES = ("Machine.Read.All",)
+IMPLIED_BY: dict[str, frozenset[str]] = {
+    "DeviceManagementManagedDevices.Read.All": frozenset({"DeviceManagementManagedDevices.ReadWrite.All"}),
+    "DeviceManagementApps.Read.All": frozenset({"DeviceManagementApps.ReadWrite.All"}),
+    "Organization.Read.All": frozenset(
+        {"Organization.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+    ),
+    "Machine.Read.All": frozenset({"Machine.ReadWrite.All"}),
+}
 # Entra's default client-secret lifetime in the portal is 180 days ("Recommended: 180 days").
 ASSUMED_SECRET_LIFETIME = timedelta(days=180)
 TOKEN_CHECK_SECONDS = 30.0
@@ -128,10 +138,17 @@ def _partner_check(rt: Runtime, tenant_id: str, app_id: str, secret: SecretStr) 
 def _sync_check(
     rt: Runtime, tenant_id: str, app_id: str, secret: SecretStr, *, defender: bool, tenant_field: str
 ) -> AppCheck:
+    """The sync app in `tenant_id`. In a single tenant its token must carry the sync's permissions. In the
+    partner tenant (multi-tenant) a token proves the secret and the app; the permissions that matter are
+    the ones consented in each customer, which each tenant's sync checks and reports (permissionMissing
+    on that tenant), since the app need not be granted anything in its own home tenant."""
     cloud = rt.settings.cloud
-    audiences = [Audience(cloud.graph_scope, GRAPH_ROLES, "Graph")]
-    if defender:
-        audiences.append(Audience(cloud.defender_scope, DEFENDER_ROLES, "Defender for Endpoint"))
+    if tenant_field == "partnerTenantId":
+        audiences = [Audience(cloud.graph_scope, (), "Graph")]
+    else:
+        audiences = [Audience(cloud.graph_scope, GRAPH_ROLES, "Graph")]
+        if defender:
+            audiences.append(Audience(cloud.defender_scope, DEFENDER_ROLES, "Defender for Endpoint"))
     return AppCheck(
         AppRole.SYNC,
         tenant_id,
@@ -166,7 +183,10 @@ async def check_app(rt: Runtime, check: AppCheck) -> list[FieldError]:
                 missing.extend(audience.roles)
                 continue
             return [field_error_from(exc, check.field_for(exc.code))]
-        missing.extend(r for r in audience.roles if r not in token_roles(token))
+        granted = token_roles(token)
+        missing.extend(
+            r for r in audience.roles if r not in granted and not IMPLIED_BY.get(r, frozenset()) & granted
+        )
     if missing:
         lacking = permission_missing(missing, app_id=check.app.app_id, tenant_id=check.tenant_id)
         return [field_error_from(lacking, check.id_field)]

@@ -1,0 +1,192 @@
+"""The HTTP API of CONTRACT section 3 (except /api/alerts and /api/health): register and manage
+integrations, read tenant status, devices and software, and serve the OpenAPI document.
+
+Each function is three moves: parse (shared.api.parsing), call one service, shape the response
+(shared.api.views). `problem_boundary` turns every failure into an RFC 9457 problem document. Route
+templates stay plain; ids are validated here so a bad one is a 400 problem, never a 500. Services and
+models are imported inside the functions: function_app.py must import fast (the host indexes it at
+start-up, and every cold start pays for it).
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http_problems import json_response, next_link, problem_boundary, read_body
+from functions.runtime import runtime
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions ships it unannotated
+
+_AUTH = func.AuthLevel.FUNCTION
+
+
+@bp.route(route="integrations", methods=["POST"], auth_level=_AUTH)
+@problem_boundary
+async def register_integration(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.parsing import parse_registration
+    from shared.api.views import integration_view
+    from shared.services.registration import register
+
+    body = parse_registration(read_body(req) or {})
+    integration = await register(await runtime.get(), body)
+    return json_response(
+        integration_view(integration), 201, {"Location": f"/api/integrations/{integration.id}"}
+    )
+
+
+@bp.route(route="integrations", methods=["GET"], auth_level=_AUTH)
+@problem_boundary
+async def list_integrations(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.parsing import encode_continuation, parse_page
+    from shared.api.views import integration_view
+    from shared.services import queries
+
+    scope = {"kind": "integrations"}
+    top, after = parse_page(req.params, scope)
+    page, position = await queries.list_integrations(await runtime.get(), top=top, after=after)
+    body: dict[str, object] = {"value": [integration_view(i) for i in page]}
+    if position is not None:
+        body["nextLink"] = next_link(req, {"top": top, "continuation": encode_continuation(position, scope)})
+    return json_response(body)
+
+
+@bp.route(route="integrations/{id}", methods=["GET"], auth_level=_AUTH)
+@problem_boundary
+async def get_integration(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.parsing import parse_guid
+    from shared.api.views import integration_view
+    from shared.services.queries import load_integration
+
+    integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
+    integration = await load_integration(await runtime.get(), integration_id)
+    return json_response(integration_view(integration))
+
+
+@bp.route(route="integrations/{id}/secrets", methods=["PUT"], auth_level=_AUTH)
+@problem_boundary
+async def rotate_integration_secrets(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.models import SecretRotation
+    from shared.api.parsing import parse_guid, parse_model
+    from shared.api.views import integration_view
+    from shared.services.registration import rotate_secrets
+
+    integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
+    body = parse_model(SecretRotation, read_body(req) or {})
+    integration = await rotate_secrets(await runtime.get(), integration_id, body)
+    return json_response(integration_view(integration))
+
+
+@bp.route(route="integrations/{id}/sync", methods=["POST"], auth_level=_AUTH)
+@problem_boundary
+async def sync_integration(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.models import SyncAccepted, SyncRequest
+    from shared.api.parsing import parse_guid, parse_model
+    from shared.services.registration import request_sync
+
+    integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
+    body = parse_model(SyncRequest, read_body(req, required=False) or {})
+    queued = await request_sync(await runtime.get(), integration_id, body.tenant_ids)
+    accepted = SyncAccepted(integration_id=integration_id, trigger="manual", queued=queued)
+    return json_response(
+        accepted.model_dump(mode="json", by_alias=True),
+        202,
+        {"Location": f"/api/integrations/{integration_id}/tenants"},
+    )
+
+
+@bp.route(route="integrations/{id}", methods=["DELETE"], auth_level=_AUTH)
+@problem_boundary
+async def delete_integration(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.parsing import parse_bool, parse_guid
+    from shared.api.problems import FieldError, invalid_request
+    from shared.services.registration import remove_integration
+
+    integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
+    errors: list[FieldError] = []
+    purge = parse_bool(req.params, "purgeAssets", False, errors)
+    if errors:
+        raise invalid_request(errors)
+    await remove_integration(await runtime.get(), integration_id, purge_assets=purge)
+    return func.HttpResponse(status_code=204)
+
+
+@bp.route(route="integrations/{id}/tenants", methods=["GET"], auth_level=_AUTH)
+@problem_boundary
+async def list_integration_tenants(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.parsing import encode_continuation, parse_guid, parse_page
+    from shared.api.views import tenant_view
+    from shared.services import queries
+
+    integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
+    scope = {"kind": "tenants", "i": integration_id}
+    top, continuation = parse_page(req.params, scope)
+    tenants, position = await queries.list_tenants(
+        await runtime.get(), integration_id, top=top, continuation=continuation
+    )
+    body: dict[str, object] = {"value": [tenant_view(t) for t in tenants]}
+    if position:
+        body["nextLink"] = next_link(req, {"top": top, "continuation": encode_continuation(position, scope)})
+    return json_response(body)
+
+
+async def _assets(req: func.HttpRequest, kind: str) -> func.HttpResponse:
+    from shared.api.parsing import encode_continuation, parse_asset_query, parse_guid
+    from shared.api.views import DEVICE_COLUMNS, SOFTWARE_COLUMNS, CsvWriter
+    from shared.services import queries
+
+    integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
+    tenant_id = parse_guid(req.route_params.get("tenantId"), "tenantId", "a tenant of the integration")
+    query = parse_asset_query(
+        req.params, req.headers.get("accept"), kind=kind, integration_id=integration_id, tenant_id=tenant_id
+    )
+    rt = await runtime.get()
+    if query.csv:
+        # The Python worker buffers an HttpResponse whole (streaming needs the FastAPI extension), so the
+        # export is assembled page by page and sent at once.
+        writer = CsvWriter(DEVICE_COLUMNS if kind == "devices" else SOFTWARE_COLUMNS)
+        async for page in queries.export_assets(rt, kind, integration_id, tenant_id, query):
+            writer.write(page)
+        return func.HttpResponse(
+            writer.text(),
+            status_code=200,
+            mimetype="text/csv",
+            charset="utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{kind}-{tenant_id}.csv"',
+                "Cache-Control": "no-store",
+            },
+        )
+    lister = queries.list_devices if kind == "devices" else queries.list_software
+    items, position = await lister(rt, integration_id, tenant_id, query)
+    body: dict[str, object] = {"value": items}
+    if position:
+        scope = query.scope(kind, integration_id, tenant_id)
+        link = {
+            "top": query.top,
+            "search": query.search,
+            "continuation": encode_continuation(position, scope),
+        }
+        if kind == "devices":
+            link |= {"removed": query.removed, "complianceState": query.compliance_state}
+        body["nextLink"] = next_link(req, link)
+    return json_response(body)
+
+
+@bp.route(route="integrations/{id}/tenants/{tenantId}/devices", methods=["GET"], auth_level=_AUTH)
+@problem_boundary
+async def list_tenant_devices(req: func.HttpRequest) -> func.HttpResponse:
+    return await _assets(req, "devices")
+
+
+@bp.route(route="integrations/{id}/tenants/{tenantId}/software", methods=["GET"], auth_level=_AUTH)
+@problem_boundary
+async def list_tenant_software(req: func.HttpRequest) -> func.HttpResponse:
+    return await _assets(req, "software")
+
+
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@problem_boundary
+async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.api.openapi import build_openapi
+
+    return json_response(build_openapi())

@@ -1,0 +1,163 @@
+"""In-memory stand-ins for the parts of `Runtime` the registration service touches.
+
+Only Entra's token endpoint is faked in earnest (`FakeTokens`); the stores are dictionaries with the
+same method names. The integration tests run the real ones against Azurite and the simulator.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from pydantic import SecretStr
+
+from shared.auth import AppCredential
+from shared.errors import ActionableError, from_aadsts
+from shared.models import CustomerTenant, Integration
+from shared.settings import load_settings
+
+
+def jwt_with_roles(roles: list[str]) -> str:
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part({'roles': roles, 'exp': 9999999999})}.sig"
+
+
+ALL_ROLES = [
+    "DeviceManagementManagedDevices.Read.All",
+    "DeviceManagementApps.Read.All",
+    "Organization.Read.All",
+    "Machine.Read.All",
+]
+
+
+@dataclass
+class FakeTokens:
+    """Entra: `secrets[app_id]` is the one value that works; `roles[(tenant, app, audience)]` what it grants;
+    `aadsts[(tenant, app)]` forces an AADSTS code."""
+
+    secrets: dict[str, str]
+    roles: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    aadsts: dict[tuple[str, str], int] = field(default_factory=dict)
+    calls: list[tuple[str, str, str, bool]] = field(default_factory=list)
+
+    async def get_token(self, tenant_id: str, app: AppCredential, scope: str, *, fresh: bool = False) -> str:
+        self.calls.append((tenant_id, app.app_id, scope, fresh))
+        code = self.aadsts.get((tenant_id, app.app_id))
+        if code is None and self.secrets.get(app.app_id) != app.secret.get_secret_value():
+            code = 7000215
+        if code is not None:
+            raise from_aadsts(code, app_id=app.app_id, tenant_id=tenant_id, app_label=app.label)
+        audience = scope.removesuffix("/.default")
+        return jwt_with_roles(self.roles.get((tenant_id, app.app_id, audience), ALL_ROLES))
+
+
+@dataclass
+class FakeSecrets:
+    values: dict[str, list[str]] = field(default_factory=dict)
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    fail_set: bool = False
+
+    async def set_secret(self, name: str, value: SecretStr, *, expires_on: Any, tags: dict[str, str]) -> str:
+        if self.fail_set:
+            raise ConnectionError("vault down")
+        self.values.setdefault(name, []).append(value.get_secret_value())
+        self.meta[name] = {"expires_on": expires_on, "tags": tags}
+        return f"v{len(self.values[name])}"
+
+    async def get_secret(self, name: str, version: str | None = None) -> SecretStr:
+        return SecretStr(self.values[name][-1])
+
+    async def delete_secret(self, name: str) -> None:
+        if self.values.pop(name, None) is not None:
+            self.deleted.append(name)
+
+
+@dataclass
+class FakeIntegrations:
+    records: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (json, etag)
+    fail_create: bool = False
+
+    async def create_integration(self, integration: Integration) -> None:
+        if self.fail_create:
+            raise ConnectionError("storage down")
+        self.records[integration.id] = (integration.model_dump_json(by_alias=True), 1)
+
+    async def get_integration(self, integration_id: str) -> Integration | None:
+        found = self.records.get(integration_id)
+        return None if found is None else Integration.model_validate_json(found[0])
+
+    async def get_integration_with_etag(self, integration_id: str) -> tuple[Integration, str] | None:
+        found = self.records.get(integration_id)
+        return None if found is None else (Integration.model_validate_json(found[0]), str(found[1]))
+
+    async def replace_integration_if_unchanged(self, integration: Integration, etag: str) -> bool:
+        found = self.records.get(integration.id)
+        if found is None or str(found[1]) != etag:
+            return False
+        self.records[integration.id] = (integration.model_dump_json(by_alias=True), found[1] + 1)
+        return True
+
+    async def upsert_integration(self, integration: Integration) -> None:
+        etag = self.records.get(integration.id, ("", 0))[1]
+        self.records[integration.id] = (integration.model_dump_json(by_alias=True), etag + 1)
+
+    async def list_integrations(self) -> list[Integration]:
+        return [Integration.model_validate_json(r) for r, _ in self.records.values()]
+
+    async def find_by_app(self, home_tenant_id: str, sync_app_id: str) -> Integration | None:
+        for i in await self.list_integrations():
+            if i.home_tenant_id.lower() == home_tenant_id and i.sync_app_id.lower() == sync_app_id:
+                return i
+        return None
+
+    async def delete_integration(self, integration_id: str) -> None:
+        self.records.pop(integration_id, None)
+
+
+@dataclass
+class FakeTenants:
+    tenants: dict[str, list[CustomerTenant]] = field(default_factory=dict)
+
+    async def list_tenants(self, integration_id: str) -> list[CustomerTenant]:
+        return list(self.tenants.get(integration_id, []))
+
+    async def delete_tenants(self, integration_id: str) -> None:
+        self.tenants.pop(integration_id, None)
+
+
+def fake_runtime(tokens: FakeTokens) -> Any:
+    settings = load_settings(
+        {
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+            "MEMSYNC_KEY_VAULT_URL": "https://kv.vault.azure.net",
+        }
+    )
+    return SimpleNamespace(
+        settings=settings,
+        tokens=tokens,
+        secrets=FakeSecrets(),
+        integrations=FakeIntegrations(),
+        tenants=FakeTenants(),
+        tables=None,
+    )
+
+
+class Enqueued:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.error = error
+
+    async def __call__(self, rt: Any, integration: Integration, trigger: str, tenant_ids: Any = None) -> int:
+        self.calls.append((integration.id, trigger))
+        if self.error is not None:
+            raise self.error
+        return 1
+
+
+__all__ = ["ActionableError", "Enqueued", "FakeTokens", "fake_runtime", "jwt_with_roles"]
