@@ -113,21 +113,27 @@ class TenantTokens:
         """A bearer token, or an `ActionableError` that says what Entra refused and what to do."""
         from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 
+        key = (tenant_id.lower(), app.app_id.lower(), app.fingerprint)
+        if fresh:
+            # The credential's cache would hand back the same token; a new object skips it.
+            await self._forget(key)
         credential = self._credential(tenant_id, app)
         try:
-            if fresh:
-                # The credential's cache would hand back the same token; a new object skips it.
-                self._credentials.pop((tenant_id.lower(), app.app_id.lower(), app.fingerprint), None)
-                await credential.close()
-                credential = self._credential(tenant_id, app)
             token = await credential.get_token(scope)
         except ClientAuthenticationError as exc:
+            # A refused secret is not kept in memory for the life of the process.
+            await self._forget(key)
             raise _auth_error(exc, tenant_id=tenant_id, app=app) from None
         except ServiceRequestError as exc:
             raise unreachable("Microsoft Entra ID", type(exc).__name__) from None
         if token.expires_on < time.time():
             raise unreachable("Microsoft Entra ID", "it issued an already expired token (check the clock)")
         return str(token.token)
+
+    async def _forget(self, key: tuple[str, str, str]) -> None:
+        credential = self._credentials.pop(key, None)
+        if credential is not None:
+            await credential.close()
 
     async def close(self) -> None:
         for credential in self._credentials.values():

@@ -130,7 +130,7 @@ class TenantStore:
             entity = await self._table.get_entity(integration_id, tenant_id.lower())
         except ResourceNotFoundError:
             return None
-        return self._from_entity(entity), entity.metadata["etag"]
+        return self._from_entity(entity), str(entity.metadata["etag"])
 
     async def list_tenants(self, integration_id: str) -> list[CustomerTenant]:
         query = f"PartitionKey eq {odata_quote(integration_id)}"
@@ -142,7 +142,7 @@ class TenantStore:
         query = f"PartitionKey eq {odata_quote(integration_id)}"
         pages = self._table.query_entities(query, results_per_page=top).by_page(continuation_token=continuation)
         async for page in pages:
-            yield [self._from_entity(e) async for e in page], pages.continuation_token
+            yield [self._from_entity(e) async for e in page], pages.continuation_token  # type: ignore[attr-defined]
             return
 
     async def upsert_tenant(self, tenant: CustomerTenant) -> None:

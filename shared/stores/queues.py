@@ -39,18 +39,17 @@ def queue_client(settings: Settings, credential: AsyncTokenCredential | None, na
     from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
     from azure.storage.queue.aio import QueueClient
 
-    policies = {
-        "message_encode_policy": BinaryBase64EncodePolicy(),
-        "message_decode_policy": BinaryBase64DecodePolicy(),
-    }
+    encode, decode = BinaryBase64EncodePolicy(), BinaryBase64DecodePolicy()
     if settings.storage_connection_string is not None:
         return QueueClient.from_connection_string(
-            settings.storage_connection_string.get_secret_value(), name, **policies
+            settings.storage_connection_string.get_secret_value(), name,
+            message_encode_policy=encode, message_decode_policy=decode,
         )
     if credential is None:
         raise ValueError("identity-based storage needs memsync's credential")
     endpoint = settings.storage_queue_service_uri or f"https://{settings.storage_account_name}.queue.core.windows.net"
-    return QueueClient(account_url=endpoint, queue_name=name, credential=credential, **policies)
+    return QueueClient(account_url=endpoint, queue_name=name, credential=credential,
+                       message_encode_policy=encode, message_decode_policy=decode)
 
 
 class SyncQueue:
