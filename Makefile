@@ -30,6 +30,8 @@ up: setup
 test: setup
 	@echo "==> ruff"
 	@$(VENV)/bin/ruff check .
+	@echo "==> Chromium for the console's browser tests (Debian's package; nothing is downloaded by Playwright)"
+	@$(PY) -m tests.integration.console.chromium
 	@echo "==> tests (unit and integration: Azurite + cloud simulator + local Functions host)"
 	@$(PY) -m pytest
 

@@ -1,0 +1,808 @@
+
+"use strict";
+// memsync operator console. Talks only to the memsync HTTP API (CONTRACT section 3) with the function
+// key taken from this page's own ?code=. Every value from the API reaches the DOM through textContent
+// or setAttribute (see el()/svg() below), never as markup.
+(() => {
+  const STALE_AFTER_MS = 12 * 3600 * 1000; // two periods of the default 6-hour sync schedule
+  const FAST_POLL_MS = 3000;               // while a tenant is pending, syncing or a sync was just queued
+  const SLOW_POLL_MS = 60000;
+  const QUEUED_FOR_MS = 120000;            // how long a "Sync now" shows as queued without news from the API
+  const KEY_MESSAGE = "This link's function key is missing or wrong: open the console with ?code=<function key>";
+  const KEY = new URLSearchParams(location.search).get("code") || "";
+  const API = location.pathname.replace(/\/console\/?$/, "/"); // the console lives beside the API routes
+
+  class KeyProblem extends Error {}
+  class ApiProblem extends Error {
+    constructor(status, problem) {
+      const p = problem && typeof problem === "object" ? problem : {};
+      const text = [p.title, p.detail].filter(Boolean).join(": ");
+      super(text || (status === 404 ? "not available on this API yet (HTTP 404)" : `HTTP ${status}`));
+      this.status = status;
+      this.problem = p;
+    }
+  }
+
+  // ------------------------------------------------------------------ DOM helpers (no markup from data)
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    setAttrs(node, attrs);
+    append(node, children);
+    return node;
+  }
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG_NS, tag);
+    setAttrs(node, attrs);
+    append(node, children);
+    return node;
+  }
+  function setAttrs(node, attrs) {
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") node.setAttribute("class", String(v));
+      else if (k === "text") node.textContent = String(v);
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+  }
+  function append(node, children) {
+    for (const c of children.flat(Infinity)) {
+      if (c === null || c === undefined || c === false) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+  }
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const enc = encodeURIComponent;
+
+  // Re-rendering replaces nodes; keep keyboard focus on "the same" control across a refresh.
+  function keepFocus(render) {
+    const id = document.activeElement && document.activeElement.getAttribute("data-focus-id");
+    render();
+    if (id && !document.activeElement.closest("[data-focus-id]")) {
+      const again = document.querySelector(`[data-focus-id="${CSS.escape(id)}"]`);
+      if (again) again.focus();
+    }
+  }
+
+  // ------------------------------------------------------------------ formatting
+  const nf = new Intl.NumberFormat();
+  const dtf = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const df = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  const num = (n) => (typeof n === "number" && isFinite(n) ? nf.format(n) : "—");
+  function ago(iso) {
+    const t = Date.parse(iso || "");
+    if (isNaN(t)) return null;
+    const s = Math.max(0, (Date.now() - t) / 1000);
+    if (s < 60) return "just now";
+    if (s < 3600) return `${Math.round(s / 60)} min ago`;
+    if (s < 86400 * 2) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} days ago`;
+  }
+  function timeEl(iso, fallback) {
+    const text = ago(iso);
+    if (!text) return el("span", { class: "muted", text: fallback || "never" });
+    return el("time", { datetime: iso, title: dtf.format(new Date(iso)), text });
+  }
+  function daysLeft(iso) {
+    const t = Date.parse(iso || "");
+    return isNaN(t) ? null : Math.floor((t - Date.now()) / 86400000);
+  }
+  function daysText(d) {
+    if (d === null) return "no expiry date known";
+    if (d < 0) return `expired ${-d} day${d === -1 ? "" : "s"} ago`;
+    if (d === 0) return "expires today";
+    return `${d} day${d === 1 ? "" : "s"} left`;
+  }
+  const pct = (part, whole) => (whole > 0 ? Math.round((100 * part) / whole) : null);
+  const label = (s) => String(s || "").replace(/([a-z])([A-Z])/g, "$1 $2").replace(/^./, (c) => c.toUpperCase());
+
+  // ------------------------------------------------------------------ API
+  function apiPath(pathOrLink) {
+    // A nextLink may name this API under another host name: keep its path and query only, so every
+    // call stays same-origin (connect-src 'self') and carries the key in the header, not the URL.
+    const u = new URL(pathOrLink, location.origin + API);
+    u.searchParams.delete("code");
+    return u.pathname + u.search;
+  }
+  async function api(pathOrLink, { method = "GET", body } = {}) {
+    const headers = { accept: "application/json" };
+    if (KEY) headers["x-functions-key"] = KEY;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    let res;
+    try {
+      res = await fetch(apiPath(pathOrLink), {
+        method, headers, cache: "no-store", credentials: "same-origin",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ApiProblem(0, { title: "Cannot reach the memsync API", detail: String(err.message || err) });
+    }
+    if (res.status === 401 || res.status === 403) throw new KeyProblem(KEY_MESSAGE);
+    const text = await res.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+    if (!res.ok) throw new ApiProblem(res.status, data);
+    return data;
+  }
+  async function listAll(path) {
+    const out = [];
+    let link = path;
+    for (let guard = 0; link && guard < 1000; guard++) {
+      const page = await api(link);
+      out.push(...((page && page.value) || []));
+      link = page && page.nextLink;
+    }
+    return out;
+  }
+  const soft = (promise) => promise.catch((err) => { if (err instanceof KeyProblem) throw err; return { failed: err }; });
+
+  // ------------------------------------------------------------------ state
+  const state = {
+    integrations: [],
+    tenants: new Map(),   // integrationId -> tenants[] | {failed}
+    alerts: [],
+    alertsFailed: null,
+    queued: new Map(),    // "integrationId/tenantId" -> {since: lastSyncStartedAt at click, at: ms}
+    fleet: new Map(),     // "integrationId/tenantId@lastSuccessAt" -> devices[]
+    fleetScope: "all",
+    browseKey: "",
+    keyProblem: false,
+    loadedOnce: false,
+  };
+  const tkey = (integrationId, tenantId) => `${integrationId}/${tenantId}`;
+  function allTenants() {
+    const rows = [];
+    for (const integ of state.integrations) {
+      const list = state.tenants.get(integ.id);
+      if (Array.isArray(list)) for (const t of list) rows.push({ integ, t, key: tkey(integ.id, t.tenantId) });
+    }
+    return rows;
+  }
+  function findTenant(key) { return allTenants().find((r) => r.key === key) || null; }
+  function shownStatus(row) {
+    const q = state.queued.get(row.key);
+    const s = row.t.status || "pending";
+    if (q) {
+      const moved = (row.t.lastSyncStartedAt || null) !== q.since;
+      if (moved || s === "syncing" || Date.now() - q.at > QUEUED_FOR_MS) state.queued.delete(row.key);
+      else return "queued";
+    }
+    return s;
+  }
+  function isStale(row) {
+    const s = row.t.status;
+    if (s === "excluded" || s === "error") return false;
+    const last = Date.parse(row.t.lastSuccessAt || "");
+    if (!isNaN(last)) return Date.now() - last > STALE_AFTER_MS;
+    const since = Date.parse(row.integ.createdAt || "");
+    return !isNaN(since) && Date.now() - since > STALE_AFTER_MS;
+  }
+  const tenantName = (t) => t.displayName || t.defaultDomainName || t.tenantId;
+
+  // ------------------------------------------------------------------ banner and announcements
+  function showBanner(title, detail) {
+    const b = $("#banner");
+    b.replaceChildren(el("span", { text: title }), detail ? el("p", { text: detail }) : null);
+    b.hidden = false;
+  }
+  function hideBanner() { $("#banner").hidden = true; }
+  function announce(text) {
+    const a = $("#announce");
+    a.textContent = "";
+    setTimeout(() => { a.textContent = text; }, 50);
+  }
+  function showKeyProblem() {
+    state.keyProblem = true;
+    showBanner(KEY_MESSAGE, "The console reads the function key from its own address and sends it with every call "
+      + "to the memsync API. Ask whoever runs memsync for the link, or copy the key from the Azure portal "
+      + "(Function App > App keys).");
+    $("#main").hidden = true;
+    $("#updated").textContent = "Not signed in";
+  }
+
+  // ------------------------------------------------------------------ loading
+  let pollTimer = null;
+  let loading = false;
+  async function refresh() {
+    if (loading) return;
+    loading = true;
+    clearTimeout(pollTimer);
+    try {
+      const integrations = await listAll("integrations?top=1000");
+      const [tenantLists, alerts] = await Promise.all([
+        Promise.all(integrations.map((i) => soft(listAll(`integrations/${enc(i.id)}/tenants?top=1000`)))),
+        soft(listAll("alerts?status=open&top=1000")),
+      ]);
+      state.integrations = integrations;
+      state.tenants = new Map(integrations.map((i, n) => [i.id, tenantLists[n]]));
+      state.alertsFailed = alerts.failed || null;
+      state.alerts = Array.isArray(alerts) ? alerts.filter((a) => (a.status || "open") === "open") : [];
+      state.loadedOnce = true;
+      hideBanner();
+      $("#main").hidden = false;
+      $("#updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
+      keepFocus(renderAll);
+      loadFleet().catch(onError);
+      if (!state.browseKey) pickBrowseDefault();
+    } catch (err) {
+      onError(err);
+    } finally {
+      loading = false;
+      schedulePoll();
+    }
+  }
+  function onError(err) {
+    if (err instanceof KeyProblem) { showKeyProblem(); return; }
+    showBanner(state.loadedOnce ? "The last refresh failed; showing what was loaded before." : "The console could not load.",
+      `${err.message || err}. It tries again by itself.`);
+  }
+  function schedulePoll() {
+    clearTimeout(pollTimer);
+    if (state.keyProblem) return;
+    const busy = state.queued.size > 0 || allTenants().some((r) => r.t.status === "pending" || r.t.status === "syncing");
+    pollTimer = setTimeout(refresh, busy ? FAST_POLL_MS : SLOW_POLL_MS);
+  }
+
+  // ------------------------------------------------------------------ rendering
+  function renderAll() {
+    renderTiles();
+    renderAttention();
+    renderCustomers();
+    renderScopeOptions();
+  }
+
+  function renderTiles() {
+    const rows = allTenants();
+    const counted = rows.filter((r) => r.t.status !== "excluded");
+    const devices = counted.reduce((n, r) => n + ((r.t.counts && r.t.counts.devices) || 0), 0);
+    const withDefender = counted.filter((r) => r.integ.includeDefender !== false && r.t.counts && typeof r.t.counts.defenderMachines === "number");
+    const dDevices = withDefender.reduce((n, r) => n + (r.t.counts.devices || 0), 0);
+    const dMachines = withDefender.reduce((n, r) => n + Math.min(r.t.counts.defenderMachines || 0, r.t.counts.devices || 0), 0);
+    const by = (s) => rows.filter((r) => r.t.status === s).length;
+    // Secrets near expiry count once: through their open alert if the expiry timer raised one already.
+    const alerted = new Set(state.alerts.map((a) => `${a.integrationId}/${a.appId}`));
+    const expiring = state.integrations.flatMap((i) => (i.secrets || [])
+      .filter((s) => { const d = daysLeft(s.expiresOn); return d !== null && d <= 30 && !alerted.has(`${i.id}/${s.appId}`); }));
+    const attention = by("error") + rows.filter(isStale).length + state.alerts.length + expiring.length;
+    const tile = (value, text, bad) => el("li", { class: bad ? "tile bad" : "tile" },
+      el("span", { class: "value", text: value }), el("span", { class: "label", text }));
+    const tiles = $("#tiles");
+    tiles.replaceChildren(
+      tile(num(rows.length), `customers in ${state.integrations.length} integration${state.integrations.length === 1 ? "" : "s"}`),
+      tile(num(by("ok")), "synced ok"),
+      tile(num(by("syncing") + by("pending")), "syncing or waiting"),
+      tile(num(attention), "need attention", attention > 0),
+      tile(num(devices), "devices"),
+      tile(dDevices ? `${pct(dMachines, dDevices)}%` : "—", "Defender coverage"),
+    );
+    tiles.removeAttribute("aria-busy");
+  }
+
+  function renderAttention() {
+    const names = new Map(state.integrations.map((i) => [i.id, i.displayName || i.id]));
+    const items = [];
+    for (const a of state.alerts) {
+      items.push(el("li", { "data-kind": "alert" },
+        el("div", { class: "issue-head" },
+          el("span", { class: `chip ${a.kind === "secretExpiring" ? "chip-warn" : "chip-error"}`, text: label(a.kind || "alert") }),
+          el("span", { class: "issue-title", text: a.message || label(a.kind) }),
+          el("span", { class: "muted", text: names.get(a.integrationId) || "" })),
+        a.action ? el("p", { class: "action", text: a.action }) : null));
+    }
+    if (state.alertsFailed) {
+      items.push(el("li", { class: "muted", text: `Alerts could not be loaded: ${state.alertsFailed.message}` }));
+    }
+    for (const integ of state.integrations) {
+      if (integ.error) {
+        items.push(el("li", { "data-kind": "integration-error" },
+          el("div", { class: "issue-head" },
+            el("span", { class: "chip chip-error", text: "integration" }),
+            el("span", { class: "issue-title", text: integ.displayName || integ.id }),
+            el("code", { text: integ.error.code || "" })),
+          el("span", { text: integ.error.message || "" }),
+          integ.error.action ? el("p", { class: "action", text: integ.error.action }) : null));
+      }
+      const list = state.tenants.get(integ.id);
+      if (list && list.failed) {
+        items.push(el("li", { class: "muted", text: `${integ.displayName}: customers could not be loaded: ${list.failed.message}` }));
+      }
+    }
+    for (const row of allTenants()) {
+      if (row.t.status === "error") {
+        const e = row.t.error || {};
+        items.push(el("li", { "data-kind": "tenant-error", "data-tenant": row.t.tenantId },
+          el("div", { class: "issue-head" },
+            el("span", { class: "chip chip-error", text: "error" }),
+            el("span", { class: "issue-title", text: tenantName(row.t) }),
+            e.code ? el("code", { text: e.code }) : null),
+          e.message ? el("span", { text: e.message }) : null,
+          e.action ? el("p", { class: "action", text: e.action }) : null));
+      } else if (isStale(row)) {
+        items.push(el("li", { "data-kind": "stale", "data-tenant": row.t.tenantId },
+          el("div", { class: "issue-head" },
+            el("span", { class: "chip chip-warn", text: "not synced" }),
+            el("span", { class: "issue-title", text: tenantName(row.t) }),
+            el("span", { class: "muted" }, "last success ", timeEl(row.t.lastSuccessAt))),
+          el("p", { class: "action", text: "No successful sync for over 12 hours (two schedule periods). Press Sync now; if it fails, its error says what to fix." })));
+      }
+    }
+    $("#issues").replaceChildren(...(items.length ? items : [el("li", { class: "muted", text: "Nothing needs attention." })]));
+
+    const secrets = [];
+    for (const integ of state.integrations) {
+      for (const s of integ.secrets || []) secrets.push({ integ, s, days: daysLeft(s.expiresOn) });
+    }
+    secrets.sort((a, b) => (a.days === null) - (b.days === null) || (a.days ?? 0) - (b.days ?? 0));
+    $("#secrets").replaceChildren(...(secrets.length ? secrets.map(({ integ, s, days }) => {
+      const tone = days === null ? "chip-excluded" : days < 0 ? "chip-error" : days <= 30 ? "chip-warn" : "chip-ok";
+      return el("li", { "data-kind": "secret" },
+        el("div", { class: "secret-row" },
+          el("span", {}, el("strong", { text: secretRole(s.name), title: s.name || null }), " · ", el("span", { class: "muted", text: integ.displayName || integ.id })),
+          el("span", { class: `chip ${tone}`, text: daysText(days) })),
+        el("div", { class: "muted" },
+          s.expiresOn ? `Expires ${df.format(new Date(s.expiresOn))}` : "Expiry not known",
+          s.appId ? " · app " : "", s.appId ? el("code", { text: s.appId }) : null,
+          s.expiresOnSource ? ` · ${EXPIRY_SOURCES[s.expiresOnSource] || `date from ${s.expiresOnSource}`}` : ""));
+    }) : [el("li", { class: "muted", text: "No secrets registered." })]));
+  }
+
+  const EXPIRY_SOURCES = { given: "date given at registration", graph: "date read from Entra ID", entra: "date read from Entra ID" };
+  function secretRole(name) {
+    // Secret names are Key Vault names (memsync-<integration>-<role>); say which app's secret it is.
+    const n = String(name || "");
+    if (/partner/i.test(n)) return "Partner Center app secret";
+    if (/sync/i.test(n)) return "Sync app secret";
+    return n ? label(n) : "Secret";
+  }
+
+  function chipFor(status) {
+    const cls = { ok: "chip-ok", error: "chip-error", syncing: "chip-syncing", queued: "chip-queued", pending: "chip-pending", excluded: "chip-excluded" }[status] || "chip-excluded";
+    return el("span", { class: `chip ${cls}`, "data-status": status, text: status });
+  }
+
+  function renderCustomers() {
+    const table = $("#customers-table");
+    table.classList.add("cards");
+    const bodies = [];
+    if (!state.integrations.length) {
+      bodies.push(el("tbody", {}, el("tr", {}, el("td", { colspan: 8, class: "muted nolabel" },
+        "No integrations yet. Register one with POST /api/integrations (see the README); its customers appear here."))));
+    }
+    for (const integ of state.integrations) {
+      const list = state.tenants.get(integ.id);
+      const tenants = Array.isArray(list) ? [...list].sort((a, b) => tenantName(a).localeCompare(tenantName(b))) : [];
+      const syncAll = el("button", {
+        type: "button", class: "btn btn-quiet btn-small", "data-focus-id": `sync-all:${integ.id}`,
+        "data-action": "sync-integration", disabled: integ.status === "disabled",
+        onclick: (ev) => syncNow(ev.currentTarget, integ, null),
+      }, "Sync all", el("span", { class: "visually-hidden", text: ` customers of ${integ.displayName || integ.id}` }));
+      const head = el("tr", { class: "group" }, el("th", { colspan: 8, scope: "colgroup" },
+        el("div", { class: "group-inner" },
+          el("span", { class: "name", text: integ.displayName || integ.id }),
+          el("span", { class: "muted", text: integ.kind === "singleTenant" ? "single tenant" : "partner (multi-tenant)" }),
+          el("span", { class: `chip chip-${integ.status === "error" ? "error" : integ.status === "disabled" ? "disabled" : "active"}`, text: integ.status || "active" }),
+          el("span", { class: "muted", text: `${tenants.length} customer${tenants.length === 1 ? "" : "s"}` }),
+          syncAll)));
+      const rows = tenants.map((t) => customerRow(integ, t));
+      if (list && list.failed) rows.push(el("tr", {}, el("td", { colspan: 8, class: "muted nolabel", text: `Customers could not be loaded: ${list.failed.message}` })));
+      bodies.push(el("tbody", { "data-integration": integ.id }, head, rows));
+    }
+    table.querySelectorAll("tbody").forEach((b) => b.remove());
+    table.append(...bodies);
+  }
+
+  function customerRow(integ, t) {
+    const row = { integ, t, key: tkey(integ.id, t.tenantId) };
+    const status = shownStatus(row);
+    const counts = t.counts || {};
+    const e = t.error;
+    let defender;
+    if (integ.includeDefender === false) defender = el("span", { class: "muted", text: "not included" });
+    else if (e && e.code === "defenderUnavailable") defender = el("span", { class: "muted", text: "not available" });
+    else if (typeof counts.defenderMachines !== "number" || !counts.devices) defender = el("span", { class: "muted", text: "—" });
+    else {
+      const p = Math.min(100, pct(counts.defenderMachines, counts.devices));
+      const fill = el("span", { class: "meter-fill" });
+      fill.style.width = `${p}%`;
+      defender = el("span", { class: "meter", title: `${counts.defenderMachines} Defender machines for ${counts.devices} Intune devices` },
+        el("span", { class: "meter-track", "aria-hidden": "true" }, fill),
+        el("span", { text: `${p}% (${num(counts.defenderMachines)} / ${num(counts.devices)})` }));
+    }
+    const problem = e ? el("div", {},
+      el("span", { class: "msg" }, e.code ? el("code", { text: e.code }) : null, e.message ? ` ${e.message}` : ""),
+      e.action ? el("p", { class: "action", text: e.action }) : null) : el("span", { class: "muted", text: "—" });
+    const stale = isStale(row);
+    return el("tr", { "data-tenant": t.tenantId, "data-integration": integ.id },
+      el("td", { "data-label": "Customer" }, el("span", {},
+        el("span", { class: "cust-name", text: tenantName(t) }),
+        el("span", { class: "cust-domain", text: t.defaultDomainName || t.tenantId }))),
+      el("td", { "data-label": "Status", class: "status" }, el("span", {}, chipFor(status),
+        e && status === "ok" ? el("span", { class: "chip chip-warn", text: "warning" }) : null)),
+      el("td", { "data-label": "Last success" }, el("span", { class: stale ? "stale" : "" },
+        timeEl(t.lastSuccessAt), stale ? " (stale)" : "")),
+      el("td", { "data-label": "Devices", class: "num devices", text: num(counts.devices) }),
+      el("td", { "data-label": "Software", class: "num software", text: num(counts.software) }),
+      el("td", { "data-label": "Defender", class: "defender" }, defender),
+      el("td", { "data-label": "Problem", class: "problem" }, problem),
+      el("td", { "data-label": "Actions" }, el("div", { class: "row-actions" },
+        el("button", {
+          type: "button", class: "btn btn-small", "data-action": "sync-tenant", "data-focus-id": `sync:${row.key}`,
+          disabled: t.status === "excluded" || status === "queued" || t.status === "syncing" || integ.status === "disabled",
+          title: t.status === "excluded" ? "Excluded by the integration's tenant filter" : null,
+          onclick: (ev) => syncNow(ev.currentTarget, integ, t),
+        }, "Sync now", el("span", { class: "visually-hidden", text: ` ${tenantName(t)}` })),
+        el("button", {
+          type: "button", class: "btn btn-quiet btn-small", "data-action": "show-fleet", "data-focus-id": `fleet:${row.key}`,
+          disabled: t.status === "excluded",
+          onclick: () => showTenant(row.key),
+        }, "Details", el("span", { class: "visually-hidden", text: ` for ${tenantName(t)}` })))));
+  }
+
+  async function syncNow(button, integ, tenant) {
+    button.disabled = true;
+    const targets = allTenants().filter((r) => r.integ.id === integ.id && r.t.status !== "excluded"
+      && (!tenant || r.t.tenantId === tenant.tenantId));
+    try {
+      await api(`integrations/${enc(integ.id)}/sync`, { method: "POST", body: tenant ? { tenantIds: [tenant.tenantId] } : undefined });
+      for (const r of targets) state.queued.set(r.key, { since: r.t.lastSyncStartedAt || null, at: Date.now() });
+      announce(tenant ? `Sync queued for ${tenantName(tenant)}.` : `Sync queued for every customer of ${integ.displayName || integ.id}.`);
+      keepFocus(renderAll);
+      schedulePoll();
+    } catch (err) {
+      if (err instanceof KeyProblem) { showKeyProblem(); return; }
+      button.disabled = false;
+      showBanner(`Sync could not be queued for ${tenant ? tenantName(tenant) : integ.displayName || integ.id}.`, err.message);
+    }
+  }
+
+  function showTenant(key) {
+    state.fleetScope = key;
+    $("#fleet-scope").value = key;
+    state.browseKey = key;
+    $("#browse-tenant").value = key;
+    loadFleet().catch(onError);
+    for (const l of listers) l.reset();
+    $("#fleet").scrollIntoView({ behavior: "smooth", block: "start" });
+    $("#fleet-h").setAttribute("tabindex", "-1");
+    $("#fleet-h").focus({ preventScroll: true });
+  }
+
+  let scopeSig = null;
+  function renderScopeOptions() {
+    const rows = allTenants().filter((r) => r.t.status !== "excluded");
+    const sorted = [...rows].sort((a, b) => tenantName(a.t).localeCompare(tenantName(b.t)));
+    const many = state.integrations.length > 1;
+    const opt = (r) => el("option", { value: r.key, text: many ? `${tenantName(r.t)} — ${r.integ.displayName}` : tenantName(r.t) });
+    const sig = sorted.map((r) => `${r.key}=${tenantName(r.t)}`).join("|");
+    if (sig === scopeSig) return;
+    scopeSig = sig;
+    const scope = $("#fleet-scope");
+    scope.replaceChildren(el("option", { value: "all", text: "All customers" }), ...sorted.map(opt));
+    if (![...scope.options].some((o) => o.value === state.fleetScope)) state.fleetScope = "all";
+    scope.value = state.fleetScope;
+    const browse = $("#browse-tenant");
+    browse.replaceChildren(...(sorted.length ? sorted.map(opt) : [el("option", { value: "", text: "No customers yet" })]));
+    if (state.browseKey && [...browse.options].some((o) => o.value === state.browseKey)) browse.value = state.browseKey;
+  }
+
+  // ------------------------------------------------------------------ fleet charts
+  const WINDOWS_RELEASES = {
+    "10.0.17763": "Windows 10 1809", "10.0.19041": "Windows 10 2004", "10.0.19042": "Windows 10 20H2",
+    "10.0.19043": "Windows 10 21H1", "10.0.19044": "Windows 10 21H2", "10.0.19045": "Windows 10 22H2",
+    "10.0.22000": "Windows 11 21H2", "10.0.22621": "Windows 11 22H2", "10.0.22631": "Windows 11 23H2",
+    "10.0.26100": "Windows 11 24H2", "10.0.26200": "Windows 11 25H2",
+  };
+  function osRelease(d) {
+    const os = d.operatingSystem || "Unknown OS";
+    const v = String(d.osVersion || "");
+    if (/^windows/i.test(os)) {
+      const build = v.split(".").slice(0, 3).join(".");
+      return WINDOWS_RELEASES[build] || (build ? `Windows ${build}` : "Windows");
+    }
+    const major = v.split(".")[0];
+    return major ? `${os} ${major}` : os;
+  }
+  const COMPLIANCE = [["compliant", "Compliant", "#2f7d4f"], ["noncompliant", "Not compliant", "#c2253b"],
+    ["inGracePeriod", "In grace period", "#c27c0e"], ["conflict", "Conflict", "#8b4fc4"], ["error", "Error", "#8f1d2c"],
+    ["configManager", "Config Manager", "#3f6fb5"], ["unknown", "Unknown", "#7b8591"]];
+  const RISK = [["High", "#c2253b"], ["Medium", "#d9822b"], ["Low", "#d6b62e"], ["Informational", "#3f6fb5"], ["None", "#2f7d4f"]];
+  const EXPOSURE = [["High", "#c2253b"], ["Medium", "#d9822b"], ["Low", "#d6b62e"], ["None", "#2f7d4f"]];
+  const OS_COLORS = { windows: "#2d6fc4", macos: "#5b6370", ios: "#7a4fc0", ipados: "#7a4fc0", android: "#2f8a4f" };
+  const NOT_IN_DEFENDER = "Not in Defender";
+
+  function fleetTargets() {
+    const rows = allTenants().filter((r) => r.t.status !== "excluded");
+    return state.fleetScope === "all" ? rows.filter((r) => r.t.lastSuccessAt || (r.t.counts && r.t.counts.devices))
+      : rows.filter((r) => r.key === state.fleetScope);
+  }
+  let fleetToken = 0;
+  async function loadFleet() {
+    const token = ++fleetToken;
+    const targets = fleetTargets();
+    const charts = $("#charts");
+    const pendingLoads = targets.filter((r) => !state.fleet.has(`${r.key}@${r.t.lastSuccessAt}`));
+    if (pendingLoads.length) {
+      charts.setAttribute("aria-busy", "true");
+      $("#fleet-caption").textContent = `Loading devices of ${pendingLoads.length} customer${pendingLoads.length === 1 ? "" : "s"}…`;
+    }
+    const failures = [];
+    await Promise.all(pendingLoads.map(async (r) => {
+      try {
+        const devices = await listAll(`integrations/${enc(r.integ.id)}/tenants/${enc(r.t.tenantId)}/devices?top=1000`);
+        for (const k of state.fleet.keys()) if (k.startsWith(`${r.key}@`)) state.fleet.delete(k);
+        state.fleet.set(`${r.key}@${r.t.lastSuccessAt}`, devices);
+      } catch (err) {
+        if (err instanceof KeyProblem) throw err;
+        failures.push(`${tenantName(r.t)}: ${err.message}`);
+      }
+    }));
+    if (token !== fleetToken) return; // a newer scope was chosen meanwhile
+    const devices = [];
+    let customers = 0;
+    for (const r of targets) {
+      const list = state.fleet.get(`${r.key}@${r.t.lastSuccessAt}`);
+      if (list) { customers++; devices.push(...list.filter((d) => !d.removedAt)); }
+    }
+    charts.removeAttribute("aria-busy");
+    // Polling calls this every few seconds: redraw only when the data changed (hover tips stay put).
+    const sig = `${state.fleetScope}|${targets.map((r) => `${r.key}@${r.t.lastSuccessAt}`).join(",")}|${failures.length}`;
+    if (sig === fleetSig) return;
+    fleetSig = sig;
+    lastFleet = devices;
+    const scopeName = state.fleetScope === "all" ? `${customers} customer${customers === 1 ? "" : "s"}` : tenantName(targets[0] ? targets[0].t : {});
+    $("#fleet-caption").textContent = `${num(devices.length)} devices from ${scopeName}.`
+      + (failures.length ? ` Could not load: ${failures.join("; ")}.` : "");
+    renderCharts(devices);
+  }
+  let lastFleet = [];
+  let fleetSig = "";
+
+  function countBy(items, keyOf) {
+    const m = new Map();
+    for (const it of items) { const k = keyOf(it); m.set(k, (m.get(k) || 0) + 1); }
+    return m;
+  }
+  function renderCharts(devices) {
+    const charts = $("#charts");
+    const total = devices.length;
+    // Operating system and release, grouped by OS family (biggest family first).
+    const families = countBy(devices, (d) => d.operatingSystem || "Unknown OS");
+    const releases = countBy(devices, osRelease);
+    const versionsOf = new Map();
+    for (const d of devices) {
+      const r = osRelease(d);
+      if (!versionsOf.has(r)) versionsOf.set(r, new Map());
+      const m = versionsOf.get(r); const v = d.osVersion || "unknown";
+      m.set(v, (m.get(v) || 0) + 1);
+    }
+    const familyOf = new Map(devices.map((d) => [osRelease(d), d.operatingSystem || "Unknown OS"]));
+    const osRows = [...releases.entries()].map(([name, value]) => {
+      const fam = familyOf.get(name);
+      const detail = [...versionsOf.get(name).entries()].sort((a, b) => b[1] - a[1]).map(([v, n]) => `${v}: ${n}`).join(", ");
+      return { label: name, value, color: OS_COLORS[String(fam).toLowerCase()] || "#5b6370", group: fam, famTotal: families.get(fam), detail };
+    }).sort((a, b) => b.famTotal - a.famTotal || a.group.localeCompare(b.group) || b.value - a.value);
+
+    const compliance = countBy(devices, (d) => d.complianceState || "unknown");
+    const compRows = COMPLIANCE.map(([k, name, color]) => ({ label: name, key: k, value: compliance.get(k) || 0, color }));
+    for (const [k, v] of compliance) if (!COMPLIANCE.some(([c]) => c === k)) compRows.push({ label: label(k), key: k, value: v, color: "#7b8591" });
+
+    const risk = countBy(devices, (d) => (d.defender ? d.defender.riskScore || "None" : NOT_IN_DEFENDER));
+    const riskRows = RISK.map(([k, color]) => ({ label: k, value: risk.get(k) || 0, color }));
+    const exposure = countBy(devices, (d) => (d.defender ? d.defender.exposureLevel || "None" : NOT_IN_DEFENDER));
+    const expRows = EXPOSURE.map(([k, color]) => ({ label: k, value: exposure.get(k) || 0, color }));
+    const notIn = risk.get(NOT_IN_DEFENDER) || 0;
+    riskRows.push({ label: NOT_IN_DEFENDER, value: notIn, color: "#a7b0ba" });
+    expRows.push({ label: NOT_IN_DEFENDER, value: exposure.get(NOT_IN_DEFENDER) || 0, color: "#a7b0ba" });
+
+    const now = Date.now();
+    const years = devices.map((d) => { const t = Date.parse(d.enrolledDateTime || ""); return isNaN(t) ? null : Math.max(0, Math.floor((now - t) / (365.25 * 86400000))); });
+    const maxYear = Math.min(5, Math.max(0, ...years.filter((y) => y !== null)));
+    const ageRows = [];
+    for (let y = 0; y <= maxYear; y++) {
+      const value = years.filter((v) => v !== null && (y === 5 ? v >= 5 : v === y)).length;
+      ageRows.push({ label: y === 5 ? "5+ yrs" : `${y}–${y + 1} yrs`, longLabel: y === 5 ? "5 years or more" : `${y} to ${y + 1} years`, value, color: "#2d6fc4" });
+    }
+    const unknownAge = years.filter((y) => y === null).length;
+    if (unknownAge) ageRows.push({ label: "unknown", longLabel: "enrolment date unknown", value: unknownAge, color: "#a7b0ba" });
+
+    charts.replaceChildren(
+      chartFigure("os", "Operating system and release", "Release", total, osRows, barChart),
+      chartFigure("compliance", "Compliance state", "State", total, compRows, barChart),
+      chartFigure("risk", "Defender risk score", "Risk", total, riskRows, barChart),
+      chartFigure("exposure", "Defender exposure level", "Exposure", total, expRows, barChart),
+      chartFigure("age", "Device age since enrolment", "Age", total, ageRows, columnChart),
+    );
+    for (const slot of charts.querySelectorAll(".chart-drawing")) slot.drawChart();
+  }
+
+  function chartFigure(id, title, keyHeader, total, rows, draw) {
+    const fig = el("figure", { class: "chart", "data-chart": id });
+    const capId = `chart-${id}-caption`;
+    fig.append(el("figcaption", { id: capId }, el("span", { text: title }), el("span", { class: "muted", text: `${num(total)} devices` })));
+    if (!total) { fig.append(el("p", { class: "empty", text: "No devices synced yet." })); return fig; }
+    // Drawn once the figure is in the page, at its real width, so the text is never scaled down.
+    const slot = el("div", { class: "chart-drawing" });
+    slot.drawChart = () => slot.replaceChildren(draw(rows, total, Math.max(240, slot.clientWidth || 360)));
+    fig.append(slot);
+    // The same numbers for screen readers (the drawing itself is aria-hidden).
+    fig.append(el("table", { class: "visually-hidden", "data-chart-table": id },
+      el("caption", { text: `${title}: ${total} devices` }),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col", text: keyHeader }), el("th", { scope: "col", text: "Devices" }), el("th", { scope: "col", text: "Share" }))),
+      el("tbody", {}, rows.map((r) => el("tr", { "data-key": r.key || r.label },
+        el("th", { scope: "row", text: r.longLabel || r.label }), el("td", { text: r.value }), el("td", { text: `${pct(r.value, total)}%` }))))));
+    return fig;
+  }
+
+  function tip(r, total) {
+    return `${r.longLabel || r.label}: ${r.value} device${r.value === 1 ? "" : "s"} (${pct(r.value, total)}%)${r.detail ? ` — ${r.detail}` : ""}`;
+  }
+
+  function barChart(rows, total, width) {
+    const rowH = 26, gap = 6, labelW = Math.min(150, Math.round(width * 0.4)), valueW = 64;
+    const max = Math.max(1, ...rows.map((r) => r.value));
+    const barW = Math.max(40, width - labelW - valueW);
+    const height = rows.length * (rowH + gap);
+    const s = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, "aria-hidden": "true", focusable: "false" });
+    rows.forEach((r, i) => {
+      const y = i * (rowH + gap);
+      const w = r.value ? Math.max(2, Math.round((barW * r.value) / max)) : 0;
+      s.append(
+        svg("text", { x: labelW - 8, y: y + rowH / 2, "text-anchor": "end", "dominant-baseline": "central", text: r.label }),
+        svg("rect", { x: labelW, y: y + 3, width: barW, height: rowH - 6, rx: 3, fill: "#eef1f5" }, svg("title", { text: tip(r, total) })),
+        svg("rect", { class: "bar", x: labelW, y: y + 3, width: w, height: rowH - 6, rx: 3, fill: r.color, "data-label": r.label, "data-value": r.value },
+          svg("title", { text: tip(r, total) })),
+        svg("text", { class: "val", x: labelW + w + 6, y: y + rowH / 2, "dominant-baseline": "central", text: `${r.value} · ${pct(r.value, total)}%` }),
+      );
+    });
+    return s;
+  }
+
+  function columnChart(rows, total, width) {
+    const height = 200, top = 20, bottom = 28, left = 8;
+    const max = Math.max(1, ...rows.map((r) => r.value));
+    const slot = (width - left) / Math.max(1, rows.length);
+    const colW = Math.min(64, slot * 0.65);
+    const plotH = height - top - bottom;
+    const s = svg("svg", { viewBox: `0 0 ${width} ${height}`, width, height, "aria-hidden": "true", focusable: "false" });
+    s.append(svg("line", { x1: left, x2: width, y1: top + plotH + 0.5, y2: top + plotH + 0.5, stroke: "#c4ccd5" }));
+    rows.forEach((r, i) => {
+      const h = r.value ? Math.max(2, Math.round((plotH * r.value) / max)) : 0;
+      const cx = left + slot * i + slot / 2;
+      s.append(
+        svg("rect", { class: "bar", x: cx - colW / 2, y: top + plotH - h, width: colW, height: h, rx: 3, fill: r.color, "data-label": r.label, "data-value": r.value },
+          svg("title", { text: tip(r, total) })),
+        svg("text", { class: "val", x: cx, y: top + plotH - h - 6, "text-anchor": "middle", text: r.value }),
+        svg("text", { x: cx, y: height - 8, "text-anchor": "middle", text: r.label }),
+      );
+    });
+    return s;
+  }
+
+  // ------------------------------------------------------------------ device and software lists
+  const COLUMNS = {
+    devices: [
+      ["Device", (d) => [el("strong", { text: d.deviceName || "(no name)" }), el("br"), el("span", { class: "muted", text: d.serialNumber || "" })]],
+      ["User", (d) => d.userPrincipalName || "—"],
+      ["OS", (d) => [osRelease(d), el("br"), el("span", { class: "muted", text: d.osVersion || "" })]],
+      ["Compliance", (d) => label(d.complianceState || "unknown")],
+      ["Model", (d) => [d.manufacturer || "", " ", d.model || ""]],
+      ["Last check-in", (d) => timeEl(d.lastSyncDateTime, "—")],
+      ["Defender", (d) => (d.defender ? [`Risk ${d.defender.riskScore || "unknown"}`, el("br"), `Exposure ${d.defender.exposureLevel || "unknown"}`]
+        : el("span", { class: "muted", text: "not in Defender" }))],
+    ],
+    software: [
+      ["Name", (s) => [el("strong", { text: s.displayName || "(no name)" }), el("br"), el("span", { class: "muted", text: s.publisher || "" })]],
+      ["Version", (s) => s.version || "—"],
+      ["Platform", (s) => label(s.platform || "")],
+      ["Devices", (s) => num(s.deviceCount), "num"],
+    ],
+  };
+
+  class Lister {
+    constructor(root) {
+      this.root = root;
+      this.kind = root.getAttribute("data-kind");
+      this.form = $("form", root);
+      this.tbody = $("tbody", root);
+      this.range = $(".range", root);
+      this.prevBtn = $(".prev", root);
+      this.nextBtn = $(".next", root);
+      this.csv = $(".csv", root);
+      this.links = [];   // the links of the pages visited, current last
+      this.offsets = []; // the first row number of each of those pages
+      this.next = null;
+      this.shown = 0;
+      const head = $("thead", root);
+      head.replaceChildren(el("tr", {}, COLUMNS[this.kind].map(([name, , cls]) => el("th", { scope: "col", class: cls || null, text: name }))));
+      $("table", root).classList.add("cards");
+      this.form.addEventListener("submit", (ev) => { ev.preventDefault(); this.reset(); });
+      this.prevBtn.addEventListener("click", () => this.go(-1));
+      this.nextBtn.addEventListener("click", () => this.go(1));
+    }
+    base() {
+      const row = findTenant(state.browseKey);
+      if (!row) return null;
+      return { row, path: `integrations/${enc(row.integ.id)}/tenants/${enc(row.t.tenantId)}/${this.kind}` };
+    }
+    query(extra) {
+      const q = new URLSearchParams();
+      const search = this.form.elements.search.value.trim();
+      if (search) q.set("search", search);
+      for (const [k, v] of Object.entries(extra)) q.set(k, v);
+      return q.toString();
+    }
+    reset() {
+      const b = this.base();
+      this.offsets = [0];
+      if (!b) { this.links = []; this.renderRows([], null); this.csv.removeAttribute("href"); this.csv.setAttribute("aria-disabled", "true"); return; }
+      this.links = [`${b.path}?${this.query({ top: this.form.elements.top.value })}`];
+      // The CSV link carries the key in ?code= (a plain download cannot send a header); it is built
+      // here from the page's own address, never written into the served HTML.
+      this.csv.href = apiPath(`${b.path}?${this.query({ format: "csv" })}`) + (KEY ? `&code=${enc(KEY)}` : "");
+      this.csv.setAttribute("download", `${this.kind}-${b.row.t.defaultDomainName || b.row.t.tenantId}.csv`);
+      this.csv.removeAttribute("aria-disabled");
+      this.load();
+    }
+    go(step) {
+      if (step > 0 && this.next) {
+        this.offsets.push(this.offsets[this.offsets.length - 1] + this.shown);
+        this.links.push(this.next);
+      } else if (step < 0 && this.links.length > 1) {
+        this.links.pop();
+        this.offsets.pop();
+      } else return;
+      this.load();
+    }
+    async load() {
+      const link = this.links[this.links.length - 1];
+      this.root.setAttribute("aria-busy", "true");
+      try {
+        const page = await api(link);
+        if (link !== this.links[this.links.length - 1]) return;
+        const rows = (page && page.value) || [];
+        this.renderRows(rows, page && page.nextLink);
+      } catch (err) {
+        if (err instanceof KeyProblem) { showKeyProblem(); return; }
+        this.tbody.replaceChildren(el("tr", {}, el("td", { colspan: COLUMNS[this.kind].length, class: "muted nolabel", text: `Could not load ${this.kind}: ${err.message}` })));
+        this.range.textContent = "";
+      } finally {
+        this.root.removeAttribute("aria-busy");
+      }
+    }
+    renderRows(rows, next) {
+      this.next = next || null;
+      this.shown = rows.length;
+      const offset = this.offsets[this.offsets.length - 1] || 0;
+      const cols = COLUMNS[this.kind];
+      this.tbody.replaceChildren(...(rows.length ? rows.map((item) => el("tr", {},
+        cols.map(([name, cell, cls]) => el("td", { "data-label": name, class: cls || null }, cell(item)))))
+        : [el("tr", {}, el("td", { colspan: cols.length, class: "muted nolabel", text: this.base() ? `No ${this.kind} found.` : "Choose a customer." }))]));
+      this.range.textContent = rows.length ? `${this.kind === "devices" ? "Devices" : "Titles"} ${offset + 1}–${offset + rows.length}` : "";
+      this.prevBtn.disabled = this.links.length <= 1;
+      this.nextBtn.disabled = !this.next;
+    }
+  }
+  const listers = [new Lister($("#devices")), new Lister($("#software"))];
+
+  function pickBrowseDefault() {
+    const rows = allTenants().filter((r) => r.t.status !== "excluded" && r.t.counts && r.t.counts.devices);
+    if (!rows.length) return;
+    rows.sort((a, b) => tenantName(a.t).localeCompare(tenantName(b.t)));
+    state.browseKey = rows[0].key;
+    $("#browse-tenant").value = state.browseKey;
+    for (const l of listers) l.reset();
+  }
+
+  // ------------------------------------------------------------------ wiring
+  $("#refresh").addEventListener("click", () => { state.fleet.clear(); fleetSig = ""; refresh(); });
+  $("#fleet-scope").addEventListener("change", (ev) => { state.fleetScope = ev.target.value; loadFleet().catch(onError); });
+  $("#browse-tenant").addEventListener("change", (ev) => { state.browseKey = ev.target.value; for (const l of listers) l.reset(); });
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => { if (state.loadedOnce) renderCharts(lastFleet); }, 150);
+  });
+  for (const l of listers) l.renderRows([], null);
+  refresh();
+})();
