@@ -165,8 +165,9 @@ class DevStack:
     def start_host(self) -> None:
         with open(self.host_log, "ab") as out:
             self._host = subprocess.Popen(
+                # `=` form: a random key may start with "-", which argparse would take for an option.
                 [sys.executable, "-m", "devstack.functions_host", "--port", str(self.ports.host),
-                 "--function-key", self.function_key],
+                 f"--function-key={self.function_key}"],
                 cwd=REPO_ROOT, env=self.process_env(), stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
