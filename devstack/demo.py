@@ -51,6 +51,16 @@ def wait_for_first_sync(api: Any, integration_id: str) -> list[dict[str, Any]]:
         time.sleep(0.5)
 
 
+def wait_for_alerts(api: Any, seconds: float = 30) -> list[dict[str, Any]]:
+    """The admin API runs the timer in the background (202), as Azure's does; poll for its alerts."""
+    deadline = time.monotonic() + seconds
+    while True:
+        alerts: list[dict[str, Any]] = api.get("/alerts", params={"status": "open"}).json().get("value", [])
+        if alerts or time.monotonic() > deadline:
+            return alerts
+        time.sleep(0.5)
+
+
 def print_summary(integration: dict[str, Any], tenants: list[dict[str, Any]]) -> None:
     say(f"\n  {integration['displayName']} ({integration['kind']}, id {integration['id']})")
     header = f"  {'tenant':<38} {'name':<24} {'devices':>7} {'software':>8} {'defender':>8}  status"
@@ -82,10 +92,10 @@ def main() -> int:
         for integration, tenants in results:
             print_summary(integration, tenants)
         say("\n==> Secret-expiry check")
-        ran = stack.run_function("expiry_check")
-        if not ran:
-            say("    (the expiry timer could not be started through the host's admin API)")
-        alerts = api.get("/alerts", params={"status": "open"}).json().get("value", [])
+        if not stack.run_function("secret_expiry_check"):
+            say("    ! the expiry timer could not be started through the host's admin API")
+            return 1
+        alerts = wait_for_alerts(api)
         for alert in alerts:
             say(f"    [{alert['kind']}] {alert['message']}\n      action: {alert['action']}")
         if not alerts:
