@@ -6,6 +6,7 @@ import azure.functions as func
 
 from functions.alerts import bp as alerts_bp
 from functions.console import bp as console_bp
+from functions.gdap import bp as gdap_bp
 from functions.health import bp as health_bp
 from functions.integrations import bp as integrations_bp
 from functions.sync import bp as sync_bp
@@ -20,3 +21,4 @@ app.register_functions(integrations_bp)
 app.register_functions(sync_bp)
 app.register_functions(alerts_bp)
 app.register_functions(console_bp)
+app.register_functions(gdap_bp)

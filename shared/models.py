@@ -42,6 +42,9 @@ class AppRole(StrEnum):
 
     PARTNER = "partner"
     SYNC = "sync"
+    # The partner admin's delegated refresh token (Partner Center user_impersonation), from the
+    # partner sign-in (issue 7). Not an app secret: it renews on use and lapses after 90 idle days.
+    PARTNER_SIGNIN = "partnerSignin"
 
 
 ExpiresOnSource = Literal["given", "graph", "assumed"]
@@ -79,6 +82,27 @@ class TenantFilter(Camel):
         return not self.include or tid in (t.lower() for t in self.include)
 
 
+SigninStatus = Literal["pending", "done", "failed", "expired"]
+
+
+class PartnerSignin(Camel):
+    """The partner admin's sign-in through Entra's device code flow (never the device code itself,
+    which waits in Key Vault while the sign-in is pending, nor the refresh token)."""
+
+    status: SigninStatus
+    started_at: datetime
+    user_code: str | None = None  # shown to the admin; useless without the device code
+    verification_uri: str | None = None
+    message: str | None = None
+    expires_at: datetime | None = None  # of the device code
+    interval: int = 5
+    next_poll_at: datetime | None = None
+    signed_in_at: datetime | None = None
+    signed_in_as: str | None = None  # the admin's UPN, from the token
+    refresh_expires_on: datetime | None = None  # 90 days after the last use (sliding)
+    error: ErrorModel | None = None
+
+
 class Integration(Camel):
     id: str
     kind: IntegrationKind
@@ -93,6 +117,9 @@ class Integration(Camel):
     secrets: list[SecretRef] = Field(default_factory=list)
     created_at: datetime
     error: ErrorModel | None = None
+    # Issue 7: consent in every customer that needs it once the partner admin has signed in.
+    auto_consent: bool = False
+    partner_signin: PartnerSignin | None = None
 
     @property
     def home_tenant_id(self) -> str:
@@ -136,3 +163,62 @@ class CustomerTenant(Camel):
     error: ErrorModel | None = None
     missing_since: datetime | None = None  # no longer listed by discovery
     last_run_id: str | None = None
+    access: TenantAccess | None = None  # issue 7: the access diagnosis
+
+
+# -- access diagnosis (issue 7) --------------------------------------------------------------------
+
+
+class GdapRelationship(Camel):
+    """One GDAP relationship with a customer, as Graph's delegatedAdminRelationship lists it."""
+
+    id: str
+    display_name: str | None = None
+    status: str | None = None
+    end_date_time: datetime | None = None
+    roles: list[str] = Field(default_factory=list)  # role names where known, else template ids
+    role_ids: list[str] = Field(default_factory=list)
+
+
+class RelationshipFacts(Camel):
+    partner_center: str | None = None  # Partner Center relationshipToPartner
+    dap: bool = False  # a DAP contract (Graph /contracts)
+    gdap: list[GdapRelationship] = Field(default_factory=list)
+    listed: bool = True  # False when the last complete discovery no longer listed the customer
+
+
+class TokenFacts(Camel):
+    """Whether the sync app got a token in the tenant, and which application permissions it held."""
+
+    ok: bool | None = None
+    roles: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    error: str | None = None  # the error code when Entra refused
+    source: Literal["sync", "probe", "none"] = "none"
+    checked_at: datetime | None = None
+
+
+class ConsentFacts(Camel):
+    """The last consent memsync made in the tenant through Partner Center."""
+
+    status: Literal["granted", "failed"]
+    at: datetime
+    error: ErrorModel | None = None
+
+
+class TenantAccess(Camel):
+    """How memsync reaches a customer tenant, and the one verdict (with its fix) that follows."""
+
+    verdict: str
+    action: str | None = None
+    relationship: RelationshipFacts = Field(default_factory=RelationshipFacts)
+    token: TokenFacts = Field(default_factory=TokenFacts)
+    intune: str = "unknown"  # ok, notLicensed, unknown
+    defender: str = "unknown"  # ok, unavailable, notIncluded, unknown
+    defender_included: bool = True
+    sync_app_id: str = ""
+    consent: ConsentFacts | None = None
+    checked_at: datetime
+
+
+CustomerTenant.model_rebuild()

@@ -75,6 +75,7 @@ def tenant_summary(tenant: TenantState) -> dict[str, Any]:
         "consents": {
             app_id: {res: sorted(roles) for res, roles in grants.items()} for app_id, grants in tenant.consents.items()
         },
+        "gdapRelationships": tenant.gdap_relationships,
         "expected": tenant.expected,
     }
 
@@ -194,6 +195,27 @@ async def _route(ctx: RequestContext) -> web.StreamResponse:
             return json_response({"enabled": server.limiter.enabled})
         if method == "GET":
             return json_response({"enabled": server.limiter.enabled})
+    if path == "/options":
+        # Export-job behaviour may change at run time: how many polls a job needs, and how it ends.
+        if method == "PATCH":
+            body = await _body(ctx)
+            if "exportJobPolls" in body:
+                polls = body["exportJobPolls"]
+                if isinstance(polls, bool) or not isinstance(polls, int) or polls < 1:
+                    raise BadInput("exportJobPolls must be a whole number >= 1")
+                server.sim.options["exportJobPolls"] = polls
+            if "exportJobOutcome" in body:
+                if body["exportJobOutcome"] not in ("completed", "failed"):
+                    raise BadInput("exportJobOutcome must be completed or failed")
+                server.sim.options["exportJobOutcome"] = body["exportJobOutcome"]
+            return json_response(server.sim.options)
+        if method == "GET":
+            return json_response(server.sim.options)
+    if path == "/refreshtokens" and method == "DELETE":
+        # Every refresh token issued so far stops working (AADSTS70008), as after 90 idle days.
+        revoked = len(server.refresh_tokens)
+        server.refresh_tokens.clear()
+        return json_response({"revoked": revoked})
     if path == "/devicelogin":
         return web.Response(text="cloudsim: device codes are approved automatically after the first poll.\n")
     match = _EXPORT.match(path)
@@ -236,6 +258,17 @@ async def _route(ctx: RequestContext) -> web.StreamResponse:
             tenant.forced_token_error = forced
         if "displayName" in body:
             tenant.display_name = str(body["displayName"])
+        if "relationship" in body:
+            tenant.relationship = str(body["relationship"])
+            tenant.partner_tenant_id = server.sim.partner_tenant_id if tenant.relationship in (
+                "dap", "gdap", "both", "indirect", "reseller") else None
+        if "gdap" in body:
+            from .scenario import gdap_relationships
+            from .timeutil import utcnow
+
+            if not isinstance(body["gdap"], list):
+                raise BadInput('gdap must be a list of {"roles", "status", "endInDays"|"endDateTime"}')
+            tenant.gdap_relationships = gdap_relationships(tenant, body["gdap"], utcnow())
         if tenant.exists:
             server.sim.domains[tenant.default_domain.lower()] = tenant.tenant_id
         else:

@@ -323,28 +323,17 @@ def _contracts(call: GraphCall) -> list[dict[str, Any]]:
 
 
 def _gdap(call: GraphCall, kind: str) -> list[dict[str, Any]]:
+    """delegatedAdminCustomers: every customer with a GDAP relationship (any status);
+    delegatedAdminRelationships: the relationships themselves, as the scenario set them."""
     out: list[dict[str, Any]] = []
-    for t in _customers(call, ("gdap", "both")):
-        created = iso_seconds(t.created) if t.created else None
+    for t in _customers(call, ("gdap", "both", "dap", "reseller", "indirect")):
+        if not t.gdap_relationships:
+            continue
         if kind == "delegatedAdminCustomers":
             out.append({"id": t.tenant_id, "tenantId": t.tenant_id, "displayName": t.display_name})
         else:
-            out.append(
-                {
-                    "@odata.type": "#microsoft.graph.delegatedAdminRelationship",
-                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"gdap:{t.tenant_id}")) + "-" + t.tenant_id[:8],
-                    "displayName": f"memsync-{t.key}",
-                    "duration": "P730D",
-                    "status": "active",
-                    "autoExtendDuration": "P180D",
-                    "createdDateTime": created,
-                    "activatedDateTime": created,
-                    "lastModifiedDateTime": created,
-                    "endDateTime": None,
-                    "customer": {"tenantId": t.tenant_id, "displayName": t.display_name},
-                    "accessDetails": {"unifiedRoles": [{"roleDefinitionId": "3a2c62db-5318-420d-8d74-23affee5d9d5"}]},
-                }
-            )
+            out.extend(dict(rel, customer={"tenantId": t.tenant_id, "displayName": t.display_name})
+                       for rel in t.gdap_relationships)
     return out
 
 
@@ -556,8 +545,10 @@ def _poll_export(call: GraphCall, job_id: str) -> web.Response:
         return call.error(404, "ResourceNotFound", f"Resource not found: deviceManagementExportJob {job_id}")
     job.polls += 1
     needed = int(call.ctx.server.sim.options.get("exportJobPolls", 2))
-    if job.status != "completed":
-        if job.polls >= needed:
+    if job.status not in ("completed", "failed"):
+        if job.polls >= needed and call.ctx.server.sim.options.get("exportJobOutcome") == "failed":
+            job.status = "failed"
+        elif job.polls >= needed:
             job.blob = build_app_inventory_zip(call.tenant, job)
             job.status = "completed"
         else:

@@ -41,6 +41,20 @@ RESOURCE_ALIASES: dict[str, str] = {
     **{app_id: aud for aud, app_id in RESOURCE_APP_IDS.items()},
 }
 
+# Entra role template ids a GDAP relationship may carry (by the names scenarios use).
+ROLE_IDS: dict[str, str] = {
+    "Global Administrator": "62e90394-69f5-4237-9190-012177145e10",
+    "Privileged Role Administrator": "e8611ab8-c189-46e8-94e1-60213ab1f814",
+    "Cloud Application Administrator": "158c047a-c907-4556-b7ef-446551a6b5f7",
+    "Application Administrator": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",
+    "Intune Administrator": "3a2c62db-5318-420d-8d74-23affee5d9d5",
+    "Security Reader": "5d6b6bb7-de71-4623-b4af-96380a352509",
+    "Directory Readers": "88d8e3e3-8f55-4a1e-953a-9b9898b8876b",
+}
+# The roles with which a partner admin may consent an app in the customer through Partner Center.
+CONSENT_ROLE_IDS = frozenset(ROLE_IDS[n] for n in ("Global Administrator", "Privileged Role Administrator",
+                                                   "Cloud Application Administrator"))
+
 RESOURCE_SHORT_NAMES = {"graph": GRAPH, "defender": DEFENDER, "partnercenter": PARTNER_CENTER, "vault": KEY_VAULT}
 
 
@@ -256,6 +270,25 @@ class TenantState:
     export_jobs: dict[str, ExportJob] = field(default_factory=dict)
     expected: dict[str, Any] = field(default_factory=dict)
     pc_customer_id: str = ""
+    # GDAP relationships with the partner, as Graph's delegatedAdminRelationship shows them (issue 7)
+    gdap_relationships: list[dict[str, Any]] = field(default_factory=list)
+
+    def has_dap(self) -> bool:
+        return self.relationship in ("dap", "both")
+
+    def gdap_allows_consent(self, now: datetime) -> bool:
+        """An active GDAP relationship whose roles may consent apps (Global, Privileged Role or Cloud
+        Application Administrator)."""
+        from .timeutil import parse_datetime
+
+        for rel in self.gdap_relationships:
+            end = rel.get("endDateTime")
+            if rel.get("status") not in ("active", "expiring") or (end and parse_datetime(end) <= now):
+                continue
+            roles = {r.get("roleDefinitionId") for r in rel.get("accessDetails", {}).get("unifiedRoles", [])}
+            if roles & CONSENT_ROLE_IDS:
+                return True
+        return False
 
     def organization(self) -> dict[str, Any]:
         created = self.created.strftime("%Y-%m-%dT%H:%M:%SZ") if self.created else None

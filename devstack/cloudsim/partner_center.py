@@ -14,11 +14,14 @@ from aiohttp import web
 from .context import RequestContext
 from .errors import json_response, partner_center_error
 from .model import PARTNER_CENTER, RESOURCE_APP_IDS, RESOURCE_BY_APP_ID, TenantState
+from .timeutil import utcnow
 from .tokens import TokenRejected
 
 AUDIENCES = frozenset({PARTNER_CENTER, RESOURCE_APP_IDS[PARTNER_CENTER]})
 PAGE_MAX = 500
-RELATIONSHIP_TO_PARTNER = {"dap": "reseller", "both": "reseller", "gdap": "reseller", "indirect": "advisor"}
+RELATIONSHIP_TO_PARTNER = {
+    "dap": "reseller", "both": "reseller", "gdap": "reseller", "indirect": "advisor", "reseller": "reseller",
+}
 _CONSENTS = re.compile(r"^/v1/customers/([^/]+)/applicationconsents(?:/([^/]+))?$")
 CONSENT_ERRORS_CLEARED = {65001, 90094, 90099, 700016}
 
@@ -95,6 +98,16 @@ async def handle(ctx: RequestContext) -> web.StreamResponse:
                 error_name="Forbidden",
             )
         if method == "POST" and match.group(2) is None:
+            if not customer.has_dap() and not customer.gdap_allows_consent(utcnow()):
+                # Consent needs an admin relationship: DAP, or active GDAP with a role that may
+                # consent apps (https://learn.microsoft.com/powershell/partnercenter/exchange-online-gdap-app).
+                return partner_center_error(
+                    403,
+                    600008,
+                    f"The partner has no admin relationship with customer {customer.tenant_id} that allows "
+                    "application consent.",
+                    error_name="Forbidden",
+                )
             return await _create_consent(ctx, customer)
         if method == "DELETE" and match.group(2):
             if customer.consents.pop(match.group(2).lower(), None) is None:

@@ -21,6 +21,7 @@ from .model import (
     GRAPH,
     PARTNER_CENTER,
     RESOURCE_SHORT_NAMES,
+    ROLE_IDS,
     AppRegistration,
     AppSecret,
     TenantState,
@@ -436,7 +437,56 @@ def _builtin_large() -> dict[str, Any]:
     }
 
 
-BUILTINS = {"demo": _builtin_demo, "edge": _builtin_edge, "large": _builtin_large}
+def _builtin_gdap() -> dict[str, Any]:
+    """GDAP-era access (issue 7): one customer per way a partner can (or cannot) reach it."""
+    full = {"sync-app": "full"}
+
+    def customer(key: str, name: str, relationship: str, **extra: Any) -> dict[str, Any]:
+        spec = {"intuneLicensed": True, "defenderLicensed": False, "devices": 5, "apps": 4, "consents": {}}
+        return _tenant(key, name, f"{key.replace('-', '')}.onmicrosoft.com", relationship, **{**spec, **extra})
+
+    return {
+        "name": "gdap",
+        "seed": 7,
+        "options": {"limits": True},
+        "hostIdentity": {"key": "memsync-host", "displayName": "memsync host", "home": "litware-msp"},
+        "partner": _tenant("litware-msp", "Litware MSP", "litwaremsp.onmicrosoft.com", "partner"),
+        "apps": [
+            {"key": "partner-app", "displayName": "Litware PC access", "home": "litware-msp",
+             "secrets": [{"expiresInDays": 300}]},
+            {"key": "sync-app", "displayName": "Litware memsync", "home": "litware-msp",
+             "secrets": [{"expiresInDays": 300}]},
+        ],
+        "tenants": [
+            # Consented already: syncs whatever the relationship.
+            customer("both-ok", "Adventure Works", "both", defenderLicensed=True, defenderCoverage=0.8,
+                     consents=full),
+            customer("gdap-expiring", "Bellows College", "gdap", consents=full,
+                     gdap=[{"roles": ["Intune Administrator", "Cloud Application Administrator"],
+                            "endInDays": 10}]),
+            customer("no-intune", "Consolidated Messenger", "gdap", intuneLicensed=False, devices=0, apps=0,
+                     consents=full),
+            customer("permission-missing", "Datum Corporation", "gdap",
+                     consents={"sync-app": {"graph": ["DeviceManagementApps.Read.All", "Directory.Read.All"]}}),
+            # Not consented: Partner Center can consent (DAP, or GDAP with Cloud Application Administrator).
+            customer("dap-only", "Graphic Design Institute", "dap"),
+            customer("gdap-only", "Fabrikam Residences", "gdap"),
+            # Not consented, and Partner Center cannot: GDAP without a consenting role, an indirect
+            # reseller's customer, a customer without any admin relationship, a lapsed GDAP relationship.
+            customer("gdap-readonly", "Nod Publishers", "gdap", gdap=[{"roles": ["Intune Administrator"]}]),
+            customer("indirect", "Southridge Video", "indirect"),
+            customer("reseller-only", "Proseware Labs", "reseller"),
+            customer("gdap-lapsed", "School of Fine Art", "gdap",
+                     gdap=[{"roles": ["Cloud Application Administrator"], "endInDays": -5}]),
+        ],
+        "registrations": [
+            {"kind": "multiTenant", "displayName": "Litware MSP", "partner": "litware-msp",
+             "partnerApp": "partner-app", "syncApp": "sync-app", "includeDefender": True}
+        ],
+    }
+
+
+BUILTINS = {"demo": _builtin_demo, "edge": _builtin_edge, "large": _builtin_large, "gdap": _builtin_gdap}
 
 
 def load_spec(name_or_file: str) -> dict[str, Any]:
@@ -550,11 +600,12 @@ def build_simulation(spec: dict[str, Any], *, now: datetime | None = None) -> Si
             exists=bool(tenant_spec.get("exists", True)),
             forced_token_error=tenant_spec.get("forcedTokenError"),
             partner_tenant_id=partner_tid
-            if tenant_spec.get("relationship", "gdap") in ("dap", "gdap", "both", "indirect")
+            if tenant_spec.get("relationship", "gdap") in ("dap", "gdap", "both", "indirect", "reseller")
             else None,
             created=now - timedelta(days=rng.randrange(400, 3000)),
             pc_customer_id=stable_guid(seed, "pc-customer", key),
         )
+        tenant.gdap_relationships = gdap_relationships(tenant, tenant_spec.get("gdap"), now)
         sim.tenants[tid] = tenant
         if tenant.exists:
             sim.domains[tenant.default_domain.lower()] = tid
@@ -681,6 +732,44 @@ def _derive_expected(sim: Simulation, tenant: TenantState, tenant_spec: dict[str
         # A warning, not a failure: devices still sync, Defender fields stay null.
         return {"status": "ok", "errorCode": "defenderUnavailable"}
     return {"status": "ok", "errorCode": None}
+
+
+DEFAULT_GDAP_ROLES = ("Intune Administrator", "Cloud Application Administrator")
+
+
+def gdap_relationships(tenant: TenantState, spec: Any, now: datetime) -> list[dict[str, Any]]:
+    """A tenant's GDAP relationships from its spec's ``gdap``: a list of ``{"displayName", "status",
+    "roles": [names or ids], "endInDays"}`` (or ``endDateTime``). Tenants related by ``gdap``/``both``
+    without one get a single active relationship (Intune + Cloud Application Administrator, a year left)."""
+    if spec is None:
+        spec = [{}] if tenant.relationship in ("gdap", "both") else []
+    out: list[dict[str, Any]] = []
+    created = tenant.created or now
+    for index, rel in enumerate(spec):
+        roles = [ROLE_IDS.get(r, r) for r in rel.get("roles", DEFAULT_GDAP_ROLES)]
+        if "endDateTime" in rel:
+            end = rel["endDateTime"]
+        else:
+            end = iso_seconds(now + timedelta(days=float(rel.get("endInDays", 365))))
+        status = rel.get("status") or ("expired" if end and parse_datetime(end) <= now else "active")
+        rid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"gdap:{tenant.tenant_id}:{index}")) + "-" + tenant.tenant_id[:8]
+        out.append(
+            {
+                "@odata.type": "#microsoft.graph.delegatedAdminRelationship",
+                "id": rid,
+                "displayName": rel.get("displayName", f"memsync-{tenant.key}" + (f"-{index}" if index else "")),
+                "duration": "P730D",
+                "status": status,
+                "autoExtendDuration": "PT0S" if "Global Administrator" in rel.get("roles", ()) else "P180D",
+                "createdDateTime": iso_seconds(created),
+                "activatedDateTime": iso_seconds(created),
+                "lastModifiedDateTime": iso_seconds(created),
+                "endDateTime": end,
+                "customer": {"tenantId": tenant.tenant_id, "displayName": tenant.display_name},
+                "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in roles]},
+            }
+        )
+    return out
 
 
 def _current_secret(app: AppRegistration) -> tuple[str, str]:

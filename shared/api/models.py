@@ -182,6 +182,11 @@ class MultiTenantRegistration(RequestModel):
     partner_app_secret_expires_on: ExpiresOn | None = None
     sync_app_secret_expires_on: ExpiresOn | None = None
     tenant_filter: TenantFilterIn | None = None
+    auto_consent: StrictBool = Field(
+        default=False,
+        description="Consent the sync app through Partner Center in every customer that needs it, as soon as "
+        "a partner admin has signed in (POST /api/integrations/{id}/partner-signin); recorded until then.",
+    )
 
 
 class SingleTenantRegistration(RequestModel):
@@ -266,6 +271,50 @@ class TenantCountsOut(ResponseModel):
     defender_machines: int = 0
 
 
+class GdapRelationshipOut(ResponseModel):
+    id: str
+    display_name: str | None = None
+    status: str | None = None
+    end_date_time: datetime | None = None
+    roles: list[str] = Field(default_factory=list, description="Entra role names (template ids when unknown).")
+
+
+class RelationshipOut(ResponseModel):
+    partner_center: str | None = Field(default=None, description="Partner Center relationshipToPartner.")
+    dap: bool = Field(default=False, description="A DAP contract (Graph /contracts).")
+    gdap: list[GdapRelationshipOut] = Field(default_factory=list)
+    listed: bool = Field(default=True, description="false once the partner's listings no longer name the customer.")
+
+
+class TokenOut(ResponseModel):
+    ok: bool | None = Field(default=None, description="Whether the sync app got a token there; null: not known yet.")
+    roles: list[str] = Field(default_factory=list, description="Application permissions in its token (probe).")
+    missing: list[str] = Field(default_factory=list)
+    error: str | None = None
+    source: Literal["sync", "probe", "none"] = "none"
+    checked_at: datetime | None = None
+
+
+class ConsentFactsOut(ResponseModel):
+    status: Literal["granted", "failed"]
+    at: datetime
+    error: ErrorOut | None = None
+
+
+class AccessOut(ResponseModel):
+    """How memsync reaches the customer (issue 7): one verdict and the action that fixes it."""
+
+    verdict: Literal["ok", "consentMissing", "permissionMissing", "noRelationship", "unsupportedRelationship",
+                     "intuneNotLicensed", "pending", "unknown"]
+    action: str | None = None
+    relationship: RelationshipOut
+    token: TokenOut
+    intune: Literal["ok", "notLicensed", "unknown"]
+    defender: Literal["ok", "unavailable", "notIncluded", "unknown"]
+    consent: ConsentFactsOut | None = Field(default=None, description="The last Partner Center consent memsync made.")
+    checked_at: datetime
+
+
 class TenantOut(ResponseModel):
     tenant_id: str
     display_name: str | None
@@ -276,6 +325,7 @@ class TenantOut(ResponseModel):
     last_success_at: datetime | None
     counts: TenantCountsOut
     error: ErrorOut | None
+    access: AccessOut | None = Field(default=None, description="Multi-tenant only; null until diagnosed.")
 
 
 class TenantList(ResponseModel):
@@ -370,6 +420,40 @@ class SyncAccepted(ResponseModel):
     queued: int = Field(description="Sync jobs queued, one per tenant.")
 
 
+class PartnerSigninOut(ResponseModel):
+    """The partner admin's sign-in (device code flow); never a code or token but the user code."""
+
+    integration_id: str
+    status: Literal["notStarted", "pending", "done", "failed", "expired"]
+    user_code: str | None = Field(default=None, description="Enter it at verificationUri while pending.")
+    verification_uri: str | None = None
+    message: str | None = None
+    expires_at: datetime | None = Field(default=None, description="When the pending code expires.")
+    interval: int | None = Field(default=None, description="Seconds to wait between polls (GET).")
+    signed_in_at: datetime | None = None
+    signed_in_as: str | None = None
+    refresh_expires_on: datetime | None = Field(
+        default=None, description="90 days after the sign-in was last used; every consent renews it.")
+    auto_consent: bool = False
+    error: ErrorOut | None = None
+    consents: list[ConsentOut] | None = Field(
+        default=None, description="With autoConsent: the consents run when the sign-in completed.")
+
+
+class ConsentOut(ResponseModel):
+    tenant_id: str
+    status: Literal["consented", "alreadyConsented", "reconsented", "failed"]
+    queued: int = Field(default=0, description="Sync jobs queued for the tenant.")
+    access: AccessOut | None = None
+    error: ErrorOut | None = None
+
+
+class ConsentList(ResponseModel):
+    value: list[ConsentOut]
+    consented: int
+    failed: int
+
+
 class HealthOut(ResponseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -393,3 +477,6 @@ class ProblemOut(ResponseModel):
     status: int
     detail: str
     errors: list[FieldErrorOut]
+
+
+PartnerSigninOut.model_rebuild()

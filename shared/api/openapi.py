@@ -36,6 +36,9 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     m.AlertOut,
     m.AlertList,
     m.SyncAccepted,
+    m.PartnerSigninOut,
+    m.ConsentOut,
+    m.ConsentList,
     m.HealthOut,
     m.ProblemOut,
 )
@@ -297,6 +300,56 @@ def _paths() -> dict[str, Any]:
                 },
                 tag="assets",
                 params=asset_params,
+            ),
+        },
+        "/api/integrations/{id}/partner-signin": {
+            "post": _op(
+                "startPartnerSignin",
+                "Start the partner admin's sign-in (Entra device code flow, Partner Center user_impersonation).",
+                {
+                    "202": _json(m.PartnerSigninOut, "Pending: open verificationUri and enter userCode."),
+                    **NOT_FOUND,
+                    "409": _problem("The integration is single-tenant or was removed."),
+                    "422": _problem("Entra ID refused to start the sign-in (errors[] names the AADSTS code)."),
+                },
+                tag="gdap",
+                params=[ID],
+            ),
+            "get": _op(
+                "getPartnerSignin",
+                "Report the sign-in: pending, done or failed (polls Entra at most once per interval).",
+                {"200": _json(m.PartnerSigninOut, "The sign-in's state."), **NOT_FOUND},
+                tag="gdap",
+                params=[ID],
+            ),
+        },
+        "/api/integrations/{id}/tenants/{tenantId}/consent": {
+            "post": _op(
+                "consentTenant",
+                "Consent the sync app in one customer through Partner Center, then re-diagnose and sync it.",
+                {
+                    "200": _json(m.ConsentOut, "Consented (or already consented); the tenant's sync is queued."),
+                    **NOT_FOUND,
+                    "409": _problem("No partner admin has signed in (signInRequired), or the sign-in lapsed "
+                                    "(signInExpired)."),
+                    "422": _problem("Partner Center refused the consent; errors[] names the cause. Nothing "
+                                    "else changed."),
+                },
+                tag="gdap",
+                params=[ID, TENANT_ID],
+            ),
+        },
+        "/api/integrations/{id}/consent": {
+            "post": _op(
+                "consentAll",
+                "Consent the sync app in every customer whose verdict is consentMissing or permissionMissing.",
+                {
+                    "200": _json(m.ConsentList, "One result per customer tried."),
+                    **NOT_FOUND,
+                    "409": _problem("No partner admin has signed in, or the sign-in lapsed."),
+                },
+                tag="gdap",
+                params=[ID],
             ),
         },
         "/api/alerts": {

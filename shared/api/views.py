@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared.api.models import (
+    AccessOut,
     DeviceOut,
     ErrorOut,
     IntegrationOut,
@@ -52,8 +53,21 @@ def integration_view(integration: Integration) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in omit}
 
 
+def access_view(tenant: CustomerTenant) -> dict[str, Any] | None:
+    """The tenant's access diagnosis, brought up to date with its last sync (issue 7)."""
+    from shared.services.diagnosis import current_access
+
+    access = current_access(tenant)
+    if access is None:
+        return None
+    data = access.model_dump(mode="json", by_alias=True, exclude={"defender_included", "sync_app_id"})
+    for relationship in data["relationship"]["gdap"]:
+        relationship.pop("roleIds", None)
+    return AccessOut.model_validate(data).model_dump(mode="json", by_alias=True)
+
+
 def tenant_view(tenant: CustomerTenant) -> dict[str, Any]:
-    return TenantOut(
+    view = TenantOut(
         tenant_id=tenant.tenant_id,
         display_name=tenant.display_name,
         default_domain_name=tenant.default_domain_name,
@@ -64,6 +78,24 @@ def tenant_view(tenant: CustomerTenant) -> dict[str, Any]:
         counts=TenantCountsOut.model_validate(tenant.counts.model_dump()),
         error=_error(tenant.error),
     ).model_dump(mode="json", by_alias=True)
+    view["access"] = access_view(tenant)
+    return view
+
+
+def signin_view(integration: Integration, consents: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    from shared.api.models import PartnerSigninOut
+
+    state = integration.partner_signin
+    data: dict[str, Any] = {"integrationId": integration.id, "status": "notStarted",
+                            "autoConsent": integration.auto_consent}
+    if state is not None:
+        data |= state.model_dump(mode="json", by_alias=True, exclude={"started_at", "next_poll_at"})
+        if state.status != "pending":
+            for name in ("userCode", "verificationUri", "message", "expiresAt", "interval"):
+                data.pop(name, None)
+    if consents is not None:
+        data["consents"] = consents
+    return PartnerSigninOut.model_validate(data).model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _aliases(model: type[DeviceOut] | type[SoftwareOut]) -> list[str]:

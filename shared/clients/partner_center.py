@@ -1,4 +1,5 @@
-"""Partner Center customers (`GET /v1/customers`), all pages.
+"""Partner Center customers (`GET /v1/customers`), all pages; application consents in customers; and the
+partner admin's delegated grants that the consents need.
 
 Further pages: `links.next.uri` with the `MS-ContinuationToken` header that `links.next.headers` gives.
 https://learn.microsoft.com/partner-center/developer/get-a-list-of-customers
@@ -7,9 +8,14 @@ https://learn.microsoft.com/partner-center/developer/get-a-list-of-customers
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
-from shared.http import ApiClient, RetriableApiError
+import httpx
+from pydantic import SecretStr
+
+from shared.http import ApiClient, FatalApiError, RetriableApiError
 
 PAGE_SIZE = 500
 MAX_PAGES = 10_000  # a guard against a service that keeps sending the same link
@@ -58,3 +64,152 @@ class PartnerCenterClient:
             url, params = self._absolute(nxt["uri"]), None
             headers = {"MS-ContinuationToken": token} if token else None
         raise RetriableApiError(self._api.service, 200, "Partner Center paging did not end")
+
+    async def create_application_consent(self, customer_tenant_id: str, body: dict[str, Any]) -> str:
+        """`POST /v1/customers/{id}/applicationconsents`: "created", or "exists" when Partner Center
+        answers 409 (the app already has a service principal there), which counts as success.
+        Anything else raises `FatalApiError` / `RetriableApiError`.
+        https://learn.microsoft.com/partner-center/developer/control-panel-vendor-apis#acquire-consent
+        """
+        url = f"{self.base_url}/v1/customers/{quote(customer_tenant_id, safe='')}/applicationconsents"
+        try:
+            await self._api.request("POST", url, json=body)
+        except FatalApiError as exc:
+            if exc.status == 409:
+                return "exists"
+            raise
+        return "created"
+
+    async def delete_application_consent(self, customer_tenant_id: str, app_id: str) -> None:
+        """`DELETE .../applicationconsents/{appId}`; a consent that is not there is not an error."""
+        url = (f"{self.base_url}/v1/customers/{quote(customer_tenant_id, safe='')}/applicationconsents/"
+               f"{quote(app_id, safe='')}")
+        try:
+            await self._api.request("DELETE", url)
+        except FatalApiError as exc:
+            if exc.status != 404:
+                raise
+
+
+# -- the partner admin's delegated access (issue 7) -------------------------------------------------
+#
+# Partner Center's application consent takes a partner *user's* token (delegated user_impersonation):
+# the secure application model. memsync gets it once through Entra's device code flow and keeps the
+# refresh token in Key Vault; each use redeems it for a new one (refresh tokens are single-use in spirit
+# and live 90 days from their last use).
+# https://learn.microsoft.com/entra/identity-platform/v2-oauth2-device-code
+# https://learn.microsoft.com/partner-center/developer/partner-center-authentication
+
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+@dataclass(frozen=True)
+class DeviceCode:
+    device_code: SecretStr
+    user_code: str
+    verification_uri: str
+    expires_in: int
+    interval: int
+    message: str
+
+
+@dataclass(frozen=True)
+class DelegatedToken:
+    access_token: SecretStr
+    refresh_token: SecretStr | None
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        from shared.auth import token_claims
+
+        return token_claims(self.access_token.get_secret_value())
+
+
+class EntraGrantError(Exception):
+    """Entra refused a device-code or refresh-token grant: `error` is the OAuth error
+    (authorization_pending, slow_down, expired_token, invalid_grant, ...), `codes` the AADSTS numbers."""
+
+    def __init__(self, error: str, codes: list[int], description: str) -> None:
+        super().__init__(f"{error}: {description[:200]}")
+        self.error = error
+        self.codes = codes
+        self.description = description
+
+
+def user_impersonation_scope(partner_center_scope: str) -> str:
+    """Partner Center's delegated scope (plus offline_access for a refresh token), of the cloud's own
+    audience: `https://api.partnercenter.microsoft.com/.default` -> `.../user_impersonation`."""
+    audience = partner_center_scope.removesuffix("/.default").rstrip("/")
+    return f"{audience}/user_impersonation offline_access"
+
+
+class DelegatedGrants:
+    """The partner app's delegated grants at `{authority}/{partner tenant}/oauth2/v2.0/...`.
+
+    The partner app is a confidential client, so its secret goes with every grant (as MSAL's
+    ConfidentialClientApplication does). No retries: a failed call is reported and the person (or the
+    next poll) tries again.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, *, authority_host: str, tenant_id: str, client_id: str,
+                 client_secret: SecretStr, scope: str) -> None:
+        self._http = http
+        self._base = f"{authority_host.rstrip('/')}/{quote(tenant_id, safe='')}/oauth2/v2.0"
+        self._client_id = client_id
+        self._secret = client_secret
+        self.scope = scope
+
+    async def _post(self, endpoint: str, form: dict[str, str]) -> dict[str, Any]:
+        from shared.errors import aadsts_codes, unreachable
+
+        try:
+            response = await self._http.post(f"{self._base}/{endpoint}", data=form,
+                                             headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise unreachable("Microsoft Entra ID", type(exc).__name__) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise unreachable("Microsoft Entra ID", f"HTTP {response.status_code} without a JSON body")
+        if response.status_code >= 400 or "error" in body:
+            raise EntraGrantError(str(body.get("error", f"http{response.status_code}")), aadsts_codes(body),
+                                  str(body.get("error_description", "")))
+        return body
+
+    async def start_device_code(self) -> DeviceCode:
+        body = await self._post("devicecode", {"client_id": self._client_id, "scope": self.scope})
+        try:
+            return DeviceCode(
+                device_code=SecretStr(str(body["device_code"])),
+                user_code=str(body["user_code"]),
+                verification_uri=str(body.get("verification_uri") or body.get("verification_url")),
+                expires_in=int(body.get("expires_in", 900)),
+                interval=max(1, int(body.get("interval", 5))),
+                message=str(body.get("message", "")),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise EntraGrantError("invalid_response", [], "the device code response lacks its fields") from None
+
+    def _token(self, body: dict[str, Any]) -> DelegatedToken:
+        access = body.get("access_token")
+        if not isinstance(access, str) or not access:
+            raise EntraGrantError("invalid_response", [], "the token response holds no access_token")
+        refresh = body.get("refresh_token")
+        return DelegatedToken(SecretStr(access), SecretStr(refresh) if isinstance(refresh, str) and refresh
+                              else None)
+
+    async def redeem_device_code(self, device_code: SecretStr) -> DelegatedToken:
+        return self._token(await self._post("token", {
+            "grant_type": DEVICE_CODE_GRANT, "client_id": self._client_id,
+            "client_secret": self._secret.get_secret_value(), "device_code": device_code.get_secret_value(),
+        }))
+
+    async def refresh(self, refresh_token: SecretStr) -> DelegatedToken:
+        return self._token(await self._post("token", {
+            "grant_type": "refresh_token", "client_id": self._client_id,
+            "client_secret": self._secret.get_secret_value(),
+            "refresh_token": refresh_token.get_secret_value(), "scope": self.scope,
+        }))

@@ -30,7 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import ActionableError, ErrorCode
-from shared.models import AppRole, ErrorModel, ExpiresOnSource, Integration, IntegrationStatus, SecretRef
+from shared.models import (
+    AppRole,
+    CustomerTenant,
+    ErrorModel,
+    ExpiresOnSource,
+    GdapRelationship,
+    Integration,
+    IntegrationStatus,
+    SecretRef,
+)
 from shared.stores.alerts import Alert, AlertKind, AlertStatus, AlertStore, alert_id
 
 if TYPE_CHECKING:
@@ -44,7 +53,10 @@ DELIVERY_CLAIM = timedelta(minutes=2)  # longer than one webhook call's timeout
 _WRITE_ATTEMPTS = 5
 _CREDENTIAL_KINDS = {ErrorCode.SECRET_EXPIRED: AlertKind.SECRET_EXPIRED,
                      ErrorCode.INVALID_SECRET: AlertKind.SECRET_INVALID}
-_APP_LABELS = {AppRole.PARTNER: "partner app", AppRole.SYNC: "sync app"}
+_APP_LABELS = {AppRole.PARTNER: "partner app", AppRole.SYNC: "sync app",
+               AppRole.PARTNER_SIGNIN: "partner admin sign-in"}
+RELATIONSHIP_KINDS = frozenset({AlertKind.RELATIONSHIP_EXPIRING, AlertKind.RELATIONSHIP_EXPIRED})
+RELATIONSHIP_WINDOW_DAYS = 30
 
 
 # --- what an alert says (pure) ---------------------------------------------------------------------
@@ -61,7 +73,7 @@ def secret_ref_of(integration: Integration, role: AppRole) -> SecretRef:
     ref = integration.secret(role)
     if ref is not None:
         return ref
-    app_id = integration.partner_app_id if role is AppRole.PARTNER else integration.sync_app_id
+    app_id = integration.sync_app_id if role is AppRole.SYNC else integration.partner_app_id
     return SecretRef(name=secret_name(integration.id, role), role=role, app_id=app_id or "")
 
 
@@ -106,6 +118,8 @@ def expiry_alert(
     """
     left = days_left(expires_on, now)
     expired = expires_on <= now
+    if ref.role is AppRole.PARTNER_SIGNIN:
+        return _signin_alert(integration, ref, version=version, mark=mark, expires_on=expires_on, now=now)
     text = f"{_who(integration, ref)} " + (
         f"expired on {_when(expires_on)}." if expired
         else f"expires on {_when(expires_on)}, in {left} day{'' if left == 1 else 's'}."
@@ -140,6 +154,102 @@ def expiry_alert(
         message=text,
         action=rotate_action(integration.id, ref.app_id),
     )
+
+
+def signin_action(integration_id: str) -> str:
+    return (
+        f"Sign in again as a partner admin: POST /api/integrations/{integration_id}/partner-signin, open the "
+        "verification page it returns and enter the code (a Partner Center admin agent with a GDAP or DAP "
+        "relationship that may consent apps). Each consent memsync makes renews the sign-in for 90 days."
+    )
+
+
+def _signin_alert(
+    integration: Integration, ref: SecretRef, *, version: str | None, mark: int, expires_on: datetime,
+    now: datetime,
+) -> Alert:
+    """The partner admin's refresh token lapses 90 days after its last use (Entra's default lifetime):
+    https://learn.microsoft.com/entra/identity-platform/refresh-tokens#token-lifetime"""
+    left = days_left(expires_on, now)
+    expired = expires_on <= now
+    who = (f"The partner admin sign-in of integration '{integration.display_name}' ({integration.id}), which "
+           "memsync needs to consent the sync app in customers through Partner Center,")
+    text = f"{who} " + (
+        f"lapsed on {_when(expires_on)}." if expired
+        else f"lapses on {_when(expires_on)}, in {left} day{'' if left == 1 else 's'}, unless it is used."
+    )
+    return Alert(
+        id=alert_id(ref.name, version, "secretExpired" if mark == 0 else f"mark-{mark}"),
+        integration_id=integration.id,
+        integration_name=integration.display_name,
+        kind=AlertKind.SECRET_EXPIRED if expired else AlertKind.SECRET_EXPIRING,
+        role=ref.role,
+        app_id=ref.app_id,
+        secret_name=ref.name,
+        secret_version=version,
+        mark=mark,
+        expires_on=expires_on,
+        expires_on_source="assumed",
+        days_left=left,
+        raised_at=now,
+        message=text,
+        action=signin_action(integration.id),
+    )
+
+
+def relationship_alert(
+    integration: Integration, tenant: CustomerTenant, relationship: GdapRelationship, *, mark: int, now: datetime
+) -> Alert | None:
+    """The alert for one mark (days before the end) of one GDAP relationship; None without an end date.
+
+    Its id comes from the relationship id, its end date and the mark: raised once each, and again for a
+    relationship that was extended to a new end date."""
+    end = relationship.end_date_time
+    if end is None:
+        return None
+    left = days_left(end, now)
+    expired = end <= now
+    customer = tenant.display_name or tenant.default_domain_name or tenant.tenant_id
+    name = relationship.display_name or relationship.id
+    text = (
+        f"The GDAP relationship '{name}' ({relationship.id}) with customer '{customer}' ({tenant.tenant_id}) "
+        + (f"ended on {_when(end)}." if expired
+           else f"ends on {_when(end)}, in {left} day{'' if left == 1 else 's'}.")
+        + " Without an active admin relationship memsync cannot consent its sync app there through Partner "
+        "Center (a consent already made keeps working)."
+    )
+    action = (
+        f"In Partner Center > Customers > {customer} > Admin relationships, extend the relationship (or turn "
+        "on auto-extend, which needs a relationship without Global Administrator), or request a new one with "
+        "the roles you need (Cloud Application Administrator for consent) and have the customer approve it "
+        "before the end date."
+    )
+    return Alert(
+        id=alert_id(f"gdap/{relationship.id}", end.isoformat(), f"relationship-mark-{mark}"),
+        integration_id=integration.id,
+        integration_name=integration.display_name,
+        kind=AlertKind.RELATIONSHIP_EXPIRED if expired else AlertKind.RELATIONSHIP_EXPIRING,
+        role=AppRole.PARTNER,
+        app_id=integration.partner_app_id or "",
+        secret_name=f"gdap:{relationship.id}",
+        secret_version=end.isoformat(),
+        mark=mark,
+        expires_on=end,
+        days_left=left,
+        raised_at=now,
+        message=text,
+        action=action,
+    )
+
+
+def relationship_mark(end: datetime, now: datetime, thresholds: list[int]) -> int | None:
+    """The most urgent mark reached (within 30 days, or 0 once ended); None when none is.
+
+    Only that one is raised: a relationship first seen long after it ended gets one alert, not six."""
+    remaining = end - now
+    reached = [m for m in set(thresholds) | {0} if m <= RELATIONSHIP_WINDOW_DAYS
+               and remaining <= timedelta(days=m)]
+    return min(reached) if reached else None
 
 
 def credential_alert(
@@ -265,7 +375,7 @@ async def resolve_secret_alerts(
     count = 0
     now = clock.now()
     for alert, _ in await store.list_secret_alerts(integration.id, role):
-        if alert.status is not AlertStatus.OPEN:
+        if alert.status is not AlertStatus.OPEN or alert.kind in RELATIONSHIP_KINDS:
             continue
         if current_version is not None and alert.secret_version == current_version:
             continue
@@ -275,6 +385,34 @@ async def resolve_secret_alerts(
         log.info("integration %s: %d alert(s) of the %s secret resolved by rotation", integration.id, count,
                  role.value)
     return count
+
+
+async def raise_relationship_alerts(
+    rt: Runtime, integration: Integration, tenant: CustomerTenant, relationships: list[GdapRelationship],
+    *, clock: Clock = SYSTEM_CLOCK,
+) -> list[Alert]:
+    """Raise `relationshipExpiring` / `relationshipExpired` for the customer's GDAP relationships that end
+    within 30 days or have ended (once per relationship, end date and mark); a terminated relationship
+    is a decision, not an expiry, and raises nothing. Returns the alerts newly raised."""
+    now = clock.now()
+    store = AlertStore(rt.tables)
+    raised: list[Alert] = []
+    for relationship in relationships:
+        if relationship.end_date_time is None or (relationship.status or "").lower().startswith("terminat"):
+            continue
+        mark = relationship_mark(relationship.end_date_time, now, list(rt.settings.expiry_thresholds_days))
+        if mark is None:
+            continue
+        alert = relationship_alert(integration, tenant, relationship, mark=mark, now=now)
+        if alert is None or not await store.create_alert(alert):
+            continue
+        log.warning("alert %s raised: %s, GDAP relationship %s of tenant %s (%d days left)", alert.id,
+                    alert.kind.value, relationship.id, tenant.tenant_id, alert.days_left or 0)
+        raised.append(alert)
+        found = await store.get_alert(integration.id, alert.id)
+        if found is not None:
+            await _deliver_safely(rt, store, found[0], found[1], clock)
+    return raised
 
 
 # --- delivery --------------------------------------------------------------------------------------

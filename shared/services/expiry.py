@@ -227,6 +227,11 @@ class SecretExpiryCheck:
     async def _expiry(self, integration: Integration, ref: SecretRef, stored: StoredSecret) -> Expiry | None:
         from azure.core.exceptions import AzureError
 
+        if ref.role is AppRole.PARTNER_SIGNIN:
+            # A refresh token, not an app secret: Graph knows nothing of it. memsync writes its 90-day
+            # sliding end to the vault version's expiry attribute on every renewal.
+            end = stored.expires_on or ref.expires_on
+            return Expiry(end, "assumed") if end is not None else None
         known = known_expiry(ref, stored)
         if known is not None:
             return known

@@ -297,6 +297,28 @@ async def _credential_alert(rt: Runtime, integration: Integration, error: Action
         log.exception("integration %s: raising the partner credential alert failed", integration.id)
 
 
+async def _diagnose(
+    rt: Runtime, integration: Integration, tenants: list[CustomerTenant], stats: CallStats
+) -> list[CustomerTenant]:
+    """Issue 7: each tenant's access diagnosis (GDAP relationships listed once), relationship-expiry
+    alerts, and with autoConsent the consents a signed-in partner admin can make. Never stops the fan-out."""
+    from shared.services.diagnosis import diagnose_integration
+
+    try:
+        tenants = await diagnose_integration(rt, integration, tenants, stats)
+    except Exception:  # a diagnosis that fails must not keep the tenants from syncing
+        log.exception("integration %s: access diagnosis failed", integration.id)
+        return tenants
+    if integration.auto_consent and integration.secret(AppRole.PARTNER_SIGNIN) is not None:
+        from shared.services.consent import auto_consent_new
+
+        try:
+            await auto_consent_new(rt, integration, tenants)
+        except Exception:  # recorded per tenant; the fan-out goes on
+            log.exception("integration %s: automatic consent failed", integration.id)
+    return tenants
+
+
 # -- enqueueing ----------------------------------------------------------------------------------
 
 
@@ -329,6 +351,7 @@ async def enqueue_integration(
                 await _credential_alert(rt, integration, error)
                 break
         tenants = await record_tenants(rt, integration, discovery)
+        tenants = await _diagnose(rt, integration, tenants, stats)
         log.info("integration %s: %d tenant(s) known, discovery %s (%d requests)", integration.id,
                  len(tenants), "complete" if discovery.complete else "incomplete", stats.requests)
         targets = [t for t in tenants if _queueable(t, integration, named=False)]

@@ -326,6 +326,8 @@ async def register(rt: Runtime, body: Registration, *, enqueue: Enqueue | None =
             tenant_filter=tenant_filter,
             secrets=secrets,
             created_at=utcnow(),
+            # Issue 7: recorded now; the consents run once a partner admin has signed in.
+            auto_consent=isinstance(body, MultiTenantRegistration) and body.auto_consent,
         )
         await rt.integrations.create_integration(integration)
         stored = True

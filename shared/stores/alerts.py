@@ -26,6 +26,9 @@ class AlertKind(StrEnum):
     SECRET_EXPIRING = "secretExpiring"  # alert kinds, not passwords
     SECRET_EXPIRED = "secretExpired"
     SECRET_INVALID = "secretInvalid"
+    # Issue 7: a customer's GDAP relationship ends within 30 days, or has ended.
+    RELATIONSHIP_EXPIRING = "relationshipExpiring"
+    RELATIONSHIP_EXPIRED = "relationshipExpired"
 
 
 class AlertStatus(StrEnum):
