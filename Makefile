@@ -38,6 +38,9 @@ test: setup
 bench: setup
 	@$(PY) -m bench
 
+reliability: setup
+	@$(PY) -m tests.reliability
+
 lint: setup
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy

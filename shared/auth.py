@@ -141,6 +141,9 @@ class TenantTokens:
         self._credentials.clear()
 
 
+TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
+
 def _auth_error(exc: Exception, *, tenant_id: str, app: AppCredential) -> ActionableError:
     text = str(getattr(exc, "message", "") or exc)
     response = getattr(exc, "response", None)
@@ -153,6 +156,14 @@ def _auth_error(exc: Exception, *, tenant_id: str, app: AppCredential) -> Action
         except Exception:  # noqa: BLE001  # the body is a best-effort hint; the text is the fallback
             body = text
     codes = aadsts_codes(body) or aadsts_codes(text)
+    # Throttled (429) or down (5xx, OAuth's `temporarily_unavailable` / `server_error`, e.g. AADSTS50196,
+    # 90033) after azure-identity's own retries: an outage to retry, not a refusal a person must fix.
+    # https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1
+    status = getattr(response, "status_code", None)
+    error = body.get("error") if isinstance(body, dict) else None
+    if status == 429 or (isinstance(status, int) and status >= 500) or error in TRANSIENT_OAUTH_ERRORS:
+        code = f", AADSTS{codes[0]}" if codes else ""
+        return unreachable("Microsoft Entra ID", f"it answered HTTP {status}{code}, a temporary condition")
     if codes:
         return from_aadsts(codes[0], app_id=app.app_id, tenant_id=tenant_id, app_label=app.label)
     return unreachable("Microsoft Entra ID", "the token request failed without an AADSTS code")

@@ -36,14 +36,21 @@ def stack(request: pytest.FixtureRequest) -> Iterator[DevStack]:
         tls_dir=state / "tls",
     )
     devstack.start()
+    found: list[str] = []
     try:
         yield devstack
+        # Every stack ends with a scan of what it produced (logs, tables, queues, blobs) for the
+        # secret values it held; a hit fails the module.
+        from tests.integration.support import current_secret_values, leaks, stack_texts
+
+        found = list(leaks(stack_texts(devstack, drain_queues=True), current_secret_values(devstack)))
     finally:
         devstack.stop()
         ARTIFACTS.mkdir(exist_ok=True)
         for log in (devstack.host_log, devstack.sim_log):
             if log.exists():
                 (ARTIFACTS / f"{workdir.name}-{log.name}").write_bytes(log.read_bytes())
+    assert not found, f"secret values leaked into what the stack produced: {found}"
 
 
 @pytest.fixture(scope="module")
