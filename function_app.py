@@ -9,6 +9,7 @@ from functions.console import bp as console_bp
 from functions.gdap import bp as gdap_bp
 from functions.health import bp as health_bp
 from functions.integrations import bp as integrations_bp
+from functions.inventory import bp as inventory_bp
 from functions.sync import bp as sync_bp
 
 # The SDKs log every request URL at INFO; a webhook URL is a credential and Graph URLs are noise.
@@ -18,6 +19,7 @@ for noisy in ("azure", "httpx", "httpcore"):
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(health_bp)
 app.register_functions(integrations_bp)
+app.register_functions(inventory_bp)
 app.register_functions(sync_bp)
 app.register_functions(alerts_bp)
 app.register_functions(console_bp)

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from shared.errors import (
     ActionableError,
@@ -162,6 +162,11 @@ class GraphClient:
         if link in followed:
             raise RetriableApiError(api.service, 200, "@odata.nextLink repeats a page already read")
 
+    @property
+    def apps_api(self) -> ApiClient:
+        """The rate-limited client of Intune's app endpoints (export jobs go through it too)."""
+        return self._apps
+
     def managed_devices(
         self, select: Sequence[str] = MANAGED_DEVICE_SELECT
     ) -> AsyncIterator[list[dict[str, Any]]]:
@@ -172,6 +177,13 @@ class GraphClient:
         self, select: Sequence[str] = DETECTED_APP_SELECT
     ) -> AsyncIterator[list[dict[str, Any]]]:
         return self.pages(self._apps, "/deviceManagement/detectedApps", {"$select": ",".join(select)})
+
+    def app_devices(self, app_id: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """The managed devices of one detected app (only their ids): the per-app fallback of the
+        inventory export. https://learn.microsoft.com/graph/api/intune-devices-detectedapp-list-manageddevices
+        """
+        return self.pages(self._apps, f"/deviceManagement/detectedApps/{quote(app_id, safe='')}/managedDevices",
+                          {"$select": "id"})
 
     async def organization(self) -> dict[str, Any] | None:
         async for page in self.pages(self._directory, "/organization",

@@ -30,6 +30,7 @@ from pydantic import SecretStr, ValidationError
 
 from shared.auth import AppCredential, token_roles
 from shared.clients.defender import DefenderClient, defender_not_found, defender_unavailable
+from shared.clients.exports import EXPORT_MAX_WAIT_SECONDS
 from shared.clients.graph import GraphClient, graph_error, missing_permissions
 from shared.errors import ActionableError, ErrorCode, ErrorInfo, permission_missing, throttled, unreachable
 from shared.http import ApiClient, ApiError, Budget, CallStats, RetriableApiError
@@ -47,6 +48,7 @@ from shared.models import (
     TenantCounts,
     TenantStatus,
 )
+from shared.services.inventory import InventorySync
 from shared.stores.assets import AssetStore
 from shared.stores.integrations import is_stale
 from shared.stores.queues import SyncJob
@@ -182,8 +184,13 @@ class TenantSync:
     notes: list[ErrorInfo] = field(default_factory=list)
     display_name: str | None = None
     default_domain_name: str | None = None
+    with_inventory: bool = True
+    export_max_wait: float = EXPORT_MAX_WAIT_SECONDS
+    inventory: InventorySync | None = None
+    inventory_notes: list[ErrorInfo] = field(default_factory=list)
     _app: AppCredential | None = None
     _roles: frozenset[str] = frozenset()
+    _devices_answered: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _credential(self) -> AppCredential:
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
@@ -240,17 +247,46 @@ class TenantSync:
             devices=self._api("intuneDevices", settings.cloud.graph_scope, "intuneDevices"),
             apps=self._api("intuneApps", settings.cloud.graph_scope, "intuneApps"),
         )
-        (device_state, devices_listed), (app_state, apps_listed) = await asyncio.gather(
-            self.assets.load_state("devices", self.integration.id, self.tenant_id),
-            self.assets.load_state("software", self.integration.id, self.tenant_id),
-        )
+        # Stored state loads while the first pages are on their way (a listing needs it only to diff).
         async with asyncio.timeout(max(1.0, self.budget.remaining())), asyncio.TaskGroup() as tasks:
+            device_state = tasks.create_task(
+                self.assets.load_state("devices", self.integration.id, self.tenant_id))
+            app_state = tasks.create_task(
+                self.assets.load_state("software", self.integration.id, self.tenant_id))
             tasks.create_task(self._organization(graph))
             defender = (tasks.create_task(self._defender_index()) if self.integration.include_defender
                         else None)
-            software = tasks.create_task(self._sync_software(graph, app_state, apps_listed))
-            devices = tasks.create_task(self._sync_devices(graph, device_state, devices_listed, defender))
+            software = tasks.create_task(self._sync_software(graph, app_state))
+            devices = tasks.create_task(self._sync_devices(graph, device_state, defender))
+            if self.with_inventory:
+                tasks.create_task(self._sync_inventory(graph, software))
         return devices.result(), software.result()
+
+    async def _sync_inventory(self, graph: GraphClient, software: asyncio.Task[ListingResult]) -> None:
+        """Per-device software from one export job (fallback: per app); a failure is only a note."""
+        from shared.clients.exports import ExportJobsClient
+        from shared.stores.device_software import DeviceSoftwareStore
+
+        store = DeviceSoftwareStore(self.rt.tables)
+        stored = asyncio.ensure_future(store.load_hashes(self.integration.id, self.tenant_id))
+        try:
+            # Started once Intune answered the device listing: a tenant without Intune (or without the
+            # permission) gets no export request after its refusal.
+            await self._devices_answered.wait()
+            exports = ExportJobsClient(self.rt.settings.graph_url + "/v1.0", graph.apps_api, self.rt.http,
+                                       budget=self.budget, max_wait=self.export_max_wait)
+
+            async def app_ids() -> list[str]:
+                return sorted((await software).diff.seen)
+
+            self.inventory = InventorySync(graph, exports, store, self.integration.id, self.tenant_id)
+            note = await self.inventory.run(app_ids, stored)
+        finally:
+            if not stored.done():
+                stored.cancel()
+        if note is not None:
+            log.warning("tenant %s: %s", self.tenant_id, note.message)
+            self.inventory_notes.append(note)
 
     async def _organization(self, graph: GraphClient) -> None:
         """The tenant's own name and default domain; a failure here only leaves the old names."""
@@ -284,17 +320,25 @@ class TenantSync:
     async def _sync_devices(
         self,
         graph: GraphClient,
-        existing: dict[str, StoredState],
-        listed_at: str | None,
+        state: asyncio.Task[tuple[dict[str, StoredState], str | None]],
         defender: asyncio.Task[DefenderIndex | ActionableError] | None,
     ) -> ListingResult:
-        result = ListingResult(PartitionDiff(existing, self.now, listed_at))
-        diff = result.diff
         writer = self.assets.writer("devices", self.integration.id, self.tenant_id)
         index: DefenderIndex | ActionableError | None = None
         failure: ActionableError | None = None
+        pages = graph.managed_devices()
+        first = asyncio.ensure_future(anext(pages, None))  # the first page is fetched while state loads
         try:
-            async for page in graph.managed_devices():
+            existing, listed_at = await state
+        except BaseException:
+            first.cancel()
+            raise
+        result = ListingResult(PartitionDiff(existing, self.now, listed_at))
+        diff = result.diff
+        try:
+            page = await first
+            while page is not None:
+                self._devices_answered.set()
                 if defender is not None and index is None:
                     index = await defender  # the first page was fetched while Defender was read
                 for raw in page:
@@ -313,6 +357,7 @@ class TenantSync:
                         result.defender_matched += 1
                     if op is not None:
                         await writer.add(op)
+                page = await anext(pages, None)
         except ApiError as exc:
             failure = self._graph_error(exc, "devices")
         await writer.close()  # what was read is stored either way; removals need the whole listing
@@ -327,8 +372,9 @@ class TenantSync:
         return result
 
     async def _sync_software(
-        self, graph: GraphClient, existing: dict[str, StoredState], listed_at: str | None
+        self, graph: GraphClient, state: asyncio.Task[tuple[dict[str, StoredState], str | None]]
     ) -> ListingResult:
+        existing, listed_at = await state
         result = ListingResult(PartitionDiff(existing, self.now, listed_at))
         diff = result.diff
         writer = self.assets.writer("software", self.integration.id, self.tenant_id)
@@ -414,6 +460,7 @@ async def sync_tenant(
     *,
     attempt: int = 1,
     budget_seconds: float = SYNC_BUDGET_SECONDS,
+    export_max_wait: float = EXPORT_MAX_WAIT_SECONDS,
 ) -> SyncResult:
     """Sync one tenant for one job. Returns how it ended; raises `TransientSyncError` to be retried."""
     integration = await rt.integrations.get_integration(job.integration_id)
@@ -430,7 +477,7 @@ async def sync_tenant(
     stats = CallStats()
     run = RunRecord(integration.id, job.tenant_id.lower(), job.run_id, job.trigger, started, attempt=attempt)
     sync = TenantSync(rt, integration, job.tenant_id.lower(), stats, Budget(budget_seconds), stamp(started),
-                      AssetStore(rt.tables))
+                      AssetStore(rt.tables), export_max_wait=export_max_wait)
     error: ActionableError | None = None
     devices: ListingResult | None = None
     software: ListingResult | None = None
@@ -451,7 +498,12 @@ async def sync_tenant(
     finished = utcnow()
     run.finished_at = finished
     run.calls = stats.to_json()
-    run.notes = [n.to_json() for n in sync.notes]
+    if sync.inventory is not None:
+        inventory = sync.inventory
+        run.calls["inventory"] = {"source": inventory.source, "exportProblem": inventory.export_problem,
+                                  "exportPolls": inventory.exports.polls, **inventory.counts.to_json()}
+    # Inventory notes go to the run record only: the tenant's status shows what its assets need.
+    run.notes = [n.to_json() for n in [*sync.notes, *sync.inventory_notes]]
     status: dict[str, Any] = {"last_sync_finished_at": finished}
     if sync.display_name:
         status["display_name"] = sync.display_name

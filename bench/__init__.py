@@ -1,0 +1,1 @@
+"""memsync's benchmark suite: `make bench` (`python -m bench`). Figures, never timed assertions."""
