@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +13,10 @@ from devstack.cloudsim.model import EntityStore
 from devstack.cloudsim.odata import ODataError, parse_filter, predicate_for
 from devstack.cloudsim.scenario import build_simulation, load_spec
 from devstack.cloudsim.tokens import TokenIssuer, TokenRejected
+from tests.fixtures import MS_SAMPLES as SAMPLES
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "ms-samples"
 
 
 def _dump(spec_name: str) -> str:

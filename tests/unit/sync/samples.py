@@ -1,4 +1,4 @@
-"""Microsoft's documented sample payloads (../shared/ms-samples), read the way a person reads them.
+"""Microsoft's documented sample payloads (tests/fixtures/ms-samples), read the way a person reads them.
 
 The AS-PRINTED Defender samples are not valid JSON: `"osPlatform": "Windows10" "Windows11"` (two
 alternatives printed side by side; a reader takes the first) and a trailing `...` where the docs elide
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
-SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "ms-samples"
+from tests.fixtures import MS_SAMPLES as SAMPLES
 
 
 def sample_text(name: str) -> str:
