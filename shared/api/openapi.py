@@ -74,6 +74,14 @@ def _param(
 _GUID = {"type": "string", "format": "uuid", "pattern": m.GUID_PATTERN}
 ID = _param("id", "path", _GUID, "The integration's id.")
 TENANT_ID = _param("tenantId", "path", _GUID, "A customer tenant's id.")
+DEVICE_ID = _param("deviceId", "path", _GUID, "An Intune managed device's id, as the devices list returns it.")
+# functions/inventory.py accepts any plain id a row key can hold (Intune detectedApp ids are 44 hex characters).
+SOFTWARE_ID = _param(
+    "softwareId",
+    "path",
+    {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,200}$"},
+    "A detected app's id, as the software list returns it.",
+)
 TOP = _param(
     "top",
     "query",
@@ -302,6 +310,30 @@ def _paths() -> dict[str, Any]:
                 params=asset_params,
             ),
         },
+        "/api/integrations/{id}/tenants/{tenantId}/devices/{deviceId}/software": {
+            "get": _op(
+                "listDeviceSoftware",
+                "The software installed on one device (from the Intune export, or per-app listing).",
+                {
+                    "200": _json(m.SoftwareList, "A page of the device's software titles."),
+                    "404": _problem("No integration, tenant or device with that id."),
+                },
+                tag="assets",
+                params=[ID, TENANT_ID, DEVICE_ID, TOP, CONTINUATION],
+            ),
+        },
+        "/api/integrations/{id}/tenants/{tenantId}/software/{softwareId}/devices": {
+            "get": _op(
+                "listSoftwareDevices",
+                "The devices on which one detected app is installed.",
+                {
+                    "200": _json(m.DeviceList, "A page of the devices that have the app."),
+                    "404": _problem("No integration, tenant or software title with that id."),
+                },
+                tag="assets",
+                params=[ID, TENANT_ID, SOFTWARE_ID, TOP, CONTINUATION],
+            ),
+        },
         "/api/integrations/{id}/partner-signin": {
             "post": _op(
                 "startPartnerSignin",
@@ -360,7 +392,17 @@ def _paths() -> dict[str, Any]:
                     "200": _json(m.AlertList, "A page of alerts."),
                 },
                 tag="alerts",
-                params=[TOP, CONTINUATION],
+                params=[
+                    TOP,
+                    CONTINUATION,
+                    _param("integrationId", "query", _GUID, "Only the alerts of this integration."),
+                    _param(
+                        "status",
+                        "query",
+                        {"type": "string", "enum": ["open", "resolved"]},
+                        "Only open or only resolved alerts; both when left out.",
+                    ),
+                ],
             ),
         },
         "/api/health": {

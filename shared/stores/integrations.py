@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,10 @@ from shared.stores.tables import (
 )
 
 _INTEGRATION_PK = "integration"
+# An entity-group transaction holds at most 100 operations, all in one partition:
+# https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions
+TRANSACTION_MAX = 100
+TRANSACTIONS_IN_FLIGHT = 4
 
 
 class IntegrationStore:
@@ -173,6 +178,40 @@ class TenantStore:
         except ResourceExistsError:
             return False
         return True
+
+    async def create_many_if_absent(
+        self, tenants: list[CustomerTenant], *, in_flight: int = TRANSACTIONS_IN_FLIGHT
+    ) -> list[bool]:
+        """Create new tenants' rows, 100 to a transaction (one partition per integration), `in_flight`
+        transactions at a time; returns, per tenant in order, whether this call created its row.
+
+        A transaction is all or nothing: when one row of it exists already (another fan-out created it
+        since the caller listed the tenants), that transaction's rows are created one by one instead, and
+        an existing row is left as it is (False), for the caller's ETag-guarded update.
+        """
+        from azure.data.tables import TableTransactionError
+
+        created = [False] * len(tenants)
+        by_partition: dict[str, list[int]] = {}
+        for n, tenant in enumerate(tenants):
+            by_partition.setdefault(tenant.integration_id, []).append(n)
+        chunks = [rows[i:i + TRANSACTION_MAX] for rows in by_partition.values()
+                  for i in range(0, len(rows), TRANSACTION_MAX)]
+        slots = asyncio.Semaphore(in_flight)
+
+        async def submit(chunk: list[int]) -> None:
+            async with slots:
+                try:
+                    await self._table.submit_transaction([("create", self._to_entity(tenants[n])) for n in chunk])
+                except TableTransactionError:
+                    for n in chunk:
+                        created[n] = await self.create_if_absent(tenants[n])
+                    return
+            for n in chunk:
+                created[n] = True
+
+        await asyncio.gather(*(submit(chunk) for chunk in chunks))
+        return created
 
     async def delete_tenants(self, integration_id: str) -> None:
         for tenant in await self.list_tenants(integration_id):

@@ -83,7 +83,19 @@ def test_every_route_of_the_app_and_of_the_contract_is_described():
         ("get", "/api/health"),
         ("get", "/api/openapi.json"),
     }
-    assert contract <= described
+    inventory = {
+        ("get", "/api/integrations/{id}/tenants/{tenantId}/devices/{deviceId}/software"),
+        ("get", "/api/integrations/{id}/tenants/{tenantId}/software/{softwareId}/devices"),
+    }
+    gdap = {
+        ("post", "/api/integrations/{id}/partner-signin"),
+        ("get", "/api/integrations/{id}/partner-signin"),
+        ("post", "/api/integrations/{id}/tenants/{tenantId}/consent"),
+        ("post", "/api/integrations/{id}/consent"),
+    }
+    assert contract | inventory | gdap <= described
+    # The enumeration below sees every blueprint function_app.py registers, the inventory and GDAP ones too.
+    assert inventory | gdap <= _declared_routes()
     # Every HTTP function the app declares is in the document (console pages excepted: HTML, not API).
     assert {r for r in _declared_routes() if not r[1].startswith("/api/console")} <= described
 
@@ -110,6 +122,28 @@ def test_operations_are_well_formed():
                 if int(status) >= 400 and "content" in response:
                     assert "application/problem+json" in response["content"]
     assert len(ids) == len(set(ids))
+
+
+def test_inventory_lists_and_alert_filters_are_described():
+    doc = build_openapi()
+    for path, item_model in (
+        ("/api/integrations/{id}/tenants/{tenantId}/devices/{deviceId}/software", "SoftwareList"),
+        ("/api/integrations/{id}/tenants/{tenantId}/software/{softwareId}/devices", "DeviceList"),
+    ):
+        op = doc["paths"][path]["get"]
+        assert {p["name"] for p in op["parameters"] if p["in"] == "query"} == {"top", "continuation"}
+        assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/" + item_model)
+        for status in ("400", "404", "500"):
+            assert "application/problem+json" in op["responses"][status]["content"]
+    lists = doc["components"]["schemas"]
+    for name in ("SoftwareList", "DeviceList"):
+        assert set(lists[name]["properties"]) == {"value", "nextLink"}
+        assert lists[name]["required"] == ["value"]
+    alerts = {p["name"]: p for p in doc["paths"]["/api/alerts"]["get"]["parameters"]}
+    assert set(alerts) == {"top", "continuation", "integrationId", "status"}
+    assert alerts["integrationId"]["schema"]["format"] == "uuid"
+    assert alerts["status"]["schema"]["enum"] == ["open", "resolved"]
+    assert not any(p["required"] for p in alerts.values())
 
 
 def test_anonymous_operations_opt_out_of_the_key():
