@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from shared.ratelimit import TokenBucket
+from shared.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class ApiClient:
         token: TokenSource,
         budget: Budget,
         stats: CallStats,
-        limiter: TokenBucket | None = None,
+        limiter: SlidingWindowLimiter | None = None,
         max_attempts: int = 6,
         base_backoff: float = 0.5,
         max_backoff: float = 30.0,

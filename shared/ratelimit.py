@@ -80,9 +80,6 @@ class SlidingWindowLimiter:
             self._admitted += 1
 
 
-# shared/http.py's name for the limiter it is handed.
-TokenBucket = SlidingWindowLimiter
-
 # Published limits, (capacity, period seconds). A margin of 10% leaves room for other tools of the tenant.
 INTUNE_DEVICES_LIMIT = (1800, 20.0)
 INTUNE_APPS_LIMIT = (900, 20.0)
