@@ -138,8 +138,12 @@ class TenantStore:
         return self._from_entity(entity), str(entity.metadata["etag"])
 
     async def list_tenants(self, integration_id: str) -> list[CustomerTenant]:
+        return [tenant for tenant, _ in await self.list_tenants_with_etags(integration_id)]
+
+    async def list_tenants_with_etags(self, integration_id: str) -> list[tuple[CustomerTenant, str]]:
+        """Every tenant of the integration with its ETag, for `replace_many_if_unchanged`."""
         query = f"PartitionKey eq {odata_quote(integration_id)}"
-        return [self._from_entity(e) async for e in self._table.query_entities(query)]
+        return [(self._from_entity(e), str(e.metadata["etag"])) async for e in self._table.query_entities(query)]
 
     async def iter_tenant_page(
         self, integration_id: str, *, top: int, continuation: Any = None
@@ -212,6 +216,44 @@ class TenantStore:
 
         await asyncio.gather(*(submit(chunk) for chunk in chunks))
         return created
+
+    async def replace_many_if_unchanged(
+        self, writes: list[tuple[CustomerTenant, str]], *, in_flight: int = TRANSACTIONS_IN_FLIGHT
+    ) -> list[bool]:
+        """ETag-guarded replace of many tenants (each with the ETag it was read with), 100 to a transaction
+        (one partition per integration), `in_flight` transactions at a time; returns, per write in order,
+        whether this call wrote it.
+
+        A transaction is all or nothing: when one of its rows changed (or was deleted) since it was read,
+        none of its rows is written (False for each), for the caller's one-by-one ETag-guarded update.
+        """
+        from azure.core import MatchConditions
+        from azure.data.tables import TableTransactionError, UpdateMode
+
+        written = [False] * len(writes)
+        by_partition: dict[str, list[int]] = {}
+        for n, (tenant, _) in enumerate(writes):
+            by_partition.setdefault(tenant.integration_id, []).append(n)
+        chunks = [rows[i:i + TRANSACTION_MAX] for rows in by_partition.values()
+                  for i in range(0, len(rows), TRANSACTION_MAX)]
+        slots = asyncio.Semaphore(in_flight)
+
+        async def submit(chunk: list[int]) -> None:
+            operations: list[Any] = [
+                ("update", self._to_entity(writes[n][0]),
+                 {"mode": UpdateMode.REPLACE, "etag": writes[n][1], "match_condition": MatchConditions.IfNotModified})
+                for n in chunk
+            ]
+            async with slots:
+                try:
+                    await self._table.submit_transaction(operations)
+                except TableTransactionError:
+                    return
+            for n in chunk:
+                written[n] = True
+
+        await asyncio.gather(*(submit(chunk) for chunk in chunks))
+        return written
 
     async def delete_tenants(self, integration_id: str) -> None:
         for tenant in await self.list_tenants(integration_id):
