@@ -40,5 +40,7 @@ async def sync_tenant(msg: func.QueueMessage) -> None:
     except tenant_sync.InvalidSyncJob as exc:
         log.warning("queue message %s completed without a sync: %s", msg.id, exc)
         return
+    # A dequeue count above 1 means an earlier attempt on this message failed or died: the attempt may take
+    # over the tenant lease that attempt left (shared.services.tenant_sync._claim).
     result = await tenant_sync.sync_tenant(await runtime.get(), job, attempt=msg.dequeue_count or 1)
     log.info("sync job %s for tenant %s: %s %s", job.run_id, job.tenant_id, result.outcome, result.reason)

@@ -163,6 +163,10 @@ class CustomerTenant(Camel):
     error: ErrorModel | None = None
     missing_since: datetime | None = None  # no longer listed by discovery
     last_run_id: str | None = None
+    # The sync attempt that holds the `syncing` lease: a token drawn per claim (a redelivered job is a
+    # new attempt under the same run id), and when that lease lapses if nobody releases it.
+    lease_id: str | None = None
+    lease_until: datetime | None = None
     access: TenantAccess | None = None  # issue 7: the access diagnosis
 
 

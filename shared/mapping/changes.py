@@ -2,6 +2,7 @@
 
 - An asset whose content hash matches the stored one, and that is not marked removed, is not rewritten.
 - An asset that comes back after being removed is rewritten with `removedAt` cleared.
+- An id listed twice in one listing is stored once (the first copy) and its repeat counted as skipped.
 - Only a *complete* listing marks the assets it did not contain as removed; after a partial or failed
   listing nothing is marked removed (a page that never arrived says nothing about its devices).
 - `firstSeenAt` is kept from the first write. `lastSeenAt` is stored when an asset is written or removed;
@@ -102,7 +103,9 @@ class PartitionDiff:
         """The write this asset needs, or None when it is unchanged (or a repeat within the listing)."""
         row_key = asset["id"]
         if row_key in self.seen:
-            return None  # listed twice (paging while the tenant changes): the first copy wins
+            # Listed twice (paging while the tenant changes): the first copy wins, the repeat is skipped.
+            self.counts.skipped += 1
+            return None
         self.seen.add(row_key)
         digest = content_hash(asset)
         stored = self.existing.get(row_key)

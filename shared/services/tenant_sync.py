@@ -3,9 +3,11 @@ Storage, a run record and the tenant's status.
 
 At least once. A job may arrive twice, or after a worker died mid-sync. Writes are idempotent (row =
 Microsoft id, unchanged content is not rewritten), removals only follow a complete listing, and a lease
-on the tenant row (status `syncing` + `lastSyncStartedAt` + `lastRunId`, claimed with an ETag-guarded
-replace) keeps two workers off one tenant. The lease outlives the function timeout (host.json: 10 min),
-so a lease older than that belongs to a dead worker and may be taken over.
+on the tenant row (status `syncing` + `lastRunId` + a token per attempt, `leaseId`, until `leaseUntil`;
+claimed with an ETag-guarded replace) keeps two workers off one tenant. Only the attempt holding the
+token writes the final status. The lease outlives the function timeout (host.json: 10 min), so an
+expired one belongs to a dead worker and may be taken over; so may a live one of the same run by a
+redelivery of its message (the host redelivers only after the attempt that held it failed or died).
 
 Failures stay with their tenant. What Microsoft said becomes one error code and action
 (`shared.errors`). Permanent ones (a person must act) end the job with the tenant in `error`, and no
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,7 +53,6 @@ from shared.models import (
 )
 from shared.services.inventory import InventorySync
 from shared.stores.assets import AssetStore
-from shared.stores.integrations import is_stale
 from shared.stores.queues import SyncJob
 from shared.stores.runs import RunRecord, RunStore
 from shared.stores.tables import utcnow
@@ -111,9 +113,26 @@ class SyncResult:
 # -- claiming the tenant -------------------------------------------------------------------------
 
 
-def _lease_live(tenant: CustomerTenant) -> bool:
-    return tenant.status == TenantStatus.SYNCING and not is_stale(tenant.last_sync_started_at,
-                                                                  minutes=LEASE_MINUTES)
+@dataclass(frozen=True)
+class Lease:
+    """One sync attempt's hold on its tenant: the token on the tenant row and when it lapses."""
+
+    id: str
+    until: datetime
+
+
+def lease_expires(tenant: CustomerTenant) -> datetime | None:
+    """When a `syncing` tenant's lease lapses (rows from before `leaseUntil` derive it from the start)."""
+    if tenant.lease_until is not None:
+        return tenant.lease_until
+    started = tenant.last_sync_started_at
+    return None if started is None else started + timedelta(minutes=LEASE_MINUTES)
+
+
+def lease_live(tenant: CustomerTenant) -> bool:
+    """Whether a sync attempt holds the tenant now (it is `syncing` and its lease has not lapsed)."""
+    expires = lease_expires(tenant)
+    return tenant.status == TenantStatus.SYNCING and expires is not None and utcnow() < expires
 
 
 def _belongs(integration: Integration, tenant_id: str) -> bool:
@@ -122,8 +141,18 @@ def _belongs(integration: Integration, tenant_id: str) -> bool:
     return True
 
 
-async def _claim(rt: Runtime, integration: Integration, job: SyncJob, started: datetime) -> SyncResult | None:
-    """Take the tenant's lease for this job, or say why not (None = claimed)."""
+async def _claim(
+    rt: Runtime, integration: Integration, job: SyncJob, started: datetime, attempt: int
+) -> Lease | SyncResult:
+    """Take the tenant's lease for this attempt of the job, or say why not.
+
+    A live lease keeps other jobs off the tenant, and also a second copy of this job (a message the
+    queue delivered twice). The exception is a redelivery (`attempt` > 1) meeting a lease of its own
+    run: the host keeps a message invisible while its function runs, so it hands the message out again
+    only after the attempt that held it failed or died (host killed, storage gone mid-write), and that
+    attempt's lease is an orphan to take over, not a sync to wait for.
+    https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#poison-messages
+    """
     for _ in range(CLAIM_ATTEMPTS):
         found = await rt.tenants.get_tenant_with_etag(integration.id, job.tenant_id)
         if found is None or not _belongs(integration, job.tenant_id):
@@ -131,31 +160,39 @@ async def _claim(rt: Runtime, integration: Integration, job: SyncJob, started: d
         tenant, etag = found
         if tenant.status == TenantStatus.EXCLUDED or not integration.tenant_filter.admits(job.tenant_id):
             return SyncResult("ignored", "the tenant is excluded by the integration's tenantFilter")
-        if _lease_live(tenant):
-            who = "this job" if tenant.last_run_id == job.run_id else f"run {tenant.last_run_id}"
-            return SyncResult("busy", f"the tenant is being synced by {who} (lease not expired)")
-        if tenant.last_run_id == job.run_id and tenant.status == TenantStatus.OK:
+        same_run = tenant.last_run_id == job.run_id
+        if lease_live(tenant):
+            if not (same_run and attempt > 1):
+                who = "this job" if same_run else f"run {tenant.last_run_id}"
+                return SyncResult("busy", f"the tenant is being synced by {who} (lease not expired)")
+            log.warning("tenant %s: attempt %d of run %s takes over the lease its previous attempt left "
+                        "(started %s)", job.tenant_id, attempt, job.run_id, tenant.last_sync_started_at)
+        if same_run and tenant.status == TenantStatus.OK:
             return SyncResult("alreadyDone", "this run already completed for the tenant")
+        lease = Lease(str(uuid.uuid4()), started + timedelta(minutes=LEASE_MINUTES))
         claimed = tenant.model_copy(update={
             "status": TenantStatus.SYNCING, "last_sync_started_at": started, "last_run_id": job.run_id,
+            "lease_id": lease.id, "lease_until": lease.until,
         })
         if await rt.tenants.replace_if_unchanged(claimed, etag):
-            return None
+            return lease
     return SyncResult("busy", "the tenant row kept changing while claiming it")
 
 
-async def _release(rt: Runtime, integration_id: str, job: SyncJob, apply: dict[str, Any]) -> bool:
-    """Write the final status, unless another job took the (expired) lease over meanwhile."""
+async def _release(rt: Runtime, integration_id: str, job: SyncJob, lease: Lease, apply: dict[str, Any]) -> bool:
+    """Write the final status and drop the lease, unless another attempt took the lease over meanwhile
+    (an expired lease, or a redelivery of this job that presumed this attempt dead)."""
     for _ in range(CLAIM_ATTEMPTS):
         found = await rt.tenants.get_tenant_with_etag(integration_id, job.tenant_id)
         if found is None:
             return False  # the integration was deleted while syncing
         tenant, etag = found
-        if tenant.last_run_id != job.run_id:
-            log.warning("tenant %s: lease taken over by run %s; not writing status", job.tenant_id,
-                        tenant.last_run_id)
+        if tenant.lease_id != lease.id:
+            log.warning("tenant %s: this attempt of run %s lost its lease (now run %s's, status %s); not "
+                        "writing status", job.tenant_id, job.run_id, tenant.last_run_id, tenant.status.value)
             return False
-        if await rt.tenants.replace_if_unchanged(tenant.model_copy(update=apply), etag):
+        released = tenant.model_copy(update={**apply, "lease_id": None, "lease_until": None})
+        if await rt.tenants.replace_if_unchanged(released, etag):
             return True
     log.warning("tenant %s: could not write the final status (row kept changing)", job.tenant_id)
     return False
@@ -469,10 +506,10 @@ async def sync_tenant(
     if integration.status == IntegrationStatus.DISABLED:
         return _ignored(job, "the integration is disabled")
     started = utcnow()
-    refused = await _claim(rt, integration, job, started)
-    if refused is not None:
-        log.info("sync job %s for tenant %s not run: %s", job.run_id, job.tenant_id, refused.reason)
-        return refused
+    lease = await _claim(rt, integration, job, started, attempt)
+    if isinstance(lease, SyncResult):
+        log.info("sync job %s for tenant %s not run: %s", job.run_id, job.tenant_id, lease.reason)
+        return lease
 
     stats = CallStats()
     run = RunRecord(integration.id, job.tenant_id.lower(), job.run_id, job.trigger, started, attempt=attempt)
@@ -491,7 +528,7 @@ async def sync_tenant(
     except (ActionableError, RetriableApiError, TimeoutError) as exc:
         error = _as_actionable(exc)
     except BaseException:
-        # A bug or cancellation: leave the lease to expire and let the host retry the message.
+        # A bug or cancellation: the host redelivers the message, and that attempt takes the lease over.
         log.exception("tenant %s: sync crashed", job.tenant_id)
         raise
 
@@ -526,7 +563,7 @@ async def sync_tenant(
         run.status = "error"
         run.error = error.info.to_json()
         status.update(status=TenantStatus.ERROR, error=ErrorModel.of(error.info))
-    await asyncio.gather(_release(rt, integration.id, job, status), RunStore(rt.tables).record(run))
+    await asyncio.gather(_release(rt, integration.id, job, lease, status), RunStore(rt.tables).record(run))
     log.info("tenant %s run %s: %s %s (%d requests, %d retries)", job.tenant_id, job.run_id, run.status,
              error.code.value if error else "", stats.requests, stats.retries)
     if error is None:
@@ -542,9 +579,3 @@ def _ignored(job: SyncJob, reason: str) -> SyncResult:
     log.warning("sync job %s for tenant %s of integration %s ignored: %s", job.run_id, job.tenant_id,
                 job.integration_id, reason)
     return SyncResult("ignored", reason)
-
-
-def lease_expires(tenant: CustomerTenant) -> datetime | None:
-    """When a `syncing` tenant's lease lapses (for status displays)."""
-    started = tenant.last_sync_started_at
-    return None if started is None else started + timedelta(minutes=LEASE_MINUTES)

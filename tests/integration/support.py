@@ -634,18 +634,10 @@ class FaultInjector:
 
 # ================================================================== time travel
 
-REDELIVERY_BUG = (
-    "shared/services/tenant_sync.py: a redelivered job whose previous attempt died (host killed, storage "
-    "gone mid-write, any exception) is completed as 'busy', because that dead attempt still holds the "
-    "tenant's 10-minute lease under the same runId; the tenant stays 'syncing' and its sync is dropped until "
-    "the next schedule. Fix: in _claim, a live lease of the same runId may be taken over when attempt > 1 "
-    "(the host redelivers a message only after its previous attempt failed or its lease ran out)."
-)
-
 
 async def expire_leases(runtime: Any, integration_id: str, *, minutes: int = 11) -> int:
-    """Fast-forward the tenants' sync leases (`syncing` + `lastSyncStartedAt`) past their 10 minutes, as
-    if the time had passed; returns how many were expired."""
+    """Fast-forward the tenants' sync leases (`syncing`, `lastSyncStartedAt`, `leaseUntil`) past their
+    10 minutes, as if the time had passed; returns how many were expired."""
     from datetime import timedelta
 
     from shared.models import TenantStatus
@@ -657,7 +649,11 @@ async def expire_leases(runtime: Any, integration_id: str, *, minutes: int = 11)
         found = await runtime.tenants.get_tenant_with_etag(integration_id, tenant.tenant_id)
         assert found is not None
         row, etag = found
-        aged = row.model_copy(update={"last_sync_started_at": row.last_sync_started_at - timedelta(minutes=minutes)})
+        ago = timedelta(minutes=minutes)
+        aged = row.model_copy(update={
+            "last_sync_started_at": row.last_sync_started_at - ago,
+            "lease_until": None if row.lease_until is None else row.lease_until - ago,
+        })
         assert await runtime.tenants.replace_if_unchanged(aged, etag)
         expired += 1
     return expired

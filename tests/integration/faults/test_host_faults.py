@@ -22,7 +22,6 @@ from shared.models import TenantStatus
 from shared.stores.runs import RunStore
 from tests.integration.support import (
     POISON_QUEUE,
-    REDELIVERY_BUG,
     SYNC_QUEUE,
     SecondHost,
     all_devices,
@@ -222,31 +221,64 @@ async def test_two_hosts_consume_one_queue(stack, scenario, runtime, api, expect
     figure(request, "faultCases", 1)
 
 
-# Last in the module: when it meets REDELIVERY_BUG it leaves tenants 'syncing' for 10 minutes.
+def _host_log_count(stack, text: str) -> int:
+    log = stack.host_log.read_text(errors="replace") if stack.host_log.exists() else ""
+    return log.count(text)
+
+
+def _took_over(stack) -> int:
+    return _host_log_count(stack, "takes over the lease its previous attempt left")
+
+
+def _sync_invocations(stack) -> tuple[int, int]:
+    """How many sync_tenant invocations the host log shows started and ended (a killed host's never end)."""
+    return (_host_log_count(stack, "Executing 'Functions.sync_tenant'"),
+            _host_log_count(stack, "Executed 'Functions.sync_tenant'"))
+
+
+# Last in the module: it is the slowest, and a failure here would leave tenants 'syncing' for 10 minutes.
 async def test_azurite_restarted_during_a_sync(stack, scenario, runtime, api, expected, faults, request):
-    """Storage goes away for 3 s while every tenant's sync is reading Graph (slowed to 0.6 s a page), so
-    their writes meet no storage; Azurite comes back with its data (persistent mode)."""
+    """Storage goes away while every tenant's sync is reading Graph (slowed to 0.6 s a page), and stays
+    away until every sync then running has ended: each met the outage and outlasted the storage SDK's
+    connection retries (about 5 s), so it failed, holding its tenant's lease. Azurite then comes back
+    with its data (persistent mode) while the host's own queue client is still retrying (7.5 s) to make
+    the failed messages visible again. Each redelivery (dequeue count 2) must take over the lease its
+    failed attempt left, not be dropped as 'busy' with the tenant stuck in 'syncing'.
+
+    Waiting for the syncs to end, not for a fixed time, makes the case the same on every run: at least one
+    attempt fails after its claim, and none rides the outage out on a lucky retry."""
     integration_id = _register(api, scenario)
     wait_for_tenants(api, integration_id)
     faults.add({"service": "graph", "kind": "latency", "latencyMs": 600, "pathContains": "deviceManagement"})
     since = _now_stamp()
+    busy_before, took_over_before = _dropped_as_busy(stack), _took_over(stack)
+    failed_before = _host_log_count(stack, "Executed 'Functions.sync_tenant' (Failed")
+    started_before, ended_before = _sync_invocations(stack)
+
+    def none_running() -> bool:
+        started, ended = _sync_invocations(stack)
+        return started - started_before == ended - ended_before
+
     assert api.post(f"/integrations/{integration_id}/sync").status_code == 202
     wait_until(lambda: any(t["status"] == "syncing" for t in api.get(
         f"/integrations/{integration_id}/tenants").json()["value"]), 30, 0.05, "a tenant to be syncing")
     stack.azurite.stop()
-    await asyncio.sleep(3)
-    stack.azurite.start()
-    faults.clear()
-    # An attempt whose write met no storage fails and is redelivered after host.json's visibilityTimeout
-    # (15 s); most writes ride the outage out on the storage SDK's own retries.
-    busy_before = _dropped_as_busy(stack)
     try:
-        _settled_after(api, integration_id, since, timeout=40)
-    except AssertionError:
-        if _dropped_as_busy(stack) > busy_before:
-            pytest.xfail(REDELIVERY_BUG)  # the strict, deterministic case is in test_microsoft_faults.py
-        raise
+        wait_until(none_running, 30, 0.05, "the running syncs to fail")
+    finally:
+        stack.azurite.start()
+    faults.clear()
+    failed = _host_log_count(stack, "Executed 'Functions.sync_tenant' (Failed") - failed_before
+    assert failed >= 1, "no sync met the outage"
+    # A failed attempt is redelivered after host.json's visibilityTimeout (15 s).
+    _settled_after(api, integration_id, since, timeout=90)
+    assert _took_over(stack) > took_over_before, "no redelivery met its failed attempt's lease"
+    assert _dropped_as_busy(stack) == busy_before, "a redelivery was dropped behind its dead attempt's lease"
+    runs = RunStore(runtime.tables)
+    redelivered = [r for tid in expected for r in await runs.list_runs(integration_id, tid, top=100)
+                   if r["startedAt"] > since and r["attempt"] > 1]
+    assert redelivered, "no run record of a redelivered attempt"
     await _assert_every_tenant_matches_truth(stack, runtime, integration_id, expected)
     _poison_is_empty(stack)
-    figure(request, "faultsInjected", 1)  # the restart itself
+    figure(request, "faultsInjected", failed + 1)  # the restart itself and the attempts it failed
     figure(request, "faultCases", 1)

@@ -20,7 +20,6 @@ from shared.services.fanout import discover_customers, record_tenants
 from shared.services.tenant_sync import TransientSyncError, sync_tenant
 from shared.stores.runs import RunStore
 from tests.integration.support import (
-    REDELIVERY_BUG,
     all_devices,
     all_software,
     assert_devices_match_truth,
@@ -241,7 +240,15 @@ async def test_a_response_slower_than_the_client_timeout(stack, scenario, runtim
     figure(request, "faultCases", 1)
 
 
-@pytest.mark.xfail(strict=True, reason=REDELIVERY_BUG)
+async def _wait_claimed(runtime, integration, tid: str, run_id: str):
+    async def claimed() -> Any:
+        tenant = await runtime.tenants.get_tenant(integration.id, tid)
+        ok = tenant.status.value == "syncing" and tenant.last_run_id == run_id and tenant.lease_id
+        return tenant if ok else None
+
+    return await wait_for(claimed, seconds=10, interval=0.05)
+
+
 async def test_a_job_redelivered_after_its_attempt_died_is_run(stack, scenario, runtime, integration, faults):
     """The host redelivers a message (dequeue count 2) after the attempt that held it died mid-sync; the
     redelivery must sync the tenant, not drop the job as 'busy' behind the dead attempt's lease."""
@@ -251,17 +258,80 @@ async def test_a_job_redelivered_after_its_attempt_died_is_run(stack, scenario, 
     the_job = job(integration, tid)
     attempt = asyncio.create_task(sync_tenant(runtime, the_job, attempt=1))
     try:
-        async def claimed() -> bool:
-            tenant = await runtime.tenants.get_tenant(integration.id, tid)
-            return tenant.status.value == "syncing" and tenant.last_run_id == the_job.run_id
-
-        await wait_for(claimed, seconds=10, interval=0.05)
+        held = await _wait_claimed(runtime, integration, tid, the_job.run_id)
         attempt.cancel()  # the worker dies; its lease stays behind
         with contextlib.suppress(asyncio.CancelledError):
             await attempt
         faults.clear()
         result = await sync_tenant(runtime, the_job, attempt=2)
         assert result.outcome == "ok", result.reason
+        assert result.run is not None and result.run.attempt == 2
+        tenant = await runtime.tenants.get_tenant(integration.id, tid)
+        assert tenant.status.value == "ok" and tenant.last_run_id == the_job.run_id
+        assert tenant.lease_id is None and tenant.lease_until is None, "the lease was not released"
+        assert tenant.last_sync_started_at > held.last_sync_started_at  # the redelivery's own start
         await _assert_matches_truth(stack, runtime, integration, tid)
     finally:
         await expire_leases(runtime, integration.id)  # whatever happened, later tests find the tenant free
+
+
+async def test_a_second_copy_of_a_running_job_is_busy(stack, scenario, runtime, integration, faults):
+    """A message the queue delivered twice: while the first copy syncs, the second (also a first
+    delivery) is 'busy' and sends no request; only one run record is written."""
+    tid = _tenant(scenario, "northwind")
+    faults.add({"service": "graph", "tenantId": tid, "kind": "latency", "latencyMs": 2000,
+                "pathContains": "managedDevices", "count": 1})
+    the_job = job(integration, tid)
+    first = asyncio.create_task(sync_tenant(runtime, the_job, attempt=1))
+    try:
+        await _wait_claimed(runtime, integration, tid, the_job.run_id)
+        copy = await sync_tenant(runtime, the_job, attempt=1)
+        assert copy.outcome == "busy", copy
+        assert "this job" in copy.reason
+        result = await first
+        assert result.outcome == "ok", result.reason
+        again = await sync_tenant(runtime, the_job, attempt=1)  # a late copy finds the run done
+        assert again.outcome == "alreadyDone", again
+        runs = await RunStore(runtime.tables).list_runs(integration.id, tid, top=100)
+        assert [r["attempt"] for r in runs if r["runId"] == the_job.run_id] == [1]
+    finally:
+        faults.clear()
+        await expire_leases(runtime, integration.id)
+
+
+async def test_an_attempt_whose_lease_was_taken_over_writes_no_status(stack, scenario, runtime, integration,
+                                                                      faults):
+    """The attempt the host gave up on was not dead after all (a host cut off from storage, say): the
+    redelivery takes the lease over and ends the sync; when the old attempt finishes later it must not
+    overwrite the tenant's status, because its lease token is no longer the tenant's."""
+    tid = _tenant(scenario, "northwind")
+    faults.add({"service": "graph", "tenantId": tid, "kind": "latency", "latencyMs": 4000,
+                "pathContains": "managedDevices", "count": 1})
+    the_job = job(integration, tid)
+    old = asyncio.create_task(sync_tenant(runtime, the_job, attempt=1))
+    try:
+        held = await _wait_claimed(runtime, integration, tid, the_job.run_id)
+        # The fault fired for the old attempt's first page (count 1): the redelivery reads at full speed.
+        await wait_for(lambda: _fired(faults), seconds=10, interval=0.05)
+        redelivered = await sync_tenant(runtime, the_job, attempt=2)
+        assert redelivered.outcome == "ok", redelivered.reason
+        assert not old.done(), "the old attempt finished first; the case did not happen"
+        after = await runtime.tenants.get_tenant(integration.id, tid)
+        assert after.lease_id is None and after.lease_id != held.lease_id
+        late = await old
+        assert late.outcome == "ok"  # its reads and idempotent writes were fine; only the status is not its
+        final = await runtime.tenants.get_tenant(integration.id, tid)
+        assert final.last_sync_finished_at == after.last_sync_finished_at, "the old attempt wrote the status"
+        assert final.last_sync_started_at == after.last_sync_started_at
+        await _assert_matches_truth(stack, runtime, integration, tid)
+    finally:
+        faults.clear()
+        if not old.done():
+            old.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await old
+        await expire_leases(runtime, integration.id)
+
+
+async def _fired(faults) -> bool:
+    return faults.fired() >= 1

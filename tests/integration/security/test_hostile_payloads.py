@@ -183,9 +183,6 @@ async def test_duplicate_ids_within_one_listing(stack, scenario, runtime, integr
     STATE["duplicate run"] = result.run
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "shared/mapping/changes.py: PartitionDiff.observe drops a second copy of an id within one listing "
-    "('the first copy wins') without counting it, so the run record's skipped stays 0 for duplicates"))
 def test_duplicate_ids_are_counted_as_skipped():
     run = STATE.get("duplicate run")
     assert run is not None, "test_duplicate_ids_within_one_listing did not run"

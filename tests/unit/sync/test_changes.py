@@ -68,12 +68,16 @@ def test_device_that_comes_back_clears_removed_at():
     assert op is not None and op.kind == "change" and op.removed_at is None and op.first_seen_at == T1
 
 
-def test_repeated_listing_entry_is_written_once_and_skips_counted():
-    diff = PartitionDiff({}, now=T3)
+def test_repeated_listing_entry_is_written_once_and_counted_as_skipped():
+    diff = PartitionDiff({"2": stored(asset("2"))}, now=T3)
     assert diff.observe(asset("1")) is not None
-    assert diff.observe(asset("1")) is None
-    diff.skip()
-    assert diff.counts.added == 1 and diff.counts.skipped == 1 and diff.present() == 1
+    assert diff.observe({**asset("1"), "deviceName": "second copy"}) is None  # the first copy wins
+    assert diff.observe(asset("2")) is None
+    assert diff.observe(asset("2")) is None
+    diff.skip()  # a record the mapping refused
+    assert diff.finish(complete=True) == []
+    assert diff.counts.to_json() == {"added": 1, "changed": 0, "unchanged": 1, "removed": 0, "skipped": 3}
+    assert diff.present() == 2
 
 
 def test_second_identical_run_writes_nothing():
