@@ -44,8 +44,7 @@ from shared.models import (
     IntegrationStatus,
     TenantStatus,
 )
-from shared.services.tenant_sync import LEASE_MINUTES
-from shared.stores.integrations import is_stale
+from shared.services.tenant_sync import lease_live
 from shared.stores.queues import SyncJob, Trigger
 from shared.stores.tables import utcnow
 
@@ -339,8 +338,7 @@ def _queueable(tenant: CustomerTenant, integration: Integration, *, named: bool)
     if tenant.missing_since is not None and not named:
         return False
     # A sync still running (lease not expired) is not queued again.
-    return not (tenant.status == TenantStatus.SYNCING
-                and not is_stale(tenant.last_sync_started_at, minutes=LEASE_MINUTES))
+    return not lease_live(tenant)
 
 
 async def enqueue_integration(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 from typing import Any
 
 from shared.models import CustomerTenant, Integration
@@ -15,7 +14,6 @@ from shared.stores.tables import (
     dumps,
     loads,
     odata_quote,
-    utcnow,
 )
 
 _INTEGRATION_PK = "integration"
@@ -260,9 +258,4 @@ class TenantStore:
             await self._table.delete_entity(integration_id, tenant.tenant_id.lower())
 
 
-def is_stale(started: datetime | None, *, minutes: int = 30) -> bool:
-    """A 'syncing' tenant whose run started this long ago is presumed dead (function timeout is 10 min)."""
-    return started is None or utcnow() - started > timedelta(minutes=minutes)
-
-
-__all__ = ["IntegrationStore", "TenantStore", "dumps", "is_stale", "loads"]
+__all__ = ["IntegrationStore", "TenantStore", "dumps", "loads"]
