@@ -132,11 +132,15 @@ def expiry_alert(
             "Application.Read.All for the app in its home tenant). Check the real date under "
             "Certificates & secrets."
         )
-    if mark > 0 and left < mark:
+    passed = expires_on - timedelta(days=mark)
+    if mark > 0 and stored_on is not None and passed <= stored_on:
+        # Not missed by memsync: the secret already had less time left when memsync received it.
         text += (
-            f" This is the {mark}-day warning, raised late: the secret passed that mark on "
-            f"{_when(expires_on - timedelta(days=mark))}."
+            f" This is the {mark}-day warning: the secret already had fewer than {mark} days left when "
+            f"memsync received it ({_when(stored_on)})."
         )
+    elif mark > 0 and left < mark:
+        text += f" This is the {mark}-day warning, raised late: the secret passed that mark on {_when(passed)}."
     return Alert(
         id=alert_id(ref.name, version, "secretExpired" if mark == 0 else f"mark-{mark}"),
         integration_id=integration.id,

@@ -81,6 +81,17 @@ async def test_late_marks_say_they_are_late() -> None:
     assert "expires on 2026-04-10 07:00 UTC, in 5 days" in by_mark[7].message
 
 
+async def test_marks_behind_a_secret_when_memsync_received_it_are_not_called_late() -> None:
+    env = make_env()
+    await env.add_integration(expires_in=timedelta(days=10), source="given")
+    await _walk(env, [0])  # registered with 10 days left: 30 and 14 were passed before memsync had it
+    by_mark = {a.mark: a for a in env.all_alerts()}
+    assert set(by_mark) == {30, 14}
+    for mark in (30, 14):
+        assert "raised late" not in by_mark[mark].message
+        assert f"already had fewer than {mark} days left when memsync received it" in by_mark[mark].message
+
+
 async def test_repeated_runs_on_one_day_raise_nothing_new(env: Env) -> None:
     await env.add_integration(expires_in=timedelta(days=10), source="given")
     for minutes in range(0, 24 * 60, 30):
