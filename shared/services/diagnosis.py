@@ -303,10 +303,10 @@ async def collect_relationships(
     from shared.clients.gdap import DelegatedAdminRelationships
     from shared.clients.graph import GraphClient
     from shared.http import ApiClient, ApiError, Budget
-    from shared.services.fanout import _partner_credential
+    from shared.services.credentials import app_credential
 
     try:
-        app = await _partner_credential(rt, integration)
+        app = await app_credential(rt, integration, AppRole.PARTNER)
     except ActionableError as exc:
         log.info("integration %s: GDAP relationships not listed (%s)", integration.id, exc.code.value)
         return None
@@ -411,20 +411,16 @@ async def _relationship_alerts(
 async def probe_token(rt: Runtime, integration: Integration, tenant_id: str) -> TokenFacts:
     """Ask Entra for the sync app's token in the tenant now (fresh: a consent just changed it) and read
     its roles; the Defender token too when the integration includes Defender."""
-    from azure.core.exceptions import AzureError
-
-    from shared.auth import AppCredential, token_roles
-    from shared.clients.keyvault import secret_name
+    from shared.auth import token_roles
+    from shared.services.credentials import app_credential
     from shared.services.registration import DEFENDER_ROLES, GRAPH_ROLES, IMPLIED_BY
 
     now = utcnow()
     try:
-        secret = await rt.secrets.get_secret(secret_name(integration.id, AppRole.SYNC))
-    except AzureError as exc:
-        log.warning("integration %s: sync secret not read for the probe (%s)", integration.id,
-                    type(exc).__name__)
+        app = await app_credential(rt, integration, AppRole.SYNC)
+    except ActionableError as exc:
+        log.warning("integration %s: sync secret not read for the probe (%s)", integration.id, exc.code.value)
         return TokenFacts(source="none")
-    app = AppCredential(integration.sync_app_id, secret, label="sync app")
     audiences: list[tuple[str, tuple[str, ...]]] = [(rt.settings.cloud.graph_scope, GRAPH_ROLES)]
     if integration.include_defender:
         audiences.append((rt.settings.cloud.defender_scope, DEFENDER_ROLES))

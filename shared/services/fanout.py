@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shared.auth import AppCredential
 from shared.clients.graph import GraphClient, graph_error
 from shared.clients.partner_center import PartnerCenterClient
 from shared.errors import ActionableError, ErrorCode, throttled, unreachable
@@ -44,6 +43,7 @@ from shared.models import (
     IntegrationStatus,
     TenantStatus,
 )
+from shared.services.credentials import app_credential
 from shared.services.tenant_sync import lease_live
 from shared.stores.queues import SyncJob, Trigger
 from shared.stores.tables import utcnow
@@ -77,27 +77,6 @@ class Discovery:
 
 
 # -- discovery -----------------------------------------------------------------------------------
-
-
-async def _partner_credential(rt: Runtime, integration: Integration) -> AppCredential:
-    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
-
-    from shared.clients.keyvault import secret_name
-
-    if not integration.partner_app_id:
-        raise ActionableError(ErrorCode.INVALID_SECRET, "The integration has no partner app id.",
-                              "Register the integration again with its partner app.")
-    try:
-        secret = await rt.secrets.get_secret(secret_name(integration.id, AppRole.PARTNER))
-    except ResourceNotFoundError:
-        raise ActionableError(
-            ErrorCode.INVALID_SECRET,
-            f"The partner app's secret of integration {integration.id} is not in Key Vault.",
-            "Give memsync the partner app's secret again with PUT /api/integrations/{id}/secrets.",
-        ) from None
-    except (ServiceRequestError, HttpResponseError) as exc:
-        raise unreachable("Azure Key Vault", type(exc).__name__) from None
-    return AppCredential(integration.partner_app_id, secret, label="partner app")
 
 
 def _source_error(exc: BaseException, *, area: str, tenant_id: str, app_id: str) -> ActionableError:
@@ -140,7 +119,7 @@ async def discover_customers(rt: Runtime, integration: Integration, stats: CallS
         return Discovery({tid: DiscoveredTenant(tid, discovered_by=[SINGLE])})
     partner_tenant = integration.home_tenant_id
     try:
-        app = await _partner_credential(rt, integration)
+        app = await app_credential(rt, integration, AppRole.PARTNER)
     except ActionableError as exc:
         return Discovery({}, sources=1, errors=[exc])
     settings = rt.settings

@@ -81,10 +81,10 @@ def _multi_tenant(integration: Integration, verb: str) -> None:
 
 
 async def _grants(rt: Runtime, integration: Integration) -> DelegatedGrants:
-    from shared.services.fanout import _partner_credential
+    from shared.services.credentials import app_credential
 
     try:
-        app = await _partner_credential(rt, integration)
+        app = await app_credential(rt, integration, AppRole.PARTNER)
     except ActionableError as exc:
         raise service_unavailable(exc) from None
     return DelegatedGrants(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from shared.auth import AppCredential, token_roles
 from shared.clients.defender import DefenderClient, defender_not_found, defender_unavailable
@@ -230,28 +230,9 @@ class TenantSync:
     _devices_answered: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _credential(self) -> AppCredential:
-        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+        from shared.services.credentials import app_credential
 
-        from shared.clients.keyvault import secret_name
-
-        name = secret_name(self.integration.id, AppRole.SYNC)
-        try:
-            secret: SecretStr = await self.rt.secrets.get_secret(name)
-        except ResourceNotFoundError:
-            raise ActionableError(
-                ErrorCode.INVALID_SECRET,
-                f"The sync app's secret of integration {self.integration.id} is not in Key Vault.",
-                "Give memsync the sync app's secret again with PUT /api/integrations/{id}/secrets.",
-            ) from None
-        except (ServiceRequestError, HttpResponseError) as exc:
-            raise unreachable("Azure Key Vault", type(exc).__name__) from None
-        if not secret.get_secret_value():
-            raise ActionableError(
-                ErrorCode.INVALID_SECRET,
-                f"The sync app's secret of integration {self.integration.id} is empty in Key Vault.",
-                "Give memsync the sync app's secret again with PUT /api/integrations/{id}/secrets.",
-            )
-        return AppCredential(self.integration.sync_app_id, secret, label="sync app")
+        return await app_credential(self.rt, self.integration, AppRole.SYNC)
 
     def _api(self, service: str, scope: str, area: str) -> ApiClient:
         app = self._app
