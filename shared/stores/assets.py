@@ -32,18 +32,19 @@ import binascii
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.mapping.changes import StoredState, WriteOp, later
 from shared.mapping.devices import COMPLIANCE_STATES, DEVICE_FIELDS
 from shared.mapping.software import SOFTWARE_FIELDS
 from shared.stores.tables import (
+    BATCH_SIZE,
     DEVICE_SOFTWARE_TABLE,
     DEVICES_TABLE,
     RUNS_TABLE,
     SOFTWARE_TABLE,
     Tables,
+    TransactionPipeline,
     dumps,
     loads,
     odata_quote,
@@ -57,8 +58,6 @@ log = logging.getLogger(__name__)
 AssetKind = Literal["devices", "software"]
 MARKER_ROW = "~listing"
 _ASSETS_ONLY = f"RowKey lt {odata_quote('~')}"
-BATCH_SIZE = 100  # the service's limit per entity-group transaction
-BATCHES_IN_FLIGHT = 4
 SEARCH_SCAN_LIMIT = 5000
 MAX_TOP = 1000
 _INT32 = range(-(2**31), 2**31)
@@ -159,87 +158,31 @@ def _from_entity(kind: AssetKind, entity: dict[str, Any], listed_at: str | None)
     return out
 
 
-@dataclass
 class PartitionWriter:
-    """Writes one partition's `WriteOp`s in transactions of up to 100, a few in flight at once."""
+    """Writes one partition's `WriteOp`s through a `TransactionPipeline`."""
 
-    table: TableClient
-    kind: AssetKind
-    partition: str
-    in_flight: int = BATCHES_IN_FLIGHT
-    failed: int = 0  # entities the service refused one by one (too large, bad value)
-    transactions: int = 0
-    _buffer: list[WriteOp] = field(default_factory=list)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _slots: asyncio.Semaphore | None = None
-    _errors: list[BaseException] = field(default_factory=list)
+    def __init__(self, table: TableClient, kind: AssetKind, partition: str) -> None:
+        self.kind = kind
+        self.partition = partition
+        self._pipeline = TransactionPipeline(table, label=f"{kind} in {partition}")
+
+    @property
+    def failed(self) -> int:
+        """Entities the service refused one by one (too large, a bad value)."""
+        return self._pipeline.failed
 
     async def add(self, op: WriteOp) -> None:
-        if self._errors:
-            raise self._errors[0]
-        self._buffer.append(op)
-        if len(self._buffer) >= BATCH_SIZE:
-            await self._spawn()
+        from azure.data.tables import UpdateMode
+
+        mode = UpdateMode.MERGE if op.kind == "remove" else UpdateMode.REPLACE
+        await self._pipeline.add(("upsert", _to_entity(self.kind, self.partition, op), {"mode": mode}))
 
     async def add_all(self, ops: Iterable[WriteOp]) -> None:
         for op in ops:
             await self.add(op)
 
-    async def _spawn(self) -> None:
-        if not self._buffer:
-            return
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.in_flight)
-        chunk, self._buffer = self._buffer, []
-        await self._slots.acquire()  # back-pressure: the listing waits while the writes catch up
-        task = asyncio.create_task(self._submit(chunk))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        assert self._slots is not None
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            self._errors.append(task.exception())  # type: ignore[arg-type]
-
-    def _operation(self, op: WriteOp) -> tuple[str, dict[str, Any], dict[str, Any]]:
-        from azure.data.tables import UpdateMode
-
-        mode = UpdateMode.MERGE if op.kind == "remove" else UpdateMode.REPLACE
-        return ("upsert", _to_entity(self.kind, self.partition, op), {"mode": mode})
-
-    async def _submit(self, chunk: list[WriteOp]) -> None:
-        from azure.core.exceptions import HttpResponseError
-        from azure.data.tables import TableTransactionError
-
-        operations = [self._operation(op) for op in chunk]
-        self.transactions += 1
-        try:
-            await self.table.submit_transaction(operations)
-            return
-        except TableTransactionError as exc:
-            log.warning("transaction of %d %s in %s refused (%s); writing them one by one",
-                        len(chunk), self.kind, self.partition, getattr(exc, "error_code", None))
-        for _, entity, options in operations:
-            try:
-                await self.table.upsert_entity(entity, **options)
-            except HttpResponseError as exc:
-                if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code != 429:
-                    self.failed += 1
-                    log.warning("%s %s in %s not stored: %s", self.kind, entity["RowKey"], self.partition,
-                                getattr(exc, "error_code", None) or exc.status_code)
-                else:
-                    raise
-
     async def close(self) -> None:
-        """Send what is buffered and wait for every transaction; raises the first failure."""
-        if not self._errors:
-            await self._spawn()
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        if self._errors:
-            raise self._errors[0]
+        await self._pipeline.close()
 
 
 class AssetStore:

@@ -9,103 +9,39 @@ two columns), writes only rows whose hash changed and deletes rows no longer in 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.mapping.inventory import Side, ids_of, prefix_end, row_prefix
-from shared.stores.assets import BATCH_SIZE, BATCHES_IN_FLIGHT, partition_key
-from shared.stores.tables import DEVICE_SOFTWARE_TABLE, Tables, odata_quote
+from shared.stores.assets import partition_key
+from shared.stores.tables import DEVICE_SOFTWARE_TABLE, Tables, TransactionPipeline, odata_quote
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 log = logging.getLogger(__name__)
 
-Operation = tuple[str, dict[str, Any], dict[str, Any]]
 # A transaction's body may hold at most 4 MiB; an app's row can hold ~1 MB of ids, so batches close early.
 BATCH_MAX_CHARS = 1_500_000  # UTF-16 in the payload: ~3 MB
 
 
-@dataclass
 class EntityWriter:
-    """Upserts (REPLACE) and deletes of one partition, 100 per transaction, a few transactions in flight."""
+    """Upserts (REPLACE) and deletes of one partition's rows through a `TransactionPipeline`."""
 
-    table: TableClient
-    in_flight: int = BATCHES_IN_FLIGHT
-    written: int = 0
-    transactions: int = 0
-    _buffer: list[Operation] = field(default_factory=list)
-    _buffer_chars: int = 0
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _slots: asyncio.Semaphore | None = None
-    _errors: list[BaseException] = field(default_factory=list)
+    def __init__(self, table: TableClient) -> None:
+        self._pipeline = TransactionPipeline(table, label="device software rows", max_chars=BATCH_MAX_CHARS)
 
     async def upsert(self, entity: dict[str, Any]) -> None:
         from azure.data.tables import UpdateMode
 
-        await self._add(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        await self._pipeline.add(("upsert", entity, {"mode": UpdateMode.REPLACE}))
 
     async def delete(self, partition: str, row_key: str) -> None:
-        await self._add(("delete", {"PartitionKey": partition, "RowKey": row_key}, {}))
-
-    async def _add(self, operation: Operation) -> None:
-        if self._errors:
-            raise self._errors[0]
-        chars = sum(len(v) for v in operation[1].values() if isinstance(v, str))
-        if self._buffer and self._buffer_chars + chars > BATCH_MAX_CHARS:
-            await self._spawn()
-        self._buffer.append(operation)
-        self._buffer_chars += chars
-        if len(self._buffer) >= BATCH_SIZE:
-            await self._spawn()
-
-    async def _spawn(self) -> None:
-        if not self._buffer:
-            return
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.in_flight)
-        chunk, self._buffer, self._buffer_chars = self._buffer, [], 0
-        await self._slots.acquire()  # back-pressure
-        task = asyncio.create_task(self._submit(chunk))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        assert self._slots is not None
-        self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            self._errors.append(task.exception())  # type: ignore[arg-type]
-
-    async def _submit(self, chunk: list[Operation]) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
-        from azure.data.tables import TableTransactionError
-
-        self.transactions += 1
-        try:
-            await self.table.submit_transaction(chunk)
-        except TableTransactionError:
-            # One refused operation (a row deleted meanwhile) fails the whole transaction: one by one.
-            for kind, entity, options in chunk:
-                if kind == "delete":
-                    try:
-                        await self.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
-                    except ResourceNotFoundError:
-                        pass
-                else:
-                    await self.table.upsert_entity(entity, **options)
-        self.written += len(chunk)
+        await self._pipeline.add(("delete", {"PartitionKey": partition, "RowKey": row_key}, {}))
 
     async def close(self) -> None:
-        if not self._errors:
-            await self._spawn()
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        if self._errors:
-            raise self._errors[0]
+        await self._pipeline.close()
 
 
 class DeviceSoftwareStore:

@@ -7,8 +7,10 @@ cover them: https://learn.microsoft.com/rest/api/storageservices/performing-enti
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,8 @@ SOFTWARE_TABLE = "memsyncSoftware"
 DEVICE_SOFTWARE_TABLE = "memsyncDeviceSoftware"
 RUNS_TABLE = "memsyncRuns"
 ALERTS_TABLE = "memsyncAlerts"
+log = logging.getLogger(__name__)
+
 ALL_TABLES = (
     INTEGRATIONS_TABLE,
     TENANTS_TABLE,
@@ -115,3 +119,106 @@ def parse_iso(value: Any) -> datetime | None:
 def odata_quote(value: str) -> str:
     """Quote a string literal for a table `$filter`: single quotes doubled (OData ABNF)."""
     return "'" + value.replace("'", "''") + "'"
+
+
+# -- pipelined entity-group transactions -------------------------------------------------------------
+
+BATCH_SIZE = 100  # the service's limit per entity-group transaction
+BATCHES_IN_FLIGHT = 4
+Operation = tuple[str, dict[str, Any], dict[str, Any]]  # (kind "upsert" | "delete", entity, options)
+
+
+class TransactionPipeline:
+    """Sends one partition's operations in transactions of up to 100, a few in flight at once.
+
+    `add` waits when `in_flight` transactions are outstanding (back-pressure: a listing never runs far
+    ahead of its writes). A transaction the service refuses as a whole (one bad entity, a row deleted
+    meanwhile) is redone one operation at a time; an entity refused on its own with a 4xx is counted in
+    `failed` and logged by key, never by content. `max_chars` closes a batch early so the body stays
+    under the 4 MiB transaction limit.
+    """
+
+    def __init__(self, table: TableClient, *, label: str, in_flight: int = BATCHES_IN_FLIGHT,
+                 max_chars: int | None = None) -> None:
+        self.table = table
+        self.label = label
+        self.failed = 0
+        self.transactions = 0
+        self._in_flight = in_flight
+        self._max_chars = max_chars
+        self._buffer: list[Operation] = []
+        self._buffer_chars = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._errors: list[BaseException] = []
+
+    async def add(self, operation: Operation) -> None:
+        if self._errors:
+            raise self._errors[0]
+        if self._max_chars is not None:
+            chars = sum(len(v) for v in operation[1].values() if isinstance(v, str))
+            if self._buffer and self._buffer_chars + chars > self._max_chars:
+                await self._spawn()
+            self._buffer_chars += chars
+        self._buffer.append(operation)
+        if len(self._buffer) >= BATCH_SIZE:
+            await self._spawn()
+
+    async def _spawn(self) -> None:
+        if not self._buffer:
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._in_flight)
+        chunk, self._buffer, self._buffer_chars = self._buffer, [], 0
+        await self._slots.acquire()
+        task = asyncio.create_task(self._submit(chunk))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        assert self._slots is not None
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            self._errors.append(task.exception())  # type: ignore[arg-type]
+
+    async def _submit(self, chunk: list[Operation]) -> None:
+        from azure.data.tables import TableTransactionError
+
+        self.transactions += 1
+        try:
+            await self.table.submit_transaction(chunk)
+            return
+        except TableTransactionError as exc:
+            log.warning("transaction of %d operations in %s refused (%s); sending them one by one",
+                        len(chunk), self.label, getattr(exc, "error_code", None))
+        for operation in chunk:
+            await self._one(operation)
+
+    async def _one(self, operation: Operation) -> None:
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        kind, entity, options = operation
+        try:
+            if kind == "delete":
+                await self.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+            else:
+                await self.table.upsert_entity(entity, **options)
+        except ResourceNotFoundError:
+            if kind != "delete":  # deleting what is already gone is done
+                raise
+        except HttpResponseError as exc:
+            if exc.status_code is None or not 400 <= exc.status_code < 500 or exc.status_code == 429:
+                raise
+            self.failed += 1
+            log.warning("%s %s not stored: %s", self.label, entity["RowKey"],
+                        getattr(exc, "error_code", None) or exc.status_code)
+
+    async def close(self) -> None:
+        """Send what is buffered and wait for every transaction; raises the first failure."""
+        if not self._errors:
+            await self._spawn()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._errors:
+            raise self._errors[0]
