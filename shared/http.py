@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -99,6 +100,41 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return max(0.0, seconds)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(scheme)
+    except ValueError:  # a port that is not a number
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def may_carry_token(service_url: str, link: str) -> bool:
+    """Whether a continuation link a service sent (`@odata.nextLink`, Partner Center's `links.next.uri`)
+    may be fetched with that service's bearer token: only over https, and only to the origin (scheme,
+    host, port) of the service's own base URL. Every client that follows links asks this one function,
+    so a page that names another host, or plain http, never receives a token.
+    https://learn.microsoft.com/graph/paging (a nextLink is opaque, but it always names Graph itself)
+    """
+    if not isinstance(link, str) or any(c in link for c in "\r\n\t\\"):
+        return False
+    scheme, host, port = _origin(link)
+    return scheme == "https" and bool(host) and (scheme, host, port) == _origin(service_url)
+
+
+def continuation(api: ApiClient, service_url: str, link: str, followed: set[str]) -> str:
+    """Check a continuation link before it is followed and note it as followed: one that leaves the
+    service's origin is refused (`FatalApiError`, nothing sent), one already followed is a loop
+    (`RetriableApiError`: the next run starts the listing again)."""
+    if not may_carry_token(service_url, link):
+        raise FatalApiError(api.service, 200, "a continuation link points outside the service's https origin")
+    if link in followed:
+        raise RetriableApiError(api.service, 200, "a continuation link repeats a page already read")
+    followed.add(link)
+    return link
 
 
 class ApiClient:

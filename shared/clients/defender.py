@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 from shared.errors import ActionableError, ErrorCode
-from shared.http import ApiClient, ApiError, FatalApiError, RetriableApiError
+from shared.http import ApiClient, ApiError, FatalApiError, RetriableApiError, continuation
 
 PAGE_SIZE = 10_000
 
@@ -25,8 +24,6 @@ class DefenderClient:
         self._api = api
         self._page_size = page_size
         self.not_found = False
-        origin = urlsplit(self.url)
-        self._origin = (origin.scheme, origin.netloc.lower())
 
     async def machines(self) -> AsyncIterator[list[dict[str, Any]]]:
         skip = 0
@@ -48,13 +45,7 @@ class DefenderClient:
             yield page
             next_link = body.get("@odata.nextLink")
             if isinstance(next_link, str) and next_link:
-                parts = urlsplit(next_link)
-                if (parts.scheme, parts.netloc.lower()) != self._origin:
-                    raise FatalApiError(self._api.service, 200, "@odata.nextLink points to another host")
-                if next_link in followed:
-                    raise RetriableApiError(self._api.service, 200, "@odata.nextLink repeats a page")
-                followed.add(next_link)
-                url, params = next_link, None
+                url, params = continuation(self._api, self.url, next_link, followed), None
             elif len(value) >= self._page_size and not followed:
                 skip += len(value)
                 params = {"$top": str(self._page_size), "$skip": str(skip)}

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from shared.errors import (
     ActionableError,
@@ -21,7 +21,7 @@ from shared.errors import (
     throttled,
     unreachable,
 )
-from shared.http import ApiClient, ApiError, FatalApiError, RetriableApiError
+from shared.http import ApiClient, ApiError, RetriableApiError, continuation
 from shared.mapping.devices import MANAGED_DEVICE_SELECT
 from shared.mapping.software import DETECTED_APP_SELECT
 
@@ -132,8 +132,6 @@ class GraphClient:
         self._directory = directory
         self._devices = devices or directory
         self._apps = apps or directory
-        origin = urlsplit(self.base_url)
-        self._origin = (origin.scheme, origin.netloc.lower())
 
     async def pages(
         self, api: ApiClient, path: str, params: dict[str, str] | None = None
@@ -150,17 +148,8 @@ class GraphClient:
             next_link = body.get("@odata.nextLink")
             if not isinstance(next_link, str) or not next_link:
                 return
-            self._check_link(api, next_link, followed)
-            followed.add(next_link)
-            url = next_link
-
-    def _check_link(self, api: ApiClient, link: str, followed: set[str]) -> None:
-        parts = urlsplit(link)
-        if (parts.scheme, parts.netloc.lower()) != self._origin:
-            # A bearer token must never be sent to a host other than Graph's.
-            raise FatalApiError(api.service, 200, "@odata.nextLink points to another host")
-        if link in followed:
-            raise RetriableApiError(api.service, 200, "@odata.nextLink repeats a page already read")
+            # A bearer token never goes to a host other than Graph's (shared.http.may_carry_token).
+            url = continuation(api, self.base_url, next_link, followed)
 
     @property
     def apps_api(self) -> ApiClient:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import httpx
 from pydantic import SecretStr
 
-from shared.http import ApiClient, FatalApiError, RetriableApiError
+from shared.http import ApiClient, FatalApiError, RetriableApiError, may_carry_token
 
 PAGE_SIZE = 500
 MAX_PAGES = 10_000  # a guard against a service that keeps sending the same link
@@ -28,11 +28,12 @@ class PartnerCenterClient:
         self._page_size = page_size
 
     def _absolute(self, uri: str) -> str:
-        if uri.startswith(("https://", "http://")):
-            return uri
-        if uri.startswith("/v1/"):
-            return self.base_url + uri
-        return f"{self.base_url}/v1/{uri.lstrip('/')}"
+        """A `links.next.uri` resolved as RFC 3986 resolves references against `{base}/v1/` (Partner
+        Center sends `/v1/customers?...` or a path relative to v1); whether it may then carry the token
+        is `may_carry_token`'s decision."""
+        if any(ord(c) < 0x20 for c in uri):
+            return uri  # urljoin would silently drop CR/LF/TAB; left as sent, may_carry_token refuses it
+        return urljoin(self.base_url + "/v1/", uri)
 
     async def customers(self) -> AsyncIterator[list[dict[str, Any]]]:
         url = f"{self.base_url}/v1/customers"
@@ -62,6 +63,10 @@ class PartnerCenterClient:
                 raise RetriableApiError(self._api.service, 200, "Partner Center repeated a page link")
             seen.add(key)
             url, params = self._absolute(nxt["uri"]), None
+            if not may_carry_token(self.base_url, url):
+                # The one rule of every client (shared.http.may_carry_token): the token stays home.
+                raise FatalApiError(self._api.service, 200,
+                                    "links.next.uri points outside Partner Center's https origin")
             headers = {"MS-ContinuationToken": token} if token else None
         raise RetriableApiError(self._api.service, 200, "Partner Center paging did not end")
 
