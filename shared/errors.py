@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     THROTTLED = "throttled"
     APP_DISABLED = "appDisabled"
     DISCOVERY_FAILED = "discoveryFailed"
+    RECORDS_SKIPPED = "recordsSkipped"
     INTERNAL = "internalError"
 
 

@@ -144,6 +144,7 @@ class TenantCounts(Camel):
     devices: int = 0
     software: int = 0
     defender_machines: int = 0
+    skipped: int = 0  # listed records memsync could not read; each kept its stored copy
 
 
 class CustomerTenant(Camel):

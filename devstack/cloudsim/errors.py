@@ -15,6 +15,16 @@ GRAPH_CONTENT_TYPE = (
 )
 
 
+def json_bytes(body: Any, separators: tuple[str, str] | None = (",", ":")) -> bytes:
+    """UTF-8 JSON as Microsoft's services send it. Text that holds a lone UTF-16 surrogate (a customer
+    can store one through the APIs) has no UTF-8 form, so such a body travels as ASCII with `\\uXXXX`
+    escapes, as JSON allows (RFC 8259 section 7)."""
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=separators).encode()
+    except UnicodeEncodeError:
+        return json.dumps(body, separators=separators).encode()
+
+
 def json_response(
     body: Any,
     *,
@@ -22,7 +32,7 @@ def json_response(
     headers: dict[str, str] | None = None,
     content_type: str = "application/json; charset=utf-8",
 ) -> web.Response:
-    data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+    data = body if isinstance(body, bytes) else json_bytes(body, separators=None)
     response = web.Response(body=data, status=status, headers=headers)
     response.headers["Content-Type"] = content_type
     return response

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import bisect
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .errors import json_bytes
 from .timeutil import parse_datetime
 
 GRAPH = "https://graph.microsoft.com"
@@ -137,7 +137,7 @@ class EntityStore:
                     pass
         self.epochs[entity_id] = epochs
         listed = {**obj, **self._list_overrides} if self._list_overrides else obj
-        self._list_json[entity_id] = json.dumps(listed, ensure_ascii=False, separators=(",", ":")).encode()
+        self._list_json[entity_id] = json_bytes(listed)
         for cache in self._select_json.values():
             cache.pop(entity_id, None)
 
@@ -195,7 +195,7 @@ class EntityStore:
             projected = {name: source.get(name) for name in select}
             if "@odata.type" in source:
                 projected = {"@odata.type": source["@odata.type"], **projected}
-            cached = json.dumps(projected, ensure_ascii=False, separators=(",", ":")).encode()
+            cached = json_bytes(projected)
             cache[entity_id] = cached
         return cached
 

@@ -269,6 +269,9 @@ class TenantCountsOut(ResponseModel):
     devices: int = 0
     software: int = 0
     defender_machines: int = 0
+    skipped: int = Field(default=0, description="Devices and software titles of the last sync that were "
+                         "listed but could not be read (a field of an unexpected type, an oversized value): "
+                         "each kept its last stored copy and was not marked removed.")
 
 
 class GdapRelationshipOut(ResponseModel):

@@ -3,6 +3,9 @@
 - An asset whose content hash matches the stored one, and that is not marked removed, is not rewritten.
 - An asset that comes back after being removed is rewritten with `removedAt` cleared.
 - An id listed twice in one listing is stored once (the first copy) and its repeat counted as skipped.
+- A record listed with a usable id but fields memsync cannot read (a wrong type, an oversized value) is
+  *present but unreadable*: it is counted as skipped with its reason, its stored copy is kept as it is,
+  and it is never marked removed (it is in the listing; only its content could not be read).
 - Only a *complete* listing marks the assets it did not contain as removed; after a partial or failed
   listing nothing is marked removed (a page that never arrived says nothing about its devices).
 - `firstSeenAt` is kept from the first write. `lastSeenAt` is stored when an asset is written or removed;
@@ -54,6 +57,8 @@ class StoredState:
     defender: Any = None  # the stored Defender summary, kept when Defender could not be read
 
 
+MAX_REASONS = 20  # distinct skip reasons kept per listing (each one counted)
+
 OpKind = Literal["add", "change", "remove"]
 
 
@@ -98,6 +103,8 @@ class PartitionDiff:
     previous_listing_at: str | None = None
     counts: ChangeCounts = field(default_factory=ChangeCounts)
     seen: set[str] = field(default_factory=set)
+    unreadable: set[str] = field(default_factory=set)
+    reasons: dict[str, int] = field(default_factory=dict)
 
     def observe(self, asset: dict[str, Any]) -> WriteOp | None:
         """The write this asset needs, or None when it is unchanged (or a repeat within the listing)."""
@@ -118,8 +125,14 @@ class PartitionDiff:
         self.counts.changed += 1
         return WriteOp("change", row_key, digest, asset, stored.first_seen_at or self.now, self.now, None)
 
-    def skip(self) -> None:
+    def skip(self, row_key: str | None = None, reason: str = "unreadable") -> None:
+        """A listed record that could not be mapped. With its id it is present but unreadable: kept as
+        stored, never removed by this listing; without one it cannot be placed and is only counted."""
         self.counts.skipped += 1
+        if len(self.reasons) < MAX_REASONS or reason in self.reasons:
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        if row_key is not None and row_key not in self.seen:
+            self.unreadable.add(row_key)
 
     def finish(self, *, complete: bool) -> list[WriteOp]:
         """Removals: only after a complete listing, only of assets not yet marked removed."""
@@ -127,7 +140,7 @@ class PartitionDiff:
             return []
         removals = []
         for row_key, stored in self.existing.items():
-            if row_key in self.seen or stored.removed_at is not None:
+            if row_key in self.seen or row_key in self.unreadable or stored.removed_at is not None:
                 continue
             self.counts.removed += 1
             removals.append(
@@ -137,5 +150,12 @@ class PartitionDiff:
         return removals
 
     def present(self) -> int:
-        """Assets present after this listing (seen now)."""
-        return len(self.seen)
+        """Assets present after this listing: seen now, and unreadable ones whose stored copy was kept."""
+        kept = sum(1 for k in self.unreadable - self.seen
+                   if k in self.existing and self.existing[k].removed_at is None)
+        return len(self.seen) + kept
+
+    def skipped_reasons(self) -> str:
+        """The reasons records were skipped, most frequent first: '2 x isEncrypted is str, ...'."""
+        ranked = sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        return "; ".join(f"{n} x {reason}" for reason, n in ranked[:5])

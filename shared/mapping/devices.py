@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from shared.mapping.text import SkippedRecord, storable
+
 # The properties memsync reads from the list (its `$select`): exactly the CONTRACT's Intune fields.
 MANAGED_DEVICE_SELECT: tuple[str, ...] = (
     "id",
@@ -57,6 +59,8 @@ _STRING_FIELDS = (
     "ethernetMacAddress",
     "imei",
 )
+# Free text a person typed, bounded for display (see shared.mapping.text).
+DISPLAY_FIELDS = frozenset({"deviceName", "manufacturer", "model", "userPrincipalName"})
 _INT_FIELDS = ("totalStorageSpaceInBytes", "freeStorageSpaceInBytes", "physicalMemoryInBytes")
 
 # Values firmware vendors leave in the SMBIOS serial field. Matching assets by these would merge
@@ -95,10 +99,6 @@ _SAFE_ID = re.compile(r"^[!-}][ -~]{0,254}$")
 _FORBIDDEN_IN_KEY = re.compile(r"[/\\#?]")
 
 
-class SkippedRecord(ValueError):
-    """A listed record that cannot become an asset (missing id, wrong types); counted, not fatal."""
-
-
 def normalise_serial(value: Any) -> str | None:
     """Serial numbers as compared across tools: trimmed and upper-cased; None when absent."""
     if value is None:
@@ -126,11 +126,17 @@ def safe_id(value: Any) -> str:
     return value
 
 
+def record_id(raw: Any) -> str | None:
+    """The usable id of a listed record, or None: a record whose id is readable but whose other fields
+    are not is still *present* (its stored copy is kept), one without a usable id cannot be placed."""
+    try:
+        return safe_id(raw.get("id")) if isinstance(raw, dict) else None
+    except SkippedRecord:
+        return None
+
+
 def _string(raw: dict[str, Any], name: str) -> str | None:
-    value = raw.get(name)
-    if value is None or isinstance(value, str):
-        return value
-    raise SkippedRecord(f"{name} is {type(value).__name__}, not a string")
+    return storable(raw, name, display=name in DISPLAY_FIELDS)
 
 
 def _int(raw: dict[str, Any], name: str) -> int | None:
@@ -138,7 +144,7 @@ def _int(raw: dict[str, Any], name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise SkippedRecord(f"{name} is not a whole number")
+        raise SkippedRecord(f"{name} is {type(value).__name__}, not a whole number")
     return int(value)
 
 
@@ -233,7 +239,7 @@ def map_device(
     device: dict[str, Any] = {"id": safe_id(raw.get("id")), "tenantId": tenant_id}
     for name in _STRING_FIELDS:
         device[name] = _string(raw, name)
-    serial = normalise_serial(raw.get("serialNumber"))
+    serial = normalise_serial(storable(raw, "serialNumber"))
     device["serialNumber"] = serial or None
     device["serialPlaceholder"] = is_placeholder_serial(serial)
     device["ownerType"] = _string(raw, "managedDeviceOwnerType")
@@ -243,7 +249,7 @@ def map_device(
         device["physicalMemoryInBytes"] = None
     encrypted = raw.get("isEncrypted")
     if encrypted is not None and not isinstance(encrypted, bool):
-        raise SkippedRecord("isEncrypted is not a boolean")
+        raise SkippedRecord(f"isEncrypted is {type(encrypted).__name__}, not a boolean")
     device["isEncrypted"] = encrypted
     device["defender"] = defender
     return device

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.mapping.devices import SkippedRecord, safe_id
+from shared.mapping.devices import safe_id
+from shared.mapping.text import SkippedRecord
 
 # AppInvRawData columns memsync needs (FACTS.md lists all of them).
 APP_INV_REPORT = "AppInvRawData"

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.mapping.devices import SkippedRecord, safe_id
+from shared.mapping.devices import safe_id
+from shared.mapping.text import SkippedRecord, storable
 
 DETECTED_APP_SELECT: tuple[str, ...] = (
     "id",
@@ -37,10 +38,7 @@ def map_software(raw: dict[str, Any], *, tenant_id: str) -> dict[str, Any]:
         raise SkippedRecord("record is not an object")
     app: dict[str, Any] = {"id": safe_id(raw.get("id")), "tenantId": tenant_id}
     for name in ("displayName", "version", "publisher", "platform"):
-        value = raw.get(name)
-        if value is not None and not isinstance(value, str):
-            raise SkippedRecord(f"{name} is {type(value).__name__}, not a string")
-        app[name] = value
+        app[name] = storable(raw, name, display=name in ("displayName", "publisher"))
     for name in ("sizeInByte", "deviceCount"):
         value = raw.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.mapping.text import bounded
+
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 PARTNER_CENTER = "partnerCenter"
@@ -31,7 +33,8 @@ def tenant_guid(value: Any) -> str | None:
 
 
 def _text(value: Any) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
+    """A name or domain from Microsoft, storable (see shared.mapping.text): scrubbed and bounded."""
+    return bounded(value.strip()) or None if isinstance(value, str) else None
 
 
 @dataclass

@@ -38,7 +38,7 @@ from shared.clients.graph import GraphClient, graph_error, missing_permissions
 from shared.errors import ActionableError, ErrorCode, ErrorInfo, permission_missing, throttled, unreachable
 from shared.http import ApiClient, ApiError, Budget, CallStats, RetriableApiError
 from shared.mapping.changes import PartitionDiff, StoredState, stamp
-from shared.mapping.devices import DefenderIndex, SkippedRecord, map_device
+from shared.mapping.devices import DefenderIndex, SkippedRecord, map_device, record_id
 from shared.mapping.software import map_software
 from shared.mapping.tenants import organization_names
 from shared.models import (
@@ -366,8 +366,8 @@ class TenantSync:
                         asset = map_device(raw, tenant_id=self.tenant_id,
                                            defender=_defender_of(raw, index, known))
                     except SkippedRecord as exc:
-                        diff.skip()
-                        log.info("tenant %s: device skipped: %s", self.tenant_id, exc)
+                        diff.skip(record_id(raw), str(exc))
+                        log.info("tenant %s: device %s skipped: %s", self.tenant_id, record_id(raw), exc)
                         continue
                     seen_before = len(diff.seen)
                     op = diff.observe(asset)
@@ -403,8 +403,8 @@ class TenantSync:
                     try:
                         asset = map_software(raw, tenant_id=self.tenant_id)
                     except SkippedRecord as exc:
-                        diff.skip()
-                        log.info("tenant %s: app skipped: %s", self.tenant_id, exc)
+                        diff.skip(record_id(raw), str(exc))
+                        log.info("tenant %s: app %s skipped: %s", self.tenant_id, record_id(raw), exc)
                         continue
                     op = diff.observe(asset)
                     if op is not None:
@@ -419,6 +419,23 @@ class TenantSync:
         diff.counts.skipped += writer.failed
         await self.assets.mark_listed("software", self.integration.id, self.tenant_id, self.now)
         return result
+
+
+def records_skipped(tenant_id: str, devices: PartitionDiff, software: PartitionDiff) -> ErrorInfo | None:
+    """The tenant's note when listed records could not be read: how many, and why (each kept its stored
+    copy and stays present). None when every record was read."""
+    parts = [f"{sum(d.reasons.values())} {what}"
+             for what, d in (("devices", devices), ("software titles", software)) if d.reasons]
+    if not parts:
+        return None
+    reasons = "; ".join(r for r in (devices.skipped_reasons(), software.skipped_reasons()) if r)
+    return ErrorInfo(
+        ErrorCode.RECORDS_SKIPPED,
+        f"{' and '.join(parts)} of tenant {tenant_id} were listed by Microsoft but could not be read "
+        f"({reasons}). Each keeps its last stored copy and was not marked removed; the rest synced.",
+        "No action is needed in the tenant; if it repeats on every sync, report the reasons above so "
+        "memsync can read these values.",
+    )
 
 
 def _defender_of(
@@ -531,12 +548,17 @@ async def sync_tenant(
         run.status = "ok"
         run.devices, run.software = devices.diff.counts, software.diff.counts
         run.defender_machines = devices.defender_matched
+        skipped = records_skipped(sync.tenant_id, devices.diff, software.diff)
+        if skipped is not None:
+            sync.notes.append(skipped)
+            run.notes.append(skipped.to_json())
         note = sync.notes[0] if sync.notes else None
         status.update(
             status=TenantStatus.OK,
             last_success_at=finished,
             counts=TenantCounts(devices=devices.diff.present(), software=software.diff.present(),
-                                defender_machines=devices.defender_matched),
+                                defender_machines=devices.defender_matched,
+                                skipped=devices.diff.counts.skipped + software.diff.counts.skipped),
             error=ErrorModel.of(note),
         )
     else:

@@ -220,6 +220,19 @@ def last_seq(stack: Any) -> int:
         return int(sim.get("/requests", params={"since": "999999999"}).json()["lastSeq"])
 
 
+DEVICE_DISPLAY_FIELDS = frozenset({"deviceName", "manufacturer", "model", "userPrincipalName"})
+APP_DISPLAY_FIELDS = frozenset({"displayName", "publisher"})
+
+
+def shown(value: Any) -> Any:
+    """What memsync is documented to store of display text (shared/mapping/text.py, written out here
+    independently): lone surrogates become U+FFFD, and text over 1,024 characters is cut to 1,023 and "…"."""
+    if not isinstance(value, str):
+        return value
+    value = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    return value if len(value) <= 1024 else value[:1023] + "…"
+
+
 def assert_devices_match_truth(stored: dict[str, dict[str, Any]], tenant_truth: dict[str, Any],
                                *, include_defender: bool) -> None:
     """Field by field, every device the simulator holds against what memsync stored."""
@@ -236,7 +249,8 @@ def assert_devices_match_truth(stored: dict[str, dict[str, Any]], tenant_truth: 
     for device_id, raw in raw_devices.items():
         device = stored[device_id]
         for name in PLAIN_FIELDS:
-            assert device[name] == raw.get(name), (device_id, name, device[name], raw.get(name))
+            want = shown(raw.get(name)) if name in DEVICE_DISPLAY_FIELDS else raw.get(name)
+            assert device[name] == want, (device_id, name, device[name], raw.get(name))
         assert device["ownerType"] == raw.get("managedDeviceOwnerType"), device_id
         serial = (raw.get("serialNumber") or "").strip().upper() or None
         assert device["serialNumber"] == serial, device_id
@@ -257,7 +271,8 @@ def assert_software_matches_truth(stored: dict[str, dict[str, Any]], tenant_trut
     assert set(stored) == set(raw_apps)
     for app_id, raw in raw_apps.items():
         for name in ("displayName", "version", "publisher", "platform", "sizeInByte", "deviceCount"):
-            assert stored[app_id][name] == raw.get(name), (app_id, name)
+            want = shown(raw.get(name)) if name in APP_DISPLAY_FIELDS else raw.get(name)
+            assert stored[app_id][name] == want, (app_id, name)
 
 
 async def wait_for(predicate: Any, seconds: float = 120.0, interval: float = 0.5) -> Any:

@@ -1,13 +1,15 @@
 """Hostile Graph and Defender payloads from the simulator: wrong types, missing or unusable ids,
 10,000-character names, control characters, markup, duplicate ids within one listing.
 
-The tenant still syncs: every valid record is stored exactly as Microsoft sent it, every unusable one
-is left out and counted in the run record's `skipped`, and nothing valid is lost or marked removed.
+The tenant still syncs: every valid record is stored as Microsoft sent it (display text bounded, see
+shared/mapping/text.py), every unusable one is left out and counted in the run record's `skipped`, and
+nothing valid is lost or marked removed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -127,7 +129,8 @@ async def test_a_tenant_with_hostile_records_syncs_what_is_valid(stack, scenario
     expected = _valid_only(tenant_truth, bad_devices | set(fresh), bad_apps,
                            {"hostile-machine-1", None, "hostile-machine-3", "hostile-machine-4", "hostile-machine-5"})
     assert_devices_match_truth({k: v for k, v in stored.items() if k not in fresh}, expected, include_defender=True)
-    assert stored[odd_devices[0]]["deviceName"] == LONG
+    # A 10,000-character name is bounded for display, visibly: 1,023 characters and "…".
+    assert stored[odd_devices[0]]["deviceName"] == LONG[:1023] + "…"
     assert_software_matches_truth(await all_software(runtime, integration.id, tid, top=1000), expected)
     assert await all_devices(runtime, integration.id, tid, removed=True, top=1000) == {}
 
@@ -187,3 +190,82 @@ def test_duplicate_ids_are_counted_as_skipped():
     run = STATE.get("duplicate run")
     assert run is not None, "test_duplicate_ids_within_one_listing did not run"
     assert run.devices.skipped == 3, run.devices
+
+
+def _patch_raw(stack, path: str, body: dict[str, Any]) -> None:
+    """PATCH the simulator with JSON as Microsoft would send it: ASCII, lone surrogates as escapes."""
+    sim_call(stack, "PATCH", path, content=json.dumps(body).encode(),
+             headers={"Content-Type": "application/json"})
+
+
+async def test_present_but_unreadable_records_keep_their_stored_copy_and_are_never_removed(
+        stack, scenario, runtime, integration):
+    """A known device or title whose listing carries one field memsync cannot read is still in Intune:
+    its stored copy stays, it is not marked removed, and the tenant says how many were skipped and why."""
+    tid = _tenant(scenario, "tailspin")
+    first = await sync_tenant(runtime, job(integration, tid))
+    assert first.outcome == "ok", first.reason
+    before = await all_devices(runtime, integration.id, tid, top=1000)
+    apps_before = await all_software(runtime, integration.id, tid, top=1000)
+    devices = sorted(before)[:4]
+    app = sorted(apps_before)[0]
+    breakage = [{"isEncrypted": "true"}, {"totalStorageSpaceInBytes": "256GB"}, {"deviceName": 12345},
+                {"imei": "9" * 40_000}]  # over Table Storage's 32K-character property limit
+    for device_id, fields in zip(devices, breakage, strict=True):
+        _patch_raw(stack, f"/tenants/{tid}/managedDevices/{device_id}", fields)
+    _patch_raw(stack, f"/tenants/{tid}/detectedApps/{app}", {"version": 10})
+
+    result = await sync_tenant(runtime, job(integration, tid))
+    assert result.outcome == "ok", result.reason
+    assert result.run is not None
+    assert result.run.devices.removed == 0 and result.run.software.removed == 0
+    assert result.run.devices.skipped == 4 and result.run.software.skipped == 1
+    after = await all_devices(runtime, integration.id, tid, top=1000)
+    assert set(after) == set(before)
+    for device_id in devices:
+        assert after[device_id] == before[device_id] | {"lastSeenAt": after[device_id]["lastSeenAt"]}
+    assert await all_devices(runtime, integration.id, tid, removed=True, top=1000) == {}
+    assert (await all_software(runtime, integration.id, tid, top=1000))[app] == apps_before[app]
+
+    status = await runtime.tenants.get_tenant(integration.id, tid)
+    assert status is not None and status.status.value == "ok"
+    assert status.counts.skipped == 5
+    assert status.counts.devices == len(before) and status.counts.software == len(apps_before)
+    notes = {n["code"]: n for n in result.run.notes}
+    assert "recordsSkipped" in notes, result.run.notes
+    assert "4 devices and 1 software titles" in notes["recordsSkipped"]["message"]
+    assert "isEncrypted is str" in notes["recordsSkipped"]["message"]
+    with stack.api() as api:
+        served = api.get(f"/integrations/{integration.id}/tenants").json()["value"]
+        assert next(t for t in served if t["tenantId"] == tid)["counts"]["skipped"] == 5
+
+    # Once Intune sends readable values again, they are stored and nothing is skipped.
+    for device_id in devices:
+        _patch_raw(stack, f"/tenants/{tid}/managedDevices/{device_id}",
+                   {"isEncrypted": True, "totalStorageSpaceInBytes": 256, "deviceName": "fixed", "imei": None})
+    _patch_raw(stack, f"/tenants/{tid}/detectedApps/{app}", {"version": "10"})
+    healed = await sync_tenant(runtime, job(integration, tid))
+    assert healed.run is not None and healed.run.devices.skipped == 0 and healed.run.devices.changed == 4
+    assert "recordsSkipped" not in {n["code"] for n in healed.run.notes}
+
+
+async def test_lone_surrogates_and_huge_names_are_made_storable(stack, scenario, runtime, integration):
+    """A lone UTF-16 surrogate (sent as a JSON escape) in a device name or the organization's name, or a
+    100,000-character organization name, cannot wedge the tenant: the text is made storable."""
+    tid = _tenant(scenario, "tailspin")
+    device_id = sorted(await all_devices(runtime, integration.id, tid, top=1000))[0]
+    _patch_raw(stack, f"/tenants/{tid}/managedDevices/{device_id}", {"deviceName": "PC-\ud800-01"})
+    _patch_raw(stack, f"/tenants/{tid}", {"displayName": "\udc00Tailspin"})
+    result = await sync_tenant(runtime, job(integration, tid))
+    assert result.outcome == "ok", result.reason
+    stored = await all_devices(runtime, integration.id, tid, top=1000)
+    assert stored[device_id]["deviceName"] == "PC-\ufffd-01"
+    status = await runtime.tenants.get_tenant(integration.id, tid)
+    assert status is not None and status.display_name == "\ufffdTailspin"
+
+    _patch_raw(stack, f"/tenants/{tid}", {"displayName": "T" * 100_000})
+    result = await sync_tenant(runtime, job(integration, tid))
+    assert result.outcome == "ok", result.reason
+    status = await runtime.tenants.get_tenant(integration.id, tid)
+    assert status is not None and status.display_name == "T" * 1023 + "…"
+    _patch_raw(stack, f"/tenants/{tid}", {"displayName": "Tailspin Toys"})
