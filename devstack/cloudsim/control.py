@@ -184,7 +184,10 @@ async def _route(ctx: RequestContext) -> web.StreamResponse:
             rules = body.get("rules")
             if not isinstance(rules, list):
                 raise BadInput('body must be {"rules": [...]}')
-            added = server.faults.add(rules)
+            try:
+                added = server.faults.add(rules)
+            except ValueError as exc:
+                raise BadInput(f"invalid fault rule: {exc}") from exc
             return json_response({"rules": [r.to_json() for r in added]}, status=201)
     if path == "/limits":
         if method == "PATCH":

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .faults import FaultRule
 from .generate import generate_detected_apps, generate_devices, generate_machines
 from .model import (
     DEFENDER,
@@ -627,8 +628,16 @@ def build_simulation(spec: dict[str, Any], *, now: datetime | None = None) -> Si
                     now,
                 )
                 tenant.machines.add_many(machines)
-        for rule in tenant_spec.get("faults", []):
-            sim.scenario_faults.append({**rule, "tenantId": tid})
+        tenant_faults = tenant_spec.get("faults", [])
+        if not isinstance(tenant_faults, list):
+            raise ValueError(f"tenant {tenant_spec.get('key')!r}: faults must be a list of rules")
+        for index, rule in enumerate(tenant_faults):
+            scoped = {**rule, "tenantId": tid} if isinstance(rule, dict) else rule
+            try:
+                FaultRule.from_json(scoped, 0)  # fail at load time, naming the tenant and rule
+            except ValueError as exc:
+                raise ValueError(f"tenant {tenant_spec.get('key')!r}: faults[{index}]: {exc}") from exc
+            sim.scenario_faults.append(scoped)
         if tenant.relationship not in ("partner", "host"):
             sim.reported_tenants.append(tid)
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from . import control, defender, entra, graph, keyvault, partner_center
 from .context import ConnectionDropped, RequestContext
@@ -32,7 +33,7 @@ from .errors import (
     partner_center_error,
     sim_error,
 )
-from .faults import FaultEngine, FaultRule, Limit, RateLimiter
+from .faults import FaultEngine, FaultRule, Limit, RateLimiter, transform_body
 from .keyvault import VaultStore
 from .reqlog import RequestLog
 from .scenario import Simulation, build_simulation, load_spec
@@ -87,6 +88,24 @@ class SimServer:
                 ctx.throttled = True
                 return self.throttle_response(ctx, f"{max(1, round(wait))}", limit=limit)
         return None
+
+    def transform(self, ctx: RequestContext, response: web.StreamResponse) -> web.StreamResponse:
+        """Response-phase faults (nextLink, corrupt, truncate) on a 2xx JSON response the handler made.
+
+        Only eligible responses are matched, so ``count``/``afterRequests`` count 2xx JSON answers."""
+        if not isinstance(response, web.Response) or not 200 <= response.status < 300:
+            return response
+        body = response.body
+        if not isinstance(body, bytes | bytearray) or not body or not response.content_type.endswith("json"):
+            return response
+        rules = self.faults.match_transforms(ctx.service, ctx.tenant_id, ctx.request.path_qs)
+        if not rules:
+            return response
+        places = {"origin": ctx.origin, "host": ctx.request.host, "base": ctx.base_url}
+        data = transform_body(rules, service=ctx.service, body=bytes(body), places=places)
+        headers = CIMultiDict(response.headers)
+        headers.popall(hdrs.CONTENT_LENGTH, None)
+        return web.Response(body=data, status=response.status, reason=response.reason, headers=headers)
 
     async def _apply(self, ctx: RequestContext, rule: FaultRule) -> web.StreamResponse | None:
         if rule.kind in ("latency", "slow"):
@@ -199,6 +218,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             response = await _entra_with_faults(ctx)
         else:
             response = await SERVICES[service](ctx)
+        if service != "_sim":
+            response = server.transform(ctx, response)
     except ConnectionDropped:
         dropped = True
         response = web.Response(status=599)
