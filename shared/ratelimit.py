@@ -86,6 +86,16 @@ INTUNE_APPS_LIMIT = (900, 20.0)
 DEFENDER_LIMIT = (90, 60.0)
 GRAPH_DIRECTORY_LIMIT = (1800, 20.0)
 
+# Every area a client is built for, and its limit. A name not listed here is a programming error: `bucket`
+# refuses it rather than lending it another area's limit.
+AREA_LIMITS: dict[str, tuple[int, float]] = {
+    "intuneDevices": INTUNE_DEVICES_LIMIT,
+    "intuneApps": INTUNE_APPS_LIMIT,
+    "defender": DEFENDER_LIMIT,
+    "graphDirectory": GRAPH_DIRECTORY_LIMIT,  # /organization in a customer tenant
+    "partnerDirectory": GRAPH_DIRECTORY_LIMIT,  # Graph and Partner Center in the partner tenant
+}
+
 
 class RateLimits:
     """One limiter per (service area, tenant, app), kept for the life of the worker process."""
@@ -97,10 +107,10 @@ class RateLimits:
         key = (area, tenant_id.lower(), app_id.lower())
         found = self._limiters.get(key)
         if found is None:
-            capacity, period = {
-                "intuneDevices": INTUNE_DEVICES_LIMIT,
-                "intuneApps": INTUNE_APPS_LIMIT,
-                "defender": DEFENDER_LIMIT,
-            }.get(area, GRAPH_DIRECTORY_LIMIT)
+            try:
+                capacity, period = AREA_LIMITS[area]
+            except KeyError:
+                raise KeyError(f"no rate limit is declared for the area {area!r} (shared.ratelimit.AREA_LIMITS)"
+                               ) from None
             found = self._limiters[key] = SlidingWindowLimiter(capacity, period)
         return found

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from shared import permissions
 from shared.errors import (
     ActionableError,
     ErrorCode,
@@ -25,32 +26,14 @@ from shared.http import ApiClient, ApiError, RetriableApiError, continuation
 from shared.mapping.devices import MANAGED_DEVICE_SELECT
 from shared.mapping.software import DETECTED_APP_SELECT
 
-# Application permissions each read needs; any one of an area's alternatives suffices.
-# https://learn.microsoft.com/graph/api/intune-devices-manageddevice-list (Permissions)
-REQUIRED_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    "devices": ("DeviceManagementManagedDevices.Read.All", "DeviceManagementManagedDevices.ReadWrite.All"),
-    "apps": ("DeviceManagementManagedDevices.Read.All", "DeviceManagementManagedDevices.ReadWrite.All"),
-    "organization": ("Organization.Read.All", "Directory.Read.All", "Organization.ReadWrite.All",
-                     "Directory.ReadWrite.All"),
-    "contracts": ("Directory.Read.All", "Directory.ReadWrite.All"),
-    "gdap": ("DelegatedAdminRelationship.Read.All", "DelegatedAdminRelationship.ReadWrite.All"),
-    "defender": ("Machine.Read.All", "Machine.ReadWrite.All"),
-}
-
 PAGE_SIZE_DEVICES = "1000"  # Intune pages hold up to 1000 devices (FACTS.md)
 _SCOPES_NAMED = re.compile(r"one of the following scopes:\s*([^-\"\n]+?)\s*(?:-|$|\")", re.IGNORECASE)
 _NOT_APPLICABLE = "not applicable to target tenant"
 
 
 def missing_permissions(area: str, roles: frozenset[str]) -> list[str]:
-    """The permission an area needs when the token's `roles` grant none of its alternatives.
-
-    An empty `roles` says nothing (a token without the claim), so nothing is reported missing then.
-    """
-    needed = REQUIRED_PERMISSIONS.get(area, ())
-    if not roles or not needed or any(p in roles for p in needed):
-        return []
-    return [needed[0]]
+    """The permission a read of `area` lacks in a token's `roles` (see `shared.permissions.missing`)."""
+    return permissions.missing(area, roles)
 
 
 def error_message(body: Any) -> str:
@@ -104,8 +87,7 @@ def graph_error(
             return permission_missing(missing, app_id=app_id, tenant_id=tenant_id)
         if intune:
             return intune_not_licensed(tenant_id)
-        needed = REQUIRED_PERMISSIONS.get(area, ("the read permission",))
-        return permission_missing([needed[0]], app_id=app_id, tenant_id=tenant_id)
+        return permission_missing([permissions.read_permission(area).name], app_id=app_id, tenant_id=tenant_id)
     if exc.status == 400 and intune and _NOT_APPLICABLE in message.lower():
         return intune_not_licensed(tenant_id)
     return ActionableError(

@@ -26,6 +26,7 @@ from shared.clients.partner_center import PartnerCenterClient
 from shared.errors import unreachable
 from shared.http import ApiClient, Budget, CallStats, FatalApiError, RetriableApiError
 from shared.models import ConsentFacts, CustomerTenant, ErrorModel, Integration, TenantStatus
+from shared.permissions import consent_scopes
 from shared.services.diagnosis import (
     CONSENTABLE,
     PERMISSION_MISSING,
@@ -42,19 +43,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
-DEFENDER_APP_ID = "fc780465-2017-40d4-a0c5-307022471b92"  # WindowsDefenderATP
-GRAPH_SCOPES = ("DeviceManagementManagedDevices.Read.All", "DeviceManagementApps.Read.All", "Organization.Read.All")
-DEFENDER_SCOPES = ("Machine.Read.All",)
 CONSENT_BUDGET_SECONDS = 60.0
 CONSENTS_IN_FLIGHT = 4  # Partner Center allows 50 requests/s per application
 
 
 def consent_body(integration: Integration) -> dict[str, Any]:
     """The applicationconsents body: the sync app and exactly the permissions its sync uses."""
-    grants = [{"enterpriseApplicationId": GRAPH_APP_ID, "scope": ",".join(GRAPH_SCOPES)}]
-    if integration.include_defender:
-        grants.append({"enterpriseApplicationId": DEFENDER_APP_ID, "scope": ",".join(DEFENDER_SCOPES)})
+    grants = [{"enterpriseApplicationId": resource.value, "scope": ",".join(scopes)}
+              for resource, scopes in consent_scopes(include_defender=integration.include_defender).items()]
     return {
         "applicationId": integration.sync_app_id,
         "applicationGrants": grants,

@@ -39,6 +39,7 @@ from shared.models import (
     TenantStatus,
     TokenFacts,
 )
+from shared.permissions import READ_BY_NAME, Resource, required_roles
 from shared.stores.tables import utcnow
 
 if TYPE_CHECKING:
@@ -413,7 +414,6 @@ async def probe_token(rt: Runtime, integration: Integration, tenant_id: str) -> 
     its roles; the Defender token too when the integration includes Defender."""
     from shared.auth import token_roles
     from shared.services.credentials import app_credential
-    from shared.services.registration import DEFENDER_ROLES, GRAPH_ROLES, IMPLIED_BY
 
     now = utcnow()
     try:
@@ -421,9 +421,9 @@ async def probe_token(rt: Runtime, integration: Integration, tenant_id: str) -> 
     except ActionableError as exc:
         log.warning("integration %s: sync secret not read for the probe (%s)", integration.id, exc.code.value)
         return TokenFacts(source="none")
-    audiences: list[tuple[str, tuple[str, ...]]] = [(rt.settings.cloud.graph_scope, GRAPH_ROLES)]
+    audiences: list[tuple[str, tuple[str, ...]]] = [(rt.settings.cloud.graph_scope, required_roles(Resource.GRAPH))]
     if integration.include_defender:
-        audiences.append((rt.settings.cloud.defender_scope, DEFENDER_ROLES))
+        audiences.append((rt.settings.cloud.defender_scope, required_roles(Resource.DEFENDER)))
     roles: set[str] = set()
     missing: list[str] = []
     for index, (scope, needed) in enumerate(audiences):
@@ -438,7 +438,7 @@ async def probe_token(rt: Runtime, integration: Integration, tenant_id: str) -> 
         granted = token_roles(token)
         roles |= granted
         if index == 0:
-            missing += [r for r in needed if r not in granted and not IMPLIED_BY.get(r, frozenset()) & granted]
+            missing += [r for r in needed if not READ_BY_NAME[r].granted(granted)]
     return TokenFacts(ok=True, roles=sorted(roles), missing=missing, source="probe", checked_at=now)
 
 

@@ -46,6 +46,7 @@ from shared.models import (
     SecretRef,
     TenantFilter,
 )
+from shared.permissions import READ_BY_NAME, Resource, required_roles
 from shared.services.queries import load_integration
 from shared.stores.tables import utcnow
 
@@ -54,23 +55,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The application permissions a sync needs (Graph: devices, detected apps, the tenant's own name), each
-# with the broader permissions that include it (Directory.Read.All reads /organization too).
-# https://learn.microsoft.com/graph/permissions-reference
-GRAPH_ROLES = (
-    "DeviceManagementManagedDevices.Read.All",
-    "DeviceManagementApps.Read.All",
-    "Organization.Read.All",
-)
-DEFENDER_ROLES = ("Machine.Read.All",)
-IMPLIED_BY: dict[str, frozenset[str]] = {
-    "DeviceManagementManagedDevices.Read.All": frozenset({"DeviceManagementManagedDevices.ReadWrite.All"}),
-    "DeviceManagementApps.Read.All": frozenset({"DeviceManagementApps.ReadWrite.All"}),
-    "Organization.Read.All": frozenset(
-        {"Organization.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
-    ),
-    "Machine.Read.All": frozenset({"Machine.ReadWrite.All"}),
-}
+# The application permissions a sync needs, and what implies them: shared/permissions.py.
+GRAPH_ROLES = required_roles(Resource.GRAPH)
+DEFENDER_ROLES = required_roles(Resource.DEFENDER)
 # Entra's default client-secret lifetime in the portal is 180 days ("Recommended: 180 days").
 ASSUMED_SECRET_LIFETIME = timedelta(days=180)
 TOKEN_CHECK_SECONDS = 30.0
@@ -185,7 +172,7 @@ async def check_app(rt: Runtime, check: AppCheck) -> list[FieldError]:
             return [field_error_from(exc, check.field_for(exc.code))]
         granted = token_roles(token)
         missing.extend(
-            r for r in audience.roles if r not in granted and not IMPLIED_BY.get(r, frozenset()) & granted
+            r for r in audience.roles if not READ_BY_NAME[r].granted(granted)
         )
     if missing:
         lacking = permission_missing(missing, app_id=check.app.app_id, tenant_id=check.tenant_id)

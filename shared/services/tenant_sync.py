@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,12 +36,13 @@ from shared.auth import AppCredential, token_roles
 from shared.clients.defender import DefenderClient, defender_not_found, defender_unavailable
 from shared.clients.exports import EXPORT_MAX_WAIT_SECONDS
 from shared.clients.graph import GraphClient, graph_error, missing_permissions
+from shared.entities import DEVICES, SOFTWARE, Entity
 from shared.errors import ActionableError, ErrorCode, ErrorInfo, permission_missing, throttled, unreachable
 from shared.http import ApiClient, ApiError, Budget, CallStats, RetriableApiError
 from shared.mapping.changes import PartitionDiff, StoredState, stamp
-from shared.mapping.devices import DefenderIndex, SkippedRecord, map_device, record_id
-from shared.mapping.software import map_software
+from shared.mapping.devices import DefenderIndex, record_id
 from shared.mapping.tenants import organization_names
+from shared.mapping.text import SkippedRecord
 from shared.models import (
     AppRole,
     CustomerTenant,
@@ -274,7 +276,7 @@ class TenantSync:
             tasks.create_task(self._organization(graph))
             defender = (tasks.create_task(self._defender_index()) if self.integration.include_defender
                         else None)
-            software = tasks.create_task(self._sync_software(graph, app_state))
+            software = tasks.create_task(self._sync_listing(SOFTWARE, graph, app_state))
             devices = tasks.create_task(self._sync_devices(graph, device_state, defender))
             if self.with_inventory:
                 tasks.create_task(self._sync_inventory(graph, software))
@@ -341,10 +343,46 @@ class TenantSync:
         state: asyncio.Task[tuple[dict[str, StoredState], str | None]],
         defender: asyncio.Task[DefenderIndex | ActionableError] | None,
     ) -> ListingResult:
-        writer = self.assets.writer("devices", self.integration.id, self.tenant_id)
+        """Devices, joined to Defender's machines once the first page is in (Defender was read meanwhile)."""
         index: DefenderIndex | ActionableError | None = None
+
+        async def first_page() -> None:
+            nonlocal index
+            self._devices_answered.set()
+            if defender is not None:
+                index = await defender
+
+        def joined(raw: dict[str, Any], known: StoredState | None) -> dict[str, Any]:
+            return {"defender": _defender_of(raw, index, known)}
+
+        result = await self._sync_listing(DEVICES, graph, state, first_page=first_page, extra=joined)
+        if isinstance(index, ActionableError):
+            self.notes.append(index.info)
+        return result
+
+    async def _sync_listing(
+        self,
+        entity: Entity,
+        graph: GraphClient,
+        state: asyncio.Task[tuple[dict[str, StoredState], str | None]],
+        *,
+        first_page: Callable[[], Awaitable[None]] | None = None,
+        extra: Callable[[dict[str, Any], StoredState | None], dict[str, Any]] | None = None,
+    ) -> ListingResult:
+        """One entity's listing, for every listed entity alike: stream its pages, map each record, diff it
+        against the stored state, write what changed in batches; and only after the whole listing was
+        read, mark what it did not contain as removed (`shared.mapping.changes`).
+
+        `first_page` runs when the first page has arrived; `extra(raw, stored)` adds mapper arguments
+        (the devices' Defender summary).
+        """
+        assert entity.mapper is not None
+        scope = self.rt.settings.cloud.graph_scope if entity.source.service == "graph" else \
+            self.rt.settings.cloud.defender_scope
+        api = self._api(entity.rate_limit_area, scope, entity.rate_limit_area)
+        writer = self.assets.writer(entity.name, self.integration.id, self.tenant_id)
         failure: ActionableError | None = None
-        pages = graph.managed_devices()
+        pages = graph.pages(api, entity.source.path, entity.source.params())
         first = asyncio.ensure_future(anext(pages, None))  # the first page is fetched while state loads
         try:
             existing, listed_at = await state
@@ -355,69 +393,36 @@ class TenantSync:
         diff = result.diff
         try:
             page = await first
+            if first_page is not None and page is not None:
+                await first_page()
             while page is not None:
-                self._devices_answered.set()
-                if defender is not None and index is None:
-                    index = await defender  # the first page was fetched while Defender was read
                 for raw in page:
                     try:
                         raw_id = raw.get("id")
                         known = existing.get(raw_id) if isinstance(raw_id, str) else None
-                        asset = map_device(raw, tenant_id=self.tenant_id,
-                                           defender=_defender_of(raw, index, known))
+                        asset = entity.mapper(raw, tenant_id=self.tenant_id,
+                                              **(extra(raw, known) if extra is not None else {}))
                     except SkippedRecord as exc:
                         diff.skip(record_id(raw), str(exc))
-                        log.info("tenant %s: device %s skipped: %s", self.tenant_id, record_id(raw), exc)
+                        log.info("tenant %s: %s %s skipped: %s", self.tenant_id, entity.name, record_id(raw), exc)
                         continue
                     seen_before = len(diff.seen)
                     op = diff.observe(asset)
-                    if len(diff.seen) > seen_before and asset["defender"] is not None:
+                    if len(diff.seen) > seen_before and asset.get("defender") is not None:
                         result.defender_matched += 1
                     if op is not None:
                         await writer.add(op)
                 page = await anext(pages, None)
         except ApiError as exc:
-            failure = self._graph_error(exc, "devices")
+            failure = self._graph_error(exc, entity.permission_area)
         await writer.close()  # what was read is stored either way; removals need the whole listing
         if failure is not None:
             raise failure
-        if isinstance(index, ActionableError):
-            self.notes.append(index.info)
-        await writer.add_all(diff.finish(complete=True))
-        await writer.close()
+        if entity.marks_removed:
+            await writer.add_all(diff.finish(complete=True))
+            await writer.close()
         diff.counts.skipped += writer.failed
-        await self.assets.mark_listed("devices", self.integration.id, self.tenant_id, self.now)
-        return result
-
-    async def _sync_software(
-        self, graph: GraphClient, state: asyncio.Task[tuple[dict[str, StoredState], str | None]]
-    ) -> ListingResult:
-        existing, listed_at = await state
-        result = ListingResult(PartitionDiff(existing, self.now, listed_at))
-        diff = result.diff
-        writer = self.assets.writer("software", self.integration.id, self.tenant_id)
-        failure: ActionableError | None = None
-        try:
-            async for page in graph.detected_apps():
-                for raw in page:
-                    try:
-                        asset = map_software(raw, tenant_id=self.tenant_id)
-                    except SkippedRecord as exc:
-                        diff.skip(record_id(raw), str(exc))
-                        log.info("tenant %s: app %s skipped: %s", self.tenant_id, record_id(raw), exc)
-                        continue
-                    op = diff.observe(asset)
-                    if op is not None:
-                        await writer.add(op)
-        except ApiError as exc:
-            failure = self._graph_error(exc, "apps")
-        await writer.close()
-        if failure is not None:
-            raise failure
-        await writer.add_all(diff.finish(complete=True))
-        await writer.close()
-        diff.counts.skipped += writer.failed
-        await self.assets.mark_listed("software", self.integration.id, self.tenant_id, self.now)
+        await self.assets.mark_listed(entity.name, self.integration.id, self.tenant_id, self.now)
         return result
 
 

@@ -31,18 +31,15 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
+from shared.entities import ENTITIES, LISTED, Entity
+from shared.entities import entity as declaration
 from shared.mapping.changes import StoredState, WriteOp, later
-from shared.mapping.devices import COMPLIANCE_STATES, DEVICE_FIELDS
-from shared.mapping.software import SOFTWARE_FIELDS
 from shared.stores.tables import (
     BATCH_SIZE,
-    DEVICE_SOFTWARE_TABLE,
-    DEVICES_TABLE,
     RUNS_TABLE,
-    SOFTWARE_TABLE,
     Tables,
     TransactionPipeline,
     dumps,
@@ -55,17 +52,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AssetKind = Literal["devices", "software"]
+AssetKind = str  # the name of a listed entity in shared.entities
 MARKER_ROW = "~listing"
 _ASSETS_ONLY = f"RowKey lt {odata_quote('~')}"
 SEARCH_SCAN_LIMIT = 5000
 MAX_TOP = 1000
 _INT32 = range(-(2**31), 2**31)
 _STATE_COLUMNS = ["RowKey", "contentHash", "firstSeenAt", "lastSeenAt", "removedAt", "defender"]
-_SEARCH_COLUMNS: dict[AssetKind, tuple[str, ...]] = {
-    "devices": ("deviceNameLower", "serialLower"),
-    "software": ("displayNameLower", "publisherLower"),
-}
 
 
 class InvalidQuery(ValueError):
@@ -112,7 +105,7 @@ def _plain(value: Any) -> Any:
     return getattr(value, "value", value) if type(value).__name__ == "EntityProperty" else value
 
 
-def _to_entity(kind: AssetKind, partition: str, op: WriteOp) -> dict[str, Any]:
+def _to_entity(kind: Entity, partition: str, op: WriteOp) -> dict[str, Any]:
     """The table entity of an add/change (whole, REPLACE) or a removal (a MERGE of the removal columns)."""
     if op.kind == "remove" or op.asset is None:
         return {"PartitionKey": partition, "RowKey": op.row_key, "removedAt": op.removed_at,
@@ -120,36 +113,29 @@ def _to_entity(kind: AssetKind, partition: str, op: WriteOp) -> dict[str, Any]:
     asset = op.asset
     entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": op.row_key}
     for name, value in asset.items():
-        if name in ("id", "defender") or value is None:
+        if name == "id" or value is None:
             continue
-        entity[name] = _column_value(value)
-    if kind == "devices":
-        if asset.get("defender") is not None:
-            entity["defender"] = dumps(asset["defender"])
-        entity["deviceNameLower"] = (asset.get("deviceName") or "").lower()
-        entity["serialLower"] = (asset.get("serialNumber") or "").lower()
-    else:
-        entity["displayNameLower"] = (asset.get("displayName") or "").lower()
-        entity["publisherLower"] = (asset.get("publisher") or "").lower()
+        entity[name] = dumps(value) if name in kind.json_fields else _column_value(value)
+    for name, column in kind.search.items():
+        entity[column] = (asset.get(name) or "").lower()
     entity.update(contentHash=op.content_hash, firstSeenAt=op.first_seen_at, lastSeenAt=op.last_seen_at,
                   isRemoved=False)
     return {k: v for k, v in entity.items() if v is not None}
 
 
-def _from_entity(kind: AssetKind, entity: dict[str, Any], listed_at: str | None) -> dict[str, Any]:
-    """A stored entity -> the CONTRACT's camelCase asset."""
-    fields = DEVICE_FIELDS if kind == "devices" else SOFTWARE_FIELDS
+def _from_entity(kind: Entity, entity: dict[str, Any], listed_at: str | None) -> dict[str, Any]:
+    """A stored entity -> the asset's camelCase output fields (see docs/data-model.md)."""
     out: dict[str, Any] = {}
-    for name in fields:
+    for name in kind.fields:
         if name == "id":
             out["id"] = entity["RowKey"]
-        elif name == "defender":
-            out["defender"] = loads(entity.get("defender"))
-        elif name == "serialPlaceholder":
+        elif name in kind.json_fields:
+            out[name] = loads(entity.get(name))
+        elif name in kind.flag_fields:
             out[name] = bool(entity.get(name, False))
         else:
             out[name] = _plain(entity.get(name))
-    if kind == "devices":
+    if kind.dates_out:
         removed_at = entity.get("removedAt")
         last_seen = entity.get("lastSeenAt")
         out["firstSeenAt"] = entity.get("firstSeenAt")
@@ -161,10 +147,10 @@ def _from_entity(kind: AssetKind, entity: dict[str, Any], listed_at: str | None)
 class PartitionWriter:
     """Writes one partition's `WriteOp`s through a `TransactionPipeline`."""
 
-    def __init__(self, table: TableClient, kind: AssetKind, partition: str) -> None:
+    def __init__(self, table: TableClient, kind: Entity, partition: str) -> None:
         self.kind = kind
         self.partition = partition
-        self._pipeline = TransactionPipeline(table, label=f"{kind} in {partition}")
+        self._pipeline = TransactionPipeline(table, label=f"{kind.name} in {partition}")
 
     @property
     def failed(self) -> int:
@@ -188,13 +174,10 @@ class PartitionWriter:
 class AssetStore:
     def __init__(self, tables: Tables) -> None:
         self._tables = tables
-        self._by_kind: dict[AssetKind, TableClient] = {
-            "devices": tables.client(DEVICES_TABLE),
-            "software": tables.client(SOFTWARE_TABLE),
-        }
+        self._by_kind: dict[AssetKind, TableClient] = {e.name: tables.client(e.table) for e in LISTED}
 
     def table(self, kind: AssetKind) -> TableClient:
-        return self._by_kind[kind]
+        return self._by_kind[declaration(kind).name]
 
     # -- the sync's side -------------------------------------------------------------------------
 
@@ -222,7 +205,7 @@ class AssetStore:
         return states, listed_at
 
     def writer(self, kind: AssetKind, integration_id: str, tenant_id: str) -> PartitionWriter:
-        return PartitionWriter(self.table(kind), kind, partition_key(integration_id, tenant_id))
+        return PartitionWriter(self.table(kind), declaration(kind), partition_key(integration_id, tenant_id))
 
     async def mark_listed(self, kind: AssetKind, integration_id: str, tenant_id: str, at: str) -> None:
         """Record a complete listing of the partition (read back as present assets' `lastSeenAt`)."""
@@ -260,8 +243,9 @@ class AssetStore:
         clauses = [f"PartitionKey eq {odata_quote(partition)}", _ASSETS_ONLY, *filters]
         if after is not None:
             clauses.append(f"RowKey gt {odata_quote(after)}")
+        declared = declaration(kind)
         needle = search.strip().lower() if search and search.strip() else None
-        matches = _matcher(_SEARCH_COLUMNS[kind], needle)
+        matches = _matcher(tuple(declared.search.values()), needle)
         listed_at = await self._listed_at(kind, partition)
 
         page: list[dict[str, Any]] = []
@@ -276,7 +260,7 @@ class AssetStore:
                 if len(page) == top:
                     more = True  # one more match exists: the page is full and not the last
                     break
-                page.append(_from_entity(kind, entity, listed_at))
+                page.append(_from_entity(declared, entity, listed_at))
             handled = entity["RowKey"]
             if needle is not None and examined >= SEARCH_SCAN_LIMIT:
                 more = True
@@ -284,6 +268,45 @@ class AssetStore:
         if more and handled is not None:
             return page, encode_continuation(handled)
         return page, None
+
+    async def list_assets(
+        self,
+        kind: AssetKind,
+        integration_id: str,
+        tenant_id: str,
+        *,
+        top: int = 100,
+        continuation: str | None = None,
+        search: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of a tenant's assets of one entity and the continuation of the next (None on the last).
+
+        `filters` holds values of the entity's declared filters (`shared.entities.Filter`), by parameter
+        name; a bool filter that is absent takes its default, one that is None is not applied. An entity
+        that cannot list removed rows lists only those of its last complete listing. Raises
+        `InvalidQuery` for an unknown filter or value, a bad `top` or a foreign continuation.
+        """
+        declared = declaration(kind)
+        given = dict(filters or {})
+        clauses: list[str] = []
+        for name in given:
+            if declared.filter(name) is None:
+                raise InvalidQuery(name, f"{name} is not a filter of {declared.name}")
+        for spec in declared.filters:
+            value = given.get(spec.param, spec.default) if spec.kind == "bool" else given.get(spec.param)
+            if value is None:
+                continue
+            if spec.kind == "bool":
+                clauses.append(f"{spec.column} eq {'true' if value else 'false'}")
+            else:
+                if value not in spec.values:
+                    raise InvalidQuery(spec.param, f"{spec.param} must be one of " + ", ".join(sorted(spec.values)))
+                clauses.append(f"{spec.column} eq {odata_quote(str(value))}")
+        if not declared.lists_removed:
+            clauses.append("isRemoved eq false")
+        return await self._page(kind, partition_key(integration_id, tenant_id), clauses,
+                                top=top, continuation=continuation, search=search)
 
     async def list_devices(
         self,
@@ -296,21 +319,10 @@ class AssetStore:
         search: str | None = None,
         compliance_state: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of devices and the continuation of the next page (None on the last page).
-
-        `removed`: False (default) only devices still in Intune, True only removed ones, None both.
-        Raises `InvalidQuery` for an unknown `compliance_state`, a bad `top` or a foreign continuation.
-        """
-        filters: list[str] = []
-        if removed is not None:
-            filters.append(f"isRemoved eq {'true' if removed else 'false'}")
-        if compliance_state is not None:
-            if compliance_state not in COMPLIANCE_STATES:
-                raise InvalidQuery("complianceState", "complianceState must be one of "
-                                   + ", ".join(sorted(COMPLIANCE_STATES)))
-            filters.append(f"complianceState eq {odata_quote(compliance_state)}")
-        return await self._page("devices", partition_key(integration_id, tenant_id), filters,
-                                top=top, continuation=continuation, search=search)
+        """Devices: `removed` False (default) only those still in Intune, True only removed ones, None both."""
+        return await self.list_assets("devices", integration_id, tenant_id, top=top, continuation=continuation,
+                                      search=search,
+                                      filters={"removed": removed, "complianceState": compliance_state})
 
     async def list_software(
         self,
@@ -322,8 +334,8 @@ class AssetStore:
         search: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of the tenant's detected apps (those in its last listing) and the next continuation."""
-        return await self._page("software", partition_key(integration_id, tenant_id),
-                                ["isRemoved eq false"], top=top, continuation=continuation, search=search)
+        return await self.list_assets("software", integration_id, tenant_id, top=top, continuation=continuation,
+                                      search=search)
 
     async def get_device(self, integration_id: str, tenant_id: str, device_id: str) -> dict[str, Any] | None:
         return await self.get_asset("devices", integration_id, tenant_id, device_id)
@@ -341,7 +353,7 @@ class AssetStore:
             entity = await self.table(kind).get_entity(partition, asset_id)
         except ResourceNotFoundError:
             return None
-        return _from_entity(kind, entity, await self._listed_at(kind, partition))
+        return _from_entity(ENTITIES[kind], entity, await self._listed_at(kind, partition))
 
     async def get_assets(
         self, kind: AssetKind, integration_id: str, tenant_id: str, ids: list[str], *, in_flight: int = 16
@@ -349,6 +361,7 @@ class AssetStore:
         """Several assets by id (point reads, `in_flight` at a time), in the order of `ids`."""
         from azure.core.exceptions import ResourceNotFoundError
 
+        declared = declaration(kind)
         partition = partition_key(integration_id, tenant_id)
         listed_at = await self._listed_at(kind, partition)
         slots = asyncio.Semaphore(in_flight)
@@ -362,7 +375,7 @@ class AssetStore:
                     entity = await table.get_entity(partition, asset_id)
                 except ResourceNotFoundError:
                     return None
-            return _from_entity(kind, entity, listed_at)
+            return _from_entity(declared, entity, listed_at)
 
         return list(await asyncio.gather(*(one(i) for i in ids)))
 
@@ -373,7 +386,7 @@ class AssetStore:
 
     async def delete_assets(self, integration_id: str) -> int:
         """Delete every device, app and run record of an integration (all its partitions)."""
-        names = (DEVICES_TABLE, SOFTWARE_TABLE, DEVICE_SOFTWARE_TABLE, RUNS_TABLE)
+        names = (*(e.table for e in ENTITIES.values()), RUNS_TABLE)
         counts = await asyncio.gather(
             *(_delete_prefix(self._tables.client(n), integration_id) for n in names)
         )

@@ -1,0 +1,182 @@
+"""The synced entities, each declared once; generic code does the rest.
+
+A declaration says what is otherwise spread over a dozen modules: the entity's name (its route segment
+and its key in counts), where Microsoft serves it (service, path, `$select`, page size), the application
+permission that reads it and the rate-limit area it is read under (`shared.permissions`,
+`shared.ratelimit`), its pure mapper, its table and key layout, its searchable and filterable columns,
+its output fields, and whether a complete listing may mark rows removed. From it:
+
+- `shared.services.tenant_sync` lists it (stream pages, map, diff, write in batches, removals only after a
+  complete listing): one loop for every listed entity;
+- `shared.stores.assets.AssetStore` stores, pages, searches and filters it: one store;
+- `shared.api.parsing.parse_asset_query` checks its query parameters, `functions/integrations.py` serves
+  its list route and CSV, and `shared.api.openapi` describes its filters.
+
+The shape follows the declarative streams of the anchors: tap-github's one class per stream with `path`,
+`primary_keys` and `replication_key`; the Singer SDK's `RESTStream`, which asks a new stream only for its
+path and small hooks; dlt's tables of endpoints.
+
+## Recipe: a new synced entity
+
+1. **Mapper.** A pure function in `shared/mapping/<entity>.py`: `map_x(raw, *, tenant_id) -> dict` of the
+   output fields, `id` first; text through `shared.mapping.text.storable`; `SkippedRecord` for a record it
+   cannot read (the sync then keeps the stored copy and counts it). Test it on Microsoft's sample payload.
+2. **Permission.** The read's area in `shared.permissions.READS`, citing Microsoft's permission table for
+   the endpoint; `tests/unit/test_permissions.py` checks it against the documented list.
+3. **Declaration.** An `Entity` below, added to `ENTITIES`: name, table (add its name to
+   `shared.stores.tables`), `Source`, permission, rate-limit area (a key of
+   `shared.ratelimit.AREA_LIMITS`; an unknown area fails at import), mapper, output fields, search
+   columns, filters, and `marks_removed`.
+4. **Simulator data and tests.** The route in `devstack/cloudsim`, checked against Microsoft's
+   documentation; a sync test against its ground truth.
+
+`docs/extending.md` walks through the same steps with the files each one touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.mapping.devices import COMPLIANCE_STATES, DEVICE_FIELDS, MANAGED_DEVICE_SELECT, map_device
+from shared.mapping.software import DETECTED_APP_SELECT, SOFTWARE_FIELDS, map_software
+from shared.permissions import READS, Permission
+from shared.ratelimit import AREA_LIMITS
+from shared.stores.tables import DEVICE_SOFTWARE_TABLE, DEVICES_TABLE, SOFTWARE_TABLE
+
+Service = Literal["graph", "defender"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where Microsoft serves an entity's listing: a collection that pages by `@odata.nextLink`, or an
+    Intune export report (`report`, read by `shared.clients.exports`)."""
+
+    service: Service
+    path: str
+    select: tuple[str, ...] = ()
+    page_size: int | None = None
+    report: str | None = None
+
+    def params(self) -> dict[str, str]:
+        """The query options of the first page (later pages follow the service's link whole)."""
+        params: dict[str, str] = {}
+        if self.select:
+            params["$select"] = ",".join(self.select)
+        if self.page_size is not None:
+            params["$top"] = str(self.page_size)
+        return params
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A query parameter of an entity's list route and the table column it filters on."""
+
+    param: str
+    column: str
+    kind: Literal["bool", "enum"]
+    description: str
+    values: frozenset[str] = frozenset()
+    default: bool | None = None  # for "bool": the value when the parameter is absent
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    table: str
+    source: Source
+    permission_area: str
+    rate_limit_area: str
+    fields: tuple[str, ...] = ()  # output fields in order (`id` first), without the bookkeeping dates
+    mapper: Callable[..., dict[str, Any]] | None = None
+    search: Mapping[str, str] = field(default_factory=dict)  # output field -> lower-case column searched
+    json_fields: frozenset[str] = frozenset()  # stored as JSON text
+    flag_fields: frozenset[str] = frozenset()  # booleans read as False when absent
+    filters: tuple[Filter, ...] = ()
+    marks_removed: bool = True  # a complete listing marks rows it did not contain as removed
+    lists_removed: bool = False  # the list route can show removed rows (`removed` filter)
+    dates_out: bool = False  # firstSeenAt, lastSeenAt and removedAt are part of the output
+    csv_expand: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # JSON field -> CSV sub-columns
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        # A declaration that names an unknown area fails here, at import, not by silently defaulting.
+        if self.rate_limit_area not in AREA_LIMITS:
+            raise ValueError(f"entity {self.name}: rate-limit area {self.rate_limit_area!r} is not in "
+                             "shared.ratelimit.AREA_LIMITS")
+        if self.permission_area not in READS:
+            raise ValueError(f"entity {self.name}: permission area {self.permission_area!r} is not in "
+                             "shared.permissions.READS")
+
+    @property
+    def permission(self) -> Permission:
+        return READS[self.permission_area]
+
+    @property
+    def listed(self) -> bool:
+        """Whether the generic listing loop reads it (an export report has its own reader)."""
+        return self.mapper is not None and self.source.report is None
+
+    def filter(self, param: str) -> Filter | None:
+        return next((f for f in self.filters if f.param == param), None)
+
+
+DEVICES = Entity(
+    name="devices",
+    summary="Intune managed devices (hardware assets), with their Defender for Endpoint health.",
+    table=DEVICES_TABLE,
+    # https://learn.microsoft.com/graph/api/intune-devices-manageddevice-list: pages of up to 1000.
+    source=Source("graph", "/deviceManagement/managedDevices", MANAGED_DEVICE_SELECT, page_size=1000),
+    permission_area="devices",
+    rate_limit_area="intuneDevices",
+    fields=DEVICE_FIELDS,
+    mapper=map_device,
+    search={"deviceName": "deviceNameLower", "serialNumber": "serialLower"},
+    json_fields=frozenset({"defender"}),
+    flag_fields=frozenset({"serialPlaceholder"}),
+    filters=(
+        Filter("removed", "isRemoved", "bool",
+               "true lists devices no longer in Intune (removedAt set) instead of current ones.", default=False),
+        Filter("complianceState", "complianceState", "enum", "Only devices in this Intune compliance state.",
+               values=COMPLIANCE_STATES),
+    ),
+    lists_removed=True,
+    dates_out=True,
+    csv_expand={"defender": ("machineId", "healthStatus", "riskScore", "exposureLevel", "onboardingStatus",
+                             "lastSeen")},
+)
+
+SOFTWARE = Entity(
+    name="software",
+    summary="Intune detected apps (software titles) of a tenant.",
+    table=SOFTWARE_TABLE,
+    # https://learn.microsoft.com/graph/api/intune-devices-detectedapp-list
+    source=Source("graph", "/deviceManagement/detectedApps", DETECTED_APP_SELECT),
+    permission_area="apps",
+    rate_limit_area="intuneApps",
+    fields=SOFTWARE_FIELDS,
+    mapper=map_software,
+    search={"displayName": "displayNameLower", "publisher": "publisherLower"},
+)
+
+DEVICE_SOFTWARE = Entity(
+    name="deviceSoftware",
+    summary="Which detected app is on which device, from the Intune app-inventory export "
+            "(shared.services.inventory; per-app listing as its fallback).",
+    table=DEVICE_SOFTWARE_TABLE,
+    # https://learn.microsoft.com/intune/intune-service/fundamentals/reports-export-graph-apis
+    source=Source("graph", "/deviceManagement/reports/exportJobs", report="AppInvRawData"),
+    permission_area="exports",
+    rate_limit_area="intuneApps",
+)
+
+ENTITIES: dict[str, Entity] = {e.name: e for e in (DEVICES, SOFTWARE, DEVICE_SOFTWARE)}
+LISTED: tuple[Entity, ...] = tuple(e for e in ENTITIES.values() if e.listed)
+
+
+def entity(name: str) -> Entity:
+    try:
+        return ENTITIES[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not a synced entity (shared.entities.ENTITIES)") from None
