@@ -46,21 +46,24 @@ async def get_partner_signin(req: func.HttpRequest) -> func.HttpResponse:
 @problem_boundary
 async def consent_tenant(req: func.HttpRequest) -> func.HttpResponse:
     from shared.api.parsing import parse_guid
+    from shared.api.views import consent_view
     from shared.services.consent import consent_tenant as consent
 
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     tenant_id = parse_guid(req.route_params.get("tenantId"), "tenantId", "a tenant of the integration")
     result = await consent(await runtime.get(), integration_id, tenant_id)
-    return json_response(result.to_json())
+    return json_response(consent_view(result))
 
 
 @bp.route(route="integrations/{id}/consent", methods=["POST"], auth_level=_AUTH)
 @problem_boundary
 async def consent_all_tenants(req: func.HttpRequest) -> func.HttpResponse:
     from shared.api.parsing import parse_guid
+    from shared.api.views import consent_view
     from shared.services.consent import consent_all
 
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     results = await consent_all(await runtime.get(), integration_id)
-    failed = sum(1 for r in results if r["status"] == "failed")
-    return json_response({"value": results, "consented": len(results) - failed, "failed": failed})
+    failed = sum(1 for r in results if r.status == "failed")
+    return json_response({"value": [consent_view(r) for r in results], "consented": len(results) - failed,
+                          "failed": failed})

@@ -15,8 +15,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
-from shared.api.problems import PROBLEM_MEDIA_TYPE, ApiProblem, internal_error, service_unavailable
-from shared.errors import ActionableError
+from shared.api.problems import PROBLEM_MEDIA_TYPE, ApiProblem, internal_error, problem_from_domain
+from shared.errors import ActionableError, DomainError
 from shared.settings import SettingsError
 
 log = logging.getLogger("memsync.api")
@@ -86,10 +86,13 @@ def problem_boundary(handler: Handler) -> Handler:
             return await handler(req)
         except ApiProblem as problem:
             return problem_response(problem)
+        except DomainError as exc:
+            # What the service refused (not found, conflict, ...), said as the API says it.
+            return problem_response(problem_from_domain(exc))
         except ActionableError as exc:
             # A dependency (vault, Entra) said what is wrong and what to do; not the client's fault.
             log.warning("%s answered 503: %s", handler.__name__, exc.code.value)
-            return problem_response(service_unavailable(exc))
+            return problem_response(problem_from_domain(exc))
         except SettingsError as exc:
             # The message names the setting, never its value (shared.settings).
             return problem_response(

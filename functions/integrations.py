@@ -14,6 +14,7 @@ import azure.functions as func
 
 from functions.http_problems import json_response, next_link, problem_boundary, read_body
 from functions.runtime import runtime
+from shared.entities import EXPOSED
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions ships it unannotated
 
@@ -28,7 +29,7 @@ async def register_integration(req: func.HttpRequest) -> func.HttpResponse:
     from shared.services.registration import register
 
     body = parse_registration(read_body(req) or {})
-    integration = await register(await runtime.get(), body)
+    integration = await register(await runtime.get(), body.to_domain())
     return json_response(
         integration_view(integration), 201, {"Location": f"/api/integrations/{integration.id}"}
     )
@@ -72,7 +73,7 @@ async def rotate_integration_secrets(req: func.HttpRequest) -> func.HttpResponse
 
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     body = parse_model(SecretRotation, read_body(req) or {})
-    integration = await rotate_secrets(await runtime.get(), integration_id, body)
+    integration = await rotate_secrets(await runtime.get(), integration_id, body.to_domain())
     return json_response(integration_view(integration))
 
 
@@ -131,7 +132,7 @@ async def list_integration_tenants(req: func.HttpRequest) -> func.HttpResponse:
 
 async def _assets(req: func.HttpRequest, kind: str) -> func.HttpResponse:
     from shared.api.parsing import encode_continuation, parse_asset_query, parse_guid
-    from shared.api.views import DEVICE_COLUMNS, SOFTWARE_COLUMNS, CsvWriter
+    from shared.api.views import CsvWriter, csv_columns
     from shared.services import queries
 
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
@@ -143,7 +144,7 @@ async def _assets(req: func.HttpRequest, kind: str) -> func.HttpResponse:
     if query.csv:
         # The Python worker buffers an HttpResponse whole (streaming needs the FastAPI extension), so the
         # export is assembled page by page and sent at once.
-        writer = CsvWriter(DEVICE_COLUMNS if kind == "devices" else SOFTWARE_COLUMNS)
+        writer = CsvWriter(csv_columns(kind))
         async for page in queries.export_assets(rt, kind, integration_id, tenant_id, query):
             writer.write(page)
         return func.HttpResponse(
@@ -156,32 +157,30 @@ async def _assets(req: func.HttpRequest, kind: str) -> func.HttpResponse:
                 "Cache-Control": "no-store",
             },
         )
-    lister = queries.list_devices if kind == "devices" else queries.list_software
-    items, position = await lister(rt, integration_id, tenant_id, query)
+    items, position = await queries.list_assets(rt, kind, integration_id, tenant_id, query)
     body: dict[str, object] = {"value": items}
     if position:
         scope = query.scope(kind, integration_id, tenant_id)
-        link = {
-            "top": query.top,
-            "search": query.search,
-            "continuation": encode_continuation(position, scope),
-        }
-        if kind == "devices":
-            link |= {"removed": query.removed, "complianceState": query.compliance_state}
+        link = {"top": query.top, "search": query.search, "continuation": encode_continuation(position, scope),
+                **query.filters}
         body["nextLink"] = next_link(req, link)
     return json_response(body)
 
 
-@bp.route(route="integrations/{id}/tenants/{tenantId}/devices", methods=["GET"], auth_level=_AUTH)
-@problem_boundary
-async def list_tenant_devices(req: func.HttpRequest) -> func.HttpResponse:
-    return await _assets(req, "devices")
+def _register_list_route(name: str) -> None:
+    """`GET /api/integrations/{id}/tenants/{tenantId}/{name}` for one exposed entity, as the function
+    `list_tenant_{name}` (shared.entities declares which entities the API lists)."""
+
+    async def handler(req: func.HttpRequest) -> func.HttpResponse:
+        return await _assets(req, name)
+
+    handler.__name__ = handler.__qualname__ = f"list_tenant_{name}"
+    route = bp.route(route=f"integrations/{{id}}/tenants/{{tenantId}}/{name}", methods=["GET"], auth_level=_AUTH)
+    route(problem_boundary(handler))
 
 
-@bp.route(route="integrations/{id}/tenants/{tenantId}/software", methods=["GET"], auth_level=_AUTH)
-@problem_boundary
-async def list_tenant_software(req: func.HttpRequest) -> func.HttpResponse:
-    return await _assets(req, "software")
+for _entity in EXPOSED:
+    _register_list_route(_entity.name)
 
 
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -77,8 +77,9 @@ class Filter:
     column: str
     kind: Literal["bool", "enum"]
     description: str
-    values: frozenset[str] = frozenset()
+    values: tuple[str, ...] = ()  # for "enum": the accepted values, in the order messages list them
     default: bool | None = None  # for "bool": the value when the parameter is absent
+    hint: str = "Send one of these values, or leave it out."  # the action of an invalid value
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class Entity:
     lists_removed: bool = False  # the list route can show removed rows (`removed` filter)
     dates_out: bool = False  # firstSeenAt, lastSeenAt and removedAt are part of the output
     csv_expand: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # JSON field -> CSV sub-columns
+    exposed: bool = True  # served by the list route GET .../tenants/{tenantId}/{name} (functions/integrations.py)
     summary: str = ""
 
     def __post_init__(self) -> None:
@@ -124,7 +126,7 @@ class Entity:
 
 DEVICES = Entity(
     name="devices",
-    summary="Intune managed devices (hardware assets), with their Defender for Endpoint health.",
+    summary="A tenant's devices (hardware assets).",
     table=DEVICES_TABLE,
     # https://learn.microsoft.com/graph/api/intune-devices-manageddevice-list: pages of up to 1000.
     source=Source("graph", "/deviceManagement/managedDevices", MANAGED_DEVICE_SELECT, page_size=1000),
@@ -139,7 +141,7 @@ DEVICES = Entity(
         Filter("removed", "isRemoved", "bool",
                "true lists devices no longer in Intune (removedAt set) instead of current ones.", default=False),
         Filter("complianceState", "complianceState", "enum", "Only devices in this Intune compliance state.",
-               values=COMPLIANCE_STATES),
+               values=COMPLIANCE_STATES, hint="Send one of Intune's compliance states, or leave it out."),
     ),
     lists_removed=True,
     dates_out=True,
@@ -149,7 +151,7 @@ DEVICES = Entity(
 
 SOFTWARE = Entity(
     name="software",
-    summary="Intune detected apps (software titles) of a tenant.",
+    summary="A tenant's software titles (Intune detected apps).",
     table=SOFTWARE_TABLE,
     # https://learn.microsoft.com/graph/api/intune-devices-detectedapp-list
     source=Source("graph", "/deviceManagement/detectedApps", DETECTED_APP_SELECT),
@@ -169,10 +171,12 @@ DEVICE_SOFTWARE = Entity(
     source=Source("graph", "/deviceManagement/reports/exportJobs", report="AppInvRawData"),
     permission_area="exports",
     rate_limit_area="intuneApps",
+    exposed=False,  # served per device and per title (functions/inventory.py)
 )
 
 ENTITIES: dict[str, Entity] = {e.name: e for e in (DEVICES, SOFTWARE, DEVICE_SOFTWARE)}
 LISTED: tuple[Entity, ...] = tuple(e for e in ENTITIES.values() if e.listed)
+EXPOSED: tuple[Entity, ...] = tuple(e for e in LISTED if e.exposed)
 
 
 def entity(name: str) -> Entity:

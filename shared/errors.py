@@ -4,6 +4,10 @@ Codes are CONTRACT section 3's registration codes plus the sync codes of the syn
 `ActionableError` carries a `message` (what happened) and an `action` (what to do in the Azure portal or
 Partner Center). Neither ever contains a secret value: messages are built from codes, ids and
 Microsoft's own error descriptions, which never echo the secret.
+
+What a service refuses is a `DomainError` (`NotFound`, `Conflict`, `InvalidInput`, `CredentialsRejected`,
+`ServiceUnavailable`, ...) naming the inputs concerned as `FieldProblem`s. None carries an HTTP status: the
+HTTP edge renders them (`shared.api.problems.problem_from_domain`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,27 @@ class ErrorCode(StrEnum):
     DISCOVERY_FAILED = "discoveryFailed"
     RECORDS_SKIPPED = "recordsSkipped"
     INTERNAL = "internalError"
+    # What a request asked for that cannot be done (the `errors[].code` of a refused request).
+    NOT_FOUND = "notFound"
+    REQUIRED = "required"
+    INVALID_VALUE = "invalidValue"
+    NOT_APPLICABLE = "notApplicable"
+    REQUIRES_SECRET = "requiresSecret"
+    ALREADY_REGISTERED = "alreadyRegistered"
+    INTEGRATION_DISABLED = "integrationDisabled"
+    NOT_MULTI_TENANT = "notMultiTenant"
+    # The partner admin's sign-in (device code flow) and Partner Center's application consent (issue 7).
+    # Two spellings are CONTRACT's: `signin*` for the device code flow itself, `signIn*` for the stored
+    # sign-in a consent needs.
+    SIGNIN_FAILED = "signinFailed"
+    SIGNIN_EXPIRED = "signinExpired"
+    SIGNIN_DECLINED = "signinDeclined"
+    SIGN_IN_REQUIRED = "signInRequired"
+    SIGN_IN_EXPIRED = "signInExpired"
+    PARTNER_CENTER_FORBIDDEN = "partnerCenterForbidden"
+    PARTNER_CENTER_UNAUTHORIZED = "partnerCenterUnauthorized"
+    CUSTOMER_NOT_FOUND = "customerNotFound"
+    CONSENT_FAILED = "consentFailed"
 
 
 # Codes that a retry cannot fix: they need a person. A sync that meets one stops calling that tenant.
@@ -78,6 +103,168 @@ class ActionableError(Exception):
     @property
     def code(self) -> ErrorCode:
         return self.info.code
+
+
+# --- what the domain refuses --------------------------------------------------------------------------
+# Services raise these; none carries an HTTP status. The HTTP edge (`shared.api.problems.problem_from_domain`)
+# renders each as a problem document, and decides the status, title and headers there.
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """What is wrong with one input: which field, its code, what happened and what to do."""
+
+    field: str
+    code: ErrorCode
+    message: str
+    action: str
+
+    @classmethod
+    def of(cls, field: str, info: ErrorInfo) -> FieldProblem:
+        return cls(field, info.code, info.message, info.action)
+
+    @property
+    def info(self) -> ErrorInfo:
+        return ErrorInfo(self.code, self.message, self.action)
+
+
+class DomainError(Exception):
+    """A request the domain refuses: `message` says why, `problems` name the inputs concerned."""
+
+    def __init__(self, message: str, problems: list[FieldProblem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = list(problems or [])
+
+
+class NotFound(DomainError):
+    """No `what` with the id given in `field`; or, with `problems`, several ids that are unknown."""
+
+    def __init__(
+        self, what: str, field: str, action: str, *, problems: list[FieldProblem] | None = None,
+        message: str | None = None,
+    ) -> None:
+        super().__init__(
+            message or f"No {what} with that id.",
+            problems or [FieldProblem(field, ErrorCode.NOT_FOUND, f"No {what} with that id exists.", action)],
+        )
+        self.what = what
+
+
+class Conflict(DomainError):
+    """The request clashes with the state of what it names (already registered, removed, not signed in)."""
+
+    def __init__(self, code: ErrorCode, field: str, message: str, action: str) -> None:
+        super().__init__(message, [FieldProblem(field, code, message, action)])
+        self.code = code
+
+
+class InvalidInput(DomainError):
+    """Input that is well-formed but not acceptable; every problem at once."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        count = len(problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} with the input.", problems)
+
+
+class CredentialsRejected(DomainError):
+    """Microsoft refused the credentials that were tried; nothing was stored."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("The credentials were not accepted.", problems)
+
+
+class PreconditionFailed(DomainError):
+    """Microsoft refused because of something a person must set up first (`error` says what)."""
+
+    def __init__(self, error: ErrorInfo, field: str) -> None:
+        super().__init__(error.message, [FieldProblem.of(field, error)])
+        self.error = error
+
+
+class SigninNotStarted(PreconditionFailed):
+    """Entra ID refused to start the partner admin's device code sign-in."""
+
+
+class ConsentFailed(DomainError):
+    """Partner Center did not make the consent; `retriable` when it could not be reached."""
+
+    def __init__(self, error: ErrorInfo, field: str, *, retriable: bool, retry_after_seconds: int = 30) -> None:
+        super().__init__(error.message, [FieldProblem.of(field, error)])
+        self.error = error
+        self.retriable = retriable
+        self.retry_after_seconds = retry_after_seconds
+
+
+class PartnerTokenRefused(DomainError):
+    """Entra ID refused to renew the partner admin's token for a reason other than its expiry."""
+
+    def __init__(self, error: ErrorInfo, field: str) -> None:
+        super().__init__(error.message, [FieldProblem.of(field, error)])
+        self.error = error
+
+
+class ServiceUnavailable(DomainError):
+    """A dependency (Key Vault, Entra ID, Partner Center) cannot serve now; try again later."""
+
+    def __init__(self, error: ErrorInfo, retry_after_seconds: int = 30) -> None:
+        super().__init__(error.message, [FieldProblem.of("", error)])
+        self.error = error
+        self.retry_after_seconds = retry_after_seconds
+
+    @classmethod
+    def of(cls, error: ActionableError) -> ServiceUnavailable:
+        return cls(error.info)
+
+
+# CONTRACT section 3's registration codes: what a credential check may answer (a closed list).
+CONTRACT_CREDENTIAL_CODES = frozenset(
+    {
+        ErrorCode.INVALID_SECRET,
+        ErrorCode.SECRET_EXPIRED,
+        ErrorCode.APP_NOT_FOUND_IN_TENANT,
+        ErrorCode.CONSENT_MISSING,
+        ErrorCode.PERMISSION_MISSING,
+        ErrorCode.TENANT_NOT_FOUND,
+        ErrorCode.UNREACHABLE,
+    }
+)
+
+
+def credential_problem(error: ActionableError, field: str) -> FieldProblem:
+    """An `ActionableError` (already mapped from AADSTS) met while trying credentials, on `field`."""
+    code = error.code
+    if code not in CONTRACT_CREDENTIAL_CODES:
+        # A disabled app is an app that is not usable there; anything else is "could not get a token",
+        # with the original text and action.
+        code = ErrorCode.APP_NOT_FOUND_IN_TENANT if code == ErrorCode.APP_DISABLED else ErrorCode.UNREACHABLE
+    return FieldProblem(field, code, error.info.message, error.info.action)
+
+
+# Where a person finds each input value; the `action` of a problem with that field.
+PORTAL = "Azure portal > Microsoft Entra ID"
+FIELD_HINTS: dict[str, str] = {
+    "kind": "Send kind 'multiTenant' (an MSP with a partner app) or 'singleTenant' (one tenant).",
+    "displayName": "Send a short name for this integration, 1-256 characters.",
+    "partnerTenantId": f"Send the partner tenant's Tenant ID (a GUID) from {PORTAL} > Overview.",
+    "tenantId": f"Send the tenant's Tenant ID (a GUID) from {PORTAL} > Overview.",
+    "partnerAppId": f"Send the partner app's Application (client) ID from {PORTAL} > App registrations.",
+    "syncAppId": f"Send the sync app's Application (client) ID from {PORTAL} > App registrations.",
+    "partnerAppSecret": "Send the Value of a client secret of the partner app (App registrations > "
+    "Certificates & secrets); the Value is shown only when the secret is created.",
+    "syncAppSecret": "Send the Value of a client secret of the sync app (App registrations > "
+    "Certificates & secrets); the Value is shown only when the secret is created.",
+    "includeDefender": "Send true or false (JSON booleans, not strings).",
+    "partnerAppSecretExpiresOn": "Send the secret's 'Expires' date from Certificates & secrets, in ISO 8601 "
+    "with a zone, e.g. 2027-05-01T00:00:00Z, or leave the field out.",
+    "syncAppSecretExpiresOn": "Send the secret's 'Expires' date from Certificates & secrets, in ISO 8601 "
+    "with a zone, e.g. 2027-05-01T00:00:00Z, or leave the field out.",
+    "tenantFilter": 'Send {"include": [GUIDs], "exclude": [GUIDs]}; a tenant may not be in both.',
+    "include": "List customer Tenant IDs (GUIDs), at most 1000.",
+    "exclude": "List customer Tenant IDs (GUIDs), at most 1000.",
+    "tenantIds": "List Tenant IDs (GUIDs) of this integration's tenants, as GET .../tenants shows them.",
+    "body": "Send a JSON object, as /api/openapi.json describes.",
+}
 
 
 # AADSTS codes: https://learn.microsoft.com/entra/identity-platform/reference-error-codes

@@ -6,11 +6,12 @@ models live in `shared.api` and are built from these; no record here ever holds 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from shared.errors import ErrorInfo
 
@@ -62,6 +63,8 @@ class SecretRef(Camel):
 
 
 class ErrorModel(Camel):
+    """An `ErrorInfo` as records store it (the code kept as text, so an unknown code still loads)."""
+
     code: str
     message: str
     action: str
@@ -80,6 +83,45 @@ class TenantFilter(Camel):
         if tid in (t.lower() for t in self.exclude):
             return False
         return not self.include or tid in (t.lower() for t in self.include)
+
+
+# -- what registering and re-keying are given (the HTTP API's request bodies, as the domain sees them) --
+
+
+@dataclass(frozen=True)
+class AppSecret:
+    """An app id and a new client secret of it, held in memory only until Key Vault has it."""
+
+    app_id: str
+    secret: SecretStr
+    expires_on: datetime | None = None  # as the person read it in Certificates & secrets; None: unknown
+
+
+@dataclass(frozen=True)
+class NewIntegration:
+    """An integration to register: the tenant that owns the apps, the sync app and, for an MSP, the partner app."""
+
+    home_tenant_id: str
+    sync_app: AppSecret
+    partner_app: AppSecret | None = None  # present: multi-tenant (an MSP listing its customers)
+    display_name: str | None = None
+    include_defender: bool = True
+    tenant_filter: TenantFilter = field(default_factory=lambda: TenantFilter())
+    auto_consent: bool = False
+
+    @property
+    def kind(self) -> IntegrationKind:
+        return IntegrationKind.MULTI_TENANT if self.partner_app is not None else IntegrationKind.SINGLE_TENANT
+
+
+@dataclass(frozen=True)
+class NewSecrets:
+    """New secret values for an integration's apps (each optional), and their stated expiry dates."""
+
+    partner_app_secret: SecretStr | None = None
+    partner_app_secret_expires_on: datetime | None = None
+    sync_app_secret: SecretStr | None = None
+    sync_app_secret_expires_on: datetime | None = None
 
 
 SigninStatus = Literal["pending", "done", "failed", "expired"]

@@ -25,22 +25,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.models import _camel
+from shared.mapping.devices import COMPLIANCE_STATES as DEVICE_COMPLIANCE_STATES
+from shared.models import AppSecret, NewIntegration, NewSecrets, TenantFilter, _camel
 
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _GUID = re.compile(GUID_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SECRET_MAX_CHARS = 1024
 MAX_FILTER_TENANTS = 1000
-COMPLIANCE_STATES = (
-    "unknown",
-    "compliant",
-    "noncompliant",
-    "conflict",
-    "error",
-    "inGracePeriod",
-    "configManager",
-)
+COMPLIANCE_STATES = DEVICE_COMPLIANCE_STATES
 
 
 def is_guid(value: object) -> bool:
@@ -188,6 +181,20 @@ class MultiTenantRegistration(RequestModel):
         "a partner admin has signed in (POST /api/integrations/{id}/partner-signin); recorded until then.",
     )
 
+    def to_domain(self) -> NewIntegration:
+        tenant_filter = self.tenant_filter
+        return NewIntegration(
+            home_tenant_id=self.partner_tenant_id,
+            sync_app=AppSecret(self.sync_app_id, self.sync_app_secret, self.sync_app_secret_expires_on),
+            partner_app=AppSecret(self.partner_app_id, self.partner_app_secret, self.partner_app_secret_expires_on),
+            display_name=self.display_name,
+            include_defender=self.include_defender,
+            tenant_filter=TenantFilter(include=tenant_filter.include, exclude=tenant_filter.exclude)
+            if tenant_filter
+            else TenantFilter(),
+            auto_consent=self.auto_consent,
+        )
+
 
 class SingleTenantRegistration(RequestModel):
     """One tenant, one sync app registered in it."""
@@ -199,6 +206,14 @@ class SingleTenantRegistration(RequestModel):
     sync_app_secret: SecretValue
     include_defender: StrictBool = True
     sync_app_secret_expires_on: ExpiresOn | None = None
+
+    def to_domain(self) -> NewIntegration:
+        return NewIntegration(
+            home_tenant_id=self.tenant_id,
+            sync_app=AppSecret(self.sync_app_id, self.sync_app_secret, self.sync_app_secret_expires_on),
+            display_name=self.display_name,
+            include_defender=self.include_defender,
+        )
 
 
 Registration = Annotated[MultiTenantRegistration | SingleTenantRegistration, Field(discriminator="kind")]
@@ -213,6 +228,14 @@ class SecretRotation(RequestModel):
     partner_app_secret_expires_on: ExpiresOn | None = None
     sync_app_secret: SecretValue | None = None
     sync_app_secret_expires_on: ExpiresOn | None = None
+
+    def to_domain(self) -> NewSecrets:
+        return NewSecrets(
+            partner_app_secret=self.partner_app_secret,
+            partner_app_secret_expires_on=self.partner_app_secret_expires_on,
+            sync_app_secret=self.sync_app_secret,
+            sync_app_secret_expires_on=self.sync_app_secret_expires_on,
+        )
 
 
 class SyncRequest(RequestModel):
@@ -269,9 +292,10 @@ class TenantCountsOut(ResponseModel):
     devices: int = 0
     software: int = 0
     defender_machines: int = 0
-    skipped: int = Field(default=0, description="Devices and software titles of the last sync that were "
-                         "listed but could not be read (a field of an unexpected type, an oversized value): "
-                         "each kept its last stored copy and was not marked removed.")
+    skipped: int = Field(default=0, description="Records of the last sync's device and software listings "
+                         "that were not written: listed but unreadable (a field of an unexpected type, an "
+                         "oversized value; each kept its last stored copy and was not marked removed), an id "
+                         "listed twice, or a row Table Storage refused.")
 
 
 class GdapRelationshipOut(ResponseModel):
@@ -397,6 +421,13 @@ class SoftwareOut(ResponseModel):
 class SoftwareList(ResponseModel):
     value: list[SoftwareOut]
     next_link: str | None = None
+
+
+# The response model of each entity the API lists (shared.entities, `exposed`): the item and the page.
+ENTITY_MODELS: dict[str, tuple[type[ResponseModel], type[ResponseModel]]] = {
+    "devices": (DeviceOut, DeviceList),
+    "software": (SoftwareOut, SoftwareList),
+}
 
 
 class AlertOut(ResponseModel):

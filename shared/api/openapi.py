@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 from shared import __version__
 from shared.api import models as m
 from shared.api.parsing import DEFAULT_TOP, MAX_TOP
+from shared.entities import EXPOSED, entity
 
 _REF = "#/components/schemas/{model}"
 _REQUESTS: tuple[type[BaseModel], ...] = (
@@ -157,21 +158,15 @@ def _paths() -> dict[str, Any]:
         },
     }
     asset_params = [ID, TENANT_ID, TOP, CONTINUATION, SEARCH, FORMAT]
-    devices_params = [
-        *asset_params,
-        _param(
-            "removed",
-            "query",
-            {"type": "boolean", "default": False},
-            "true lists devices no longer in Intune (removedAt set) instead of current ones.",
-        ),
-        _param(
-            "complianceState",
-            "query",
-            {"type": "string", "enum": list(m.COMPLIANCE_STATES)},
-            "Only devices in this Intune compliance state.",
-        ),
-    ]
+
+    def entity_params(kind: str) -> list[dict[str, Any]]:
+        """An entity's list parameters: the common ones, then its declared filters (shared.entities)."""
+        params = list(asset_params)
+        for spec in entity(kind).filters:
+            schema: dict[str, Any] = ({"type": "boolean", "default": spec.default} if spec.kind == "bool"
+                                      else {"type": "string", "enum": list(spec.values)})
+            params.append(_param(spec.param, "query", schema, spec.description))
+        return params
 
     def csv_or(model: type[BaseModel], description: str) -> dict[str, Any]:
         return {
@@ -286,29 +281,20 @@ def _paths() -> dict[str, Any]:
                 params=[ID, TOP, CONTINUATION],
             ),
         },
-        "/api/integrations/{id}/tenants/{tenantId}/devices": {
-            "get": _op(
-                "listDevices",
-                "A tenant's devices (hardware assets).",
-                {
-                    "200": csv_or(m.DeviceList, "A page of devices, or every device as CSV."),
-                    **NOT_FOUND,
-                },
-                tag="assets",
-                params=devices_params,
-            ),
-        },
-        "/api/integrations/{id}/tenants/{tenantId}/software": {
-            "get": _op(
-                "listSoftware",
-                "A tenant's software titles (Intune detected apps).",
-                {
-                    "200": csv_or(m.SoftwareList, "A page of software, or every title as CSV."),
-                    **NOT_FOUND,
-                },
-                tag="assets",
-                params=asset_params,
-            ),
+        **{
+            f"/api/integrations/{{id}}/tenants/{{tenantId}}/{e.name}": {
+                "get": _op(
+                    f"list{e.name[0].upper()}{e.name[1:]}",
+                    e.summary,
+                    {
+                        "200": csv_or(m.ENTITY_MODELS[e.name][1], f"A page of {e.name}, or all of them as CSV."),
+                        **NOT_FOUND,
+                    },
+                    tag="assets",
+                    params=entity_params(e.name),
+                ),
+            }
+            for e in EXPOSED
         },
         "/api/integrations/{id}/tenants/{tenantId}/devices/{deviceId}/software": {
             "get": _op(

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from shared.api.models import (
-    COMPLIANCE_STATES,
     MultiTenantRegistration,
     SingleTenantRegistration,
     is_guid,
@@ -32,6 +31,8 @@ from shared.api.problems import (
     malformed_json,
     unsupported_media_type,
 )
+from shared.entities import Filter, entity
+from shared.errors import FIELD_HINTS  # where a person finds each value: the action of a problem with it
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,31 +43,6 @@ _MAX_TOKEN_CHARS = 4096
 _MAX_SEARCH_CHARS = 100
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-# Where a person finds each value; used as the `action` of a validation error on that field.
-PORTAL = "Azure portal > Microsoft Entra ID"
-FIELD_HINTS: dict[str, str] = {
-    "kind": "Send kind 'multiTenant' (an MSP with a partner app) or 'singleTenant' (one tenant).",
-    "displayName": "Send a short name for this integration, 1-256 characters.",
-    "partnerTenantId": f"Send the partner tenant's Tenant ID (a GUID) from {PORTAL} > Overview.",
-    "tenantId": f"Send the tenant's Tenant ID (a GUID) from {PORTAL} > Overview.",
-    "partnerAppId": f"Send the partner app's Application (client) ID from {PORTAL} > App registrations.",
-    "syncAppId": f"Send the sync app's Application (client) ID from {PORTAL} > App registrations.",
-    "partnerAppSecret": "Send the Value of a client secret of the partner app (App registrations > "
-    "Certificates & secrets); the Value is shown only when the secret is created.",
-    "syncAppSecret": "Send the Value of a client secret of the sync app (App registrations > "
-    "Certificates & secrets); the Value is shown only when the secret is created.",
-    "includeDefender": "Send true or false (JSON booleans, not strings).",
-    "partnerAppSecretExpiresOn": "Send the secret's 'Expires' date from Certificates & secrets, in ISO 8601 "
-    "with a zone, e.g. 2027-05-01T00:00:00Z, or leave the field out.",
-    "syncAppSecretExpiresOn": "Send the secret's 'Expires' date from Certificates & secrets, in ISO 8601 "
-    "with a zone, e.g. 2027-05-01T00:00:00Z, or leave the field out.",
-    "tenantFilter": 'Send {"include": [GUIDs], "exclude": [GUIDs]}; a tenant may not be in both.',
-    "include": "List customer Tenant IDs (GUIDs), at most 1000.",
-    "exclude": "List customer Tenant IDs (GUIDs), at most 1000.",
-    "tenantIds": "List Tenant IDs (GUIDs) of this integration's tenants, as GET .../tenants shows them.",
-    "body": "Send a JSON object, as /api/openapi.json describes.",
-}
 
 
 # --- bodies -----------------------------------------------------------------------------------------
@@ -238,24 +214,6 @@ def parse_search(params: Mapping[str, str], errors: list[FieldError]) -> str | N
     return raw
 
 
-def parse_compliance_state(params: Mapping[str, str], errors: list[FieldError]) -> str | None:
-    raw = _one(params, "complianceState")
-    if raw is None or raw == "":
-        return None
-    for state in COMPLIANCE_STATES:
-        if raw.lower() == state.lower():
-            return state
-    errors.append(
-        FieldError(
-            "complianceState",
-            "invalidValue",
-            "complianceState must be one of " + ", ".join(COMPLIANCE_STATES),
-            "Send one of Intune's compliance states, or leave it out.",
-        )
-    )
-    return None
-
-
 def wants_csv(params: Mapping[str, str], accept: str | None, errors: list[FieldError]) -> bool:
     """`?format=csv|json` decides; otherwise an Accept header that prefers text/csv over JSON."""
     fmt = _one(params, "format")
@@ -337,33 +295,63 @@ def decode_continuation(
 
 @dataclass(frozen=True)
 class AssetQuery:
-    """A validated devices/software query: what the store is asked, nothing the client typed unchecked."""
+    """A validated query of an entity's list: what the store is asked, nothing the client typed unchecked.
+
+    `filters` holds a value for each filter the entity declares (`shared.entities.Filter`), by parameter."""
 
     top: int
     continuation: Any
-    removed: bool
     search: str | None
-    compliance_state: str | None
+    filters: dict[str, Any]
     csv: bool
 
+    @property
+    def removed(self) -> bool:
+        return bool(self.filters.get("removed", False))
+
+    @property
+    def compliance_state(self) -> str | None:
+        value = self.filters.get("complianceState")
+        return value if isinstance(value, str) else None
+
     def scope(self, kind: str, integration_id: str, tenant_id: str) -> dict[str, object]:
-        return {
-            "kind": kind,
-            "i": integration_id,
-            "t": tenant_id,
-            "r": self.removed,
-            "s": self.search,
-            "c": self.compliance_state,
-        }
+        return _asset_scope(kind, integration_id, tenant_id, self.search, self.filters)
+
+
+def _asset_scope(
+    kind: str, integration_id: str, tenant_id: str, search: str | None, filters: Mapping[str, Any]
+) -> dict[str, object]:
+    """What a continuation token is bound to: the list and every filter (a token of another list, or of the
+    same list with other filters, is refused)."""
+    scope: dict[str, object] = {"kind": kind, "i": integration_id, "t": tenant_id,
+                                "r": bool(filters.get("removed", False)), "s": search,
+                                "c": filters.get("complianceState")}
+    scope |= {k: v for k, v in filters.items() if k not in ("removed", "complianceState")}
+    return scope
+
+
+def _parse_filter(params: Mapping[str, str], spec: Filter, errors: list[FieldError]) -> Any:
+    if spec.kind == "bool":
+        return parse_bool(params, spec.param, bool(spec.default), errors)
+    raw = _one(params, spec.param)
+    if raw is None or raw == "":
+        return None
+    for value in spec.values:
+        if raw.lower() == value.lower():
+            return value
+    errors.append(FieldError(spec.param, "invalidValue", f"{spec.param} must be one of " + ", ".join(spec.values),
+                             spec.hint))
+    return None
 
 
 def parse_asset_query(
     params: Mapping[str, str], accept: str | None, *, kind: str, integration_id: str, tenant_id: str
 ) -> AssetQuery:
+    """The query of an entity's list route: the common parameters and the filters the entity declares."""
+    declared = entity(kind)
     errors: list[FieldError] = []
-    allowed = {"top", "continuation", "search", "format", "code"}
-    if kind == "devices":
-        allowed |= {"removed", "complianceState"}
+    own = [f.param for f in declared.filters]
+    allowed = {"top", "continuation", "search", "format", "code", *own}
     unknown = sorted(k for k in params if k not in allowed)
     for name in unknown[:10]:
         shown = name if len(name) <= 40 and not _CONTROL.search(name) else name[:37] + "..."
@@ -372,20 +360,17 @@ def parse_asset_query(
                 shown,
                 "unknownParameter",
                 f"{shown} is not a query parameter of this list",
-                "Use top, continuation, search, format"
-                + (", removed, complianceState." if kind == "devices" else "."),
+                "Use " + ", ".join(["top", "continuation", "search", "format", *own]) + ".",
             )
         )
     top = parse_top(params, errors)
-    removed = parse_bool(params, "removed", False, errors) if kind == "devices" else False
     search = parse_search(params, errors)
-    compliance = parse_compliance_state(params, errors) if kind == "devices" else None
+    filters = {spec.param: _parse_filter(params, spec, errors) for spec in declared.filters}
     csv = wants_csv(params, accept, errors)
-    scope = {"kind": kind, "i": integration_id, "t": tenant_id, "r": removed, "s": search, "c": compliance}
-    continuation = decode_continuation(params, scope, errors)
+    continuation = decode_continuation(params, _asset_scope(kind, integration_id, tenant_id, search, filters), errors)
     if errors:
         raise invalid_request(errors)
-    return AssetQuery(top, continuation, removed, search, compliance, csv)
+    return AssetQuery(top, continuation, search, filters, csv)
 
 
 def parse_page(params: Mapping[str, str], scope: Mapping[str, object]) -> tuple[int, Any]:

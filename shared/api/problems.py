@@ -12,7 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ActionableError, ErrorCode
+from shared.errors import (
+    ActionableError,
+    Conflict,
+    ConsentFailed,
+    CredentialsRejected,
+    DomainError,
+    ErrorCode,
+    ErrorInfo,
+    FieldProblem,
+    InvalidInput,
+    NotFound,
+    PartnerTokenRefused,
+    PreconditionFailed,
+    ServiceUnavailable,
+    SigninNotStarted,
+)
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -21,28 +36,22 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_BASE = "urn:memsync:problem:"
 _MAX_FIELD_CHARS = 100  # an unknown field's name is client text; keep what we echo short
 
-# Registration codes of CONTRACT section 3: what a credential check may answer.
-CONTRACT_CREDENTIAL_CODES = frozenset(
-    {
-        ErrorCode.INVALID_SECRET,
-        ErrorCode.SECRET_EXPIRED,
-        ErrorCode.APP_NOT_FOUND_IN_TENANT,
-        ErrorCode.CONSENT_MISSING,
-        ErrorCode.PERMISSION_MISSING,
-        ErrorCode.TENANT_NOT_FOUND,
-        ErrorCode.UNREACHABLE,
-    }
-)
-
 
 @dataclass(frozen=True)
 class FieldError:
-    """One entry of `errors[]`: which input, what is wrong with it, and what the person should do."""
+    """One entry of `errors[]`: which input, what is wrong with it, and what the person should do.
+
+    The API's own checks (media type, JSON, GUIDs, query parameters) use codes of their own; what the domain
+    refused arrives as a `FieldProblem` (`of`)."""
 
     field: str
     code: str
     message: str
     action: str
+
+    @classmethod
+    def of(cls, problem: FieldProblem) -> FieldError:
+        return cls(problem.field, problem.code.value, problem.message, problem.action)
 
     def to_json(self) -> dict[str, str]:
         return {"field": self.field, "code": self.code, "message": self.message, "action": self.action}
@@ -50,7 +59,8 @@ class FieldError:
 
 @dataclass
 class ApiProblem(Exception):
-    """A request the API answers with a problem document; raised by parsers and services alike."""
+    """A request the API answers with a problem document; raised by the parsers, and made from what a
+    service refused by `problem_from_domain`."""
 
     status: int
     title: str
@@ -177,25 +187,48 @@ def internal_error(reference: str) -> ApiProblem:
     )
 
 
-def service_unavailable(error: ActionableError) -> ApiProblem:
+def service_unavailable(error: ActionableError | ErrorInfo, retry_after_seconds: int = 30) -> ApiProblem:
+    info = error.info if isinstance(error, ActionableError) else error
     return ApiProblem(
         503,
         "A dependency is unavailable",
-        error.info.message,
-        [FieldError("", error.code.value, error.info.message, error.info.action)],
+        info.message,
+        [FieldError("", info.code.value, info.message, info.action)],
         "service-unavailable",
-        {"Retry-After": "30"},
+        {"Retry-After": str(retry_after_seconds)},
     )
 
 
-def field_error_from(error: ActionableError, field_name: str) -> FieldError:
-    """An `ActionableError` (already mapped from AADSTS) as an `errors[]` entry on `field_name`."""
-    code = error.code
-    if code not in CONTRACT_CREDENTIAL_CODES:
-        # CONTRACT's registration codes are a closed list; a disabled app is an app that is not usable
-        # there, anything else is "could not get a token" with the original text and action.
-        code = ErrorCode.APP_NOT_FOUND_IN_TENANT if code == ErrorCode.APP_DISABLED else ErrorCode.UNREACHABLE
-    return FieldError(field_name, code.value, error.info.message, error.info.action)
+def problem_from_domain(exc: DomainError | ActionableError) -> ApiProblem:
+    """What a service refused (or a dependency's actionable failure), as the API's problem document."""
+    if isinstance(exc, ActionableError):
+        # A dependency (vault, Entra) said what is wrong and what to do; not the client's fault.
+        return service_unavailable(exc)
+    errors = [FieldError.of(p) for p in exc.problems]
+    if isinstance(exc, NotFound):
+        return ApiProblem(404, "Not found", exc.message, errors, "not-found")
+    if isinstance(exc, Conflict):
+        return ApiProblem(409, "Conflict", exc.message, errors, "conflict")
+    if isinstance(exc, InvalidInput):
+        return invalid_request(errors)
+    if isinstance(exc, CredentialsRejected):
+        return credentials_rejected(errors)
+    if isinstance(exc, ServiceUnavailable):
+        return service_unavailable(exc.error, exc.retry_after_seconds)
+    if isinstance(exc, ConsentFailed):
+        if exc.retriable:
+            return ApiProblem(503, "The consent was not made", exc.message, errors, "consent-failed",
+                              {"Retry-After": str(exc.retry_after_seconds)})
+        return ApiProblem(422, "The consent was not made", exc.message, errors, "consent-failed")
+    if isinstance(exc, SigninNotStarted):
+        return ApiProblem(422, "The sign-in could not start", exc.message, errors, "signin-failed")
+    if isinstance(exc, PreconditionFailed):
+        return ApiProblem(422, "The request cannot be carried out yet", exc.message, errors,
+                          "precondition-failed")
+    if isinstance(exc, PartnerTokenRefused):
+        return ApiProblem(502, "Entra ID refused the partner admin's token", exc.message, errors,
+                          "signin-failed")
+    return ApiProblem(400, "The request is not valid", exc.message, errors, "invalid-request")
 
 
 # --- pydantic ValidationError -> errors[] -------------------------------------------------------------

@@ -5,20 +5,27 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from shared.api.models import (
+    ENTITY_MODELS,
     AccessOut,
-    DeviceOut,
     ErrorOut,
     IntegrationOut,
+    PartnerSigninOut,
     SecretInfo,
-    SoftwareOut,
     TenantCountsOut,
     TenantFilterOut,
     TenantOut,
 )
+from shared.entities import entity
 from shared.models import CustomerTenant, ErrorModel, Integration, IntegrationKind
+from shared.services.diagnosis import current_access
+
+if TYPE_CHECKING:
+    from shared.services.consent import ConsentResult
 
 
 def _error(error: ErrorModel | None) -> ErrorOut | None:
@@ -55,8 +62,6 @@ def integration_view(integration: Integration) -> dict[str, Any]:
 
 def access_view(tenant: CustomerTenant) -> dict[str, Any] | None:
     """The tenant's access diagnosis, brought up to date with its last sync (issue 7)."""
-    from shared.services.diagnosis import current_access
-
     access = current_access(tenant)
     if access is None:
         return None
@@ -82,9 +87,18 @@ def tenant_view(tenant: CustomerTenant) -> dict[str, Any]:
     return view
 
 
-def signin_view(integration: Integration, consents: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    from shared.api.models import PartnerSigninOut
+def consent_view(result: ConsentResult) -> dict[str, Any]:
+    """One tenant's consent outcome, with the tenant's access as recorded afterwards."""
+    return {
+        "tenantId": result.tenant_id,
+        "status": result.status,
+        "queued": result.queued,
+        "access": access_view(result.tenant) if result.tenant is not None else None,
+        "error": result.error.to_json() if result.error is not None else None,
+    }
 
+
+def signin_view(integration: Integration, consents: list[ConsentResult] | None = None) -> dict[str, Any]:
     state = integration.partner_signin
     data: dict[str, Any] = {"integrationId": integration.id, "status": "notStarted",
                             "autoConsent": integration.auto_consent}
@@ -94,23 +108,28 @@ def signin_view(integration: Integration, consents: list[dict[str, Any]] | None 
             for name in ("userCode", "verificationUri", "message", "expiresAt", "interval"):
                 data.pop(name, None)
     if consents is not None:
-        data["consents"] = consents
+        data["consents"] = [consent_view(c) for c in consents]
     return PartnerSigninOut.model_validate(data).model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def _aliases(model: type[DeviceOut] | type[SoftwareOut]) -> list[str]:
+def _aliases(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-DEVICE_COLUMNS = [c for c in _aliases(DeviceOut) if c != "defender"] + [
-    "defender.machineId",
-    "defender.healthStatus",
-    "defender.riskScore",
-    "defender.exposureLevel",
-    "defender.onboardingStatus",
-    "defender.lastSeen",
-]
-SOFTWARE_COLUMNS = _aliases(SoftwareOut)
+
+
+def csv_columns(kind: str) -> list[str]:
+    """An entity's CSV header: its output fields, a JSON field spread into `field.sub` columns
+    (`shared.entities.Entity.csv_expand`)."""
+    expand = entity(kind).csv_expand
+    columns = [c for c in _aliases(ENTITY_MODELS[kind][0]) if c not in expand]
+    for name, subs in expand.items():
+        columns += [f"{name}.{sub}" for sub in subs]
+    return columns
+
+
+DEVICE_COLUMNS = csv_columns("devices")
+SOFTWARE_COLUMNS = csv_columns("software")
 
 # A cell that a spreadsheet would run as a formula (OWASP "CSV injection"): prefix it with a quote.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -88,6 +88,17 @@ def graph_error(
         if intune:
             return intune_not_licensed(tenant_id)
         return permission_missing([permissions.read_permission(area).name], app_id=app_id, tenant_id=tenant_id)
+    if exc.status == 200:
+        # A page that answered 200 but cannot be followed: a continuation link outside Graph's origin
+        # (shared.http.may_carry_token). Nothing was sent there, and nothing is marked removed.
+        return ActionableError(
+            ErrorCode.INTERNAL,
+            f"Microsoft Graph's listing of {area} in tenant {tenant_id} was not followed to the end: "
+            f"{str(exc).removeprefix(exc.service + ': ')}. Nothing was sent there and nothing was marked removed.",
+            "If it repeats, check for a proxy or TLS inspection between memsync and Microsoft Graph that "
+            "rewrites responses; otherwise report it with the tenant id and time.",
+            retriable=False,
+        )
     if exc.status == 400 and intune and _NOT_APPLICABLE in message.lower():
         return intune_not_licensed(tenant_id)
     return ActionableError(

@@ -39,9 +39,9 @@ MANAGED_DEVICE_SELECT: tuple[str, ...] = (
     "isEncrypted",
 )
 
-COMPLIANCE_STATES = frozenset(
-    {"unknown", "compliant", "noncompliant", "conflict", "error", "inGracePeriod", "configManager"}
-)
+# Intune's complianceState values, in the order the API lists them:
+# https://learn.microsoft.com/graph/api/resources/intune-devices-compliancestate
+COMPLIANCE_STATES = ("unknown", "compliant", "noncompliant", "conflict", "error", "inGracePeriod", "configManager")
 
 _STRING_FIELDS = (
     "deviceName",

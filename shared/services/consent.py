@@ -15,15 +15,15 @@ https://learn.microsoft.com/partner-center/developer/control-panel-vendor-apis
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from shared.api.problems import ApiProblem, FieldError, not_found
 from shared.clients.partner_center import PartnerCenterClient
-from shared.errors import unreachable
+from shared.errors import ConsentFailed, DomainError, ErrorCode, ErrorInfo, NotFound, unreachable
 from shared.http import ApiClient, Budget, CallStats, FatalApiError, RetriableApiError
 from shared.models import ConsentFacts, CustomerTenant, ErrorModel, Integration, TenantStatus
 from shared.permissions import consent_scopes
@@ -35,6 +35,8 @@ from shared.services.diagnosis import (
     rediagnosed,
     update_tenant,
 )
+from shared.services.jobs import enqueue_tenants
+from shared.services.partner_admin import delegated_partner_token
 from shared.services.queries import load_integration
 from shared.stores.tables import utcnow
 
@@ -60,34 +62,24 @@ def consent_body(integration: Integration) -> dict[str, Any]:
 
 @dataclass
 class ConsentResult:
+    """How the consent in one tenant went, and the tenant as recorded afterwards (its access)."""
+
     tenant_id: str
     status: str  # consented, alreadyConsented, reconsented, failed
     queued: int = 0
     tenant: CustomerTenant | None = None
-    error: ErrorModel | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        from shared.api.views import access_view
-
-        return {
-            "tenantId": self.tenant_id,
-            "status": self.status,
-            "queued": self.queued,
-            "access": access_view(self.tenant) if self.tenant is not None else None,
-            "error": self.error.model_dump(by_alias=True) if self.error is not None else None,
-        }
+    error: ErrorInfo | None = None
 
 
-def partner_center_error(exc: FatalApiError | RetriableApiError, tenant: CustomerTenant) -> ErrorModel:
+def partner_center_error(exc: FatalApiError | RetriableApiError, tenant: CustomerTenant) -> ErrorInfo:
     """What Partner Center's refusal means for this customer, and what the partner does about it."""
     who = f"'{tenant.display_name}' ({tenant.tenant_id})" if tenant.display_name else tenant.tenant_id
     if isinstance(exc, RetriableApiError):
-        error = unreachable("Partner Center", str(exc)).info
-        return ErrorModel(code=error.code.value, message=error.message, action=error.action)
+        return unreachable("Partner Center", str(exc)).info
     detail = _pc_description(exc.body)
     if exc.status == 403:
-        return ErrorModel(
-            code="partnerCenterForbidden",
+        return ErrorInfo(
+            code=ErrorCode.PARTNER_CENTER_FORBIDDEN,
             message=f"Partner Center refused the consent for customer {who} (HTTP 403{detail}): the signed-in "
             "partner admin may not consent apps there.",
             action="In Partner Center > Customers > the customer > Admin relationships, make sure an active "
@@ -96,21 +88,21 @@ def partner_center_error(exc: FatalApiError | RetriableApiError, tenant: Custome
             "AdminAgents group; then retry the consent.",
         )
     if exc.status == 401:
-        return ErrorModel(
-            code="partnerCenterUnauthorized",
+        return ErrorInfo(
+            code=ErrorCode.PARTNER_CENTER_UNAUTHORIZED,
             message=f"Partner Center did not accept the partner admin's token (HTTP 401{detail}).",
             action="Register the partner app in Partner Center (Account settings > App management) and give it "
             "the delegated Partner Center permission user_impersonation; then sign in again with POST "
             "/api/integrations/{id}/partner-signin.",
         )
     if exc.status == 404:
-        return ErrorModel(
-            code="customerNotFound",
+        return ErrorInfo(
+            code=ErrorCode.CUSTOMER_NOT_FOUND,
             message=f"Partner Center does not know customer {who} (HTTP 404{detail}).",
             action="Check that the tenant is a customer of this partner in Partner Center > Customers.",
         )
-    return ErrorModel(
-        code="consentFailed",
+    return ErrorInfo(
+        code=ErrorCode.CONSENT_FAILED,
         message=f"Partner Center refused the consent for customer {who} (HTTP {exc.status}{detail}).",
         action="Retry; if it persists, consent the sync app in the customer's Enterprise applications instead.",
     )
@@ -144,15 +136,13 @@ async def consent_tenant(
     rt: Runtime, integration_id: str, tenant_id: str, *, token: SecretStr | None = None,
     integration: Integration | None = None,
 ) -> ConsentResult:
-    """Consent in one customer; raises ApiProblem (409 sign in first or again, 422 Partner Center refused,
-    503 unreachable) after recording the failure on the tenant."""
-    from shared.services.partner_signin import delegated_partner_token
-
+    """Consent in one customer. Raises `Conflict` (sign in first, or again), or `ConsentFailed` (Partner
+    Center refused, or could not be reached) after recording the failure on the tenant."""
     integration = integration or await load_integration(rt, integration_id)
     tid = tenant_id.lower()
     tenant = await rt.tenants.get_tenant(integration.id, tid)
     if tenant is None:
-        raise not_found("tenant of this integration", "tenantId",
+        raise NotFound("tenant of this integration", "tenantId",
                         f"List the integration's tenants with GET /api/integrations/{integration.id}/tenants.")
     if token is None:
         token = await delegated_partner_token(rt, integration)
@@ -169,19 +159,15 @@ async def consent_tenant(
             status = "reconsented"
     except (FatalApiError, RetriableApiError) as exc:
         error = partner_center_error(exc, tenant)
-        error = error.model_copy(update={"action": error.action.replace("{id}", integration.id)})
+        error = dataclasses.replace(error, action=error.action.replace("{id}", integration.id))
         log.warning("integration %s: consent in %s failed: %s", integration.id, tid, error.code)
-        await _record(rt, integration, tid, consent=ConsentFacts(status="failed", at=utcnow(), error=error))
-        problem_status = 503 if isinstance(exc, RetriableApiError) else 422
-        raise ApiProblem(problem_status, "The consent was not made", error.message,
-                         [FieldError("tenantId", error.code, error.message, error.action)],
-                         "consent-failed", {"Retry-After": "30"} if problem_status == 503 else {}) from None
+        await _record(rt, integration, tid,
+                      consent=ConsentFacts(status="failed", at=utcnow(), error=ErrorModel.of(error)))
+        raise ConsentFailed(error, "tenantId", retriable=isinstance(exc, RetriableApiError)) from None
     probe = await probe_token(rt, integration, tid)
     recorded = await _record(rt, integration, tid, probe=probe if probe.source == "probe" else None,
                              consent=ConsentFacts(status="granted", at=utcnow()))
-    from shared.services.fanout import enqueue_integration
-
-    queued = await enqueue_integration(rt, integration, "manual", tenant_ids=[tid])
+    queued = await enqueue_tenants(rt, integration, "manual", [tid])
     log.info("integration %s: sync app %s in %s; %d sync job queued", integration.id, status, tid, queued)
     return ConsentResult(tid, status, queued, recorded or await rt.tenants.get_tenant(integration.id, tid))
 
@@ -193,54 +179,49 @@ def needs_consent(tenant: CustomerTenant) -> bool:
     return access is not None and access.verdict in CONSENTABLE
 
 
-async def consent_all(rt: Runtime, integration_id: str, *, token: SecretStr | None = None) -> list[dict[str, Any]]:
+async def consent_all(rt: Runtime, integration_id: str, *, token: SecretStr | None = None) -> list[ConsentResult]:
     """Consent in every tenant whose verdict is consentMissing or permissionMissing; one result each."""
-    from shared.services.partner_signin import delegated_partner_token
-
     integration = await load_integration(rt, integration_id)
     if token is None:
         token = await delegated_partner_token(rt, integration)
     targets = [t for t in await rt.tenants.list_tenants(integration.id) if needs_consent(t)]
     slots = asyncio.Semaphore(CONSENTS_IN_FLIGHT)
 
-    async def one(tenant: CustomerTenant) -> dict[str, Any]:
+    async def one(tenant: CustomerTenant) -> ConsentResult:
         async with slots:
             try:
-                result = await consent_tenant(rt, integration.id, tenant.tenant_id, token=token,
-                                              integration=integration)
-            except ApiProblem as problem:
-                first = problem.errors[0] if problem.errors else None
-                error = ErrorModel(code=first.code if first else "consentFailed", message=problem.detail,
-                                   action=first.action if first else "")
+                return await consent_tenant(rt, integration.id, tenant.tenant_id, token=token,
+                                            integration=integration)
+            except DomainError as refused:
+                first = refused.problems[0] if refused.problems else None
+                error = ErrorInfo(first.code if first else ErrorCode.CONSENT_FAILED, refused.message,
+                                  first.action if first else "")
                 latest = await rt.tenants.get_tenant(integration.id, tenant.tenant_id)
-                result = ConsentResult(tenant.tenant_id, "failed", tenant=latest, error=error)
-        return result.to_json()
+                return ConsentResult(tenant.tenant_id, "failed", tenant=latest, error=error)
 
     results = list(await asyncio.gather(*(one(t) for t in targets)))
     log.info("integration %s: consent for %d tenant(s): %d failed", integration.id, len(results),
-             sum(1 for r in results if r["status"] == "failed"))
+             sum(1 for r in results if r.status == "failed"))
     return results
 
 
 async def auto_consent_new(rt: Runtime, integration: Integration, tenants: list[CustomerTenant]) -> int:
     """With autoConsent, during the fan-out: consent in tenants that need it and were never tried (a
     failed consent is not retried every run; POST .../consent retries it). Returns how many succeeded."""
-    from shared.services.partner_signin import delegated_partner_token
-
     targets = [t for t in tenants if needs_consent(t) and t.access is not None and t.access.consent is None]
     if not targets:
         return 0
     try:
         token = await delegated_partner_token(rt, integration)
-    except ApiProblem as problem:
-        log.warning("integration %s: automatic consent skipped: %s", integration.id, problem.detail)
+    except DomainError as refused:
+        log.warning("integration %s: automatic consent skipped: %s", integration.id, refused.message)
         return 0
     done = 0
     for tenant in targets:
         try:
             await consent_tenant(rt, integration.id, tenant.tenant_id, token=token, integration=integration)
             done += 1
-        except ApiProblem:
+        except DomainError:
             continue  # recorded on the tenant
     return done
 

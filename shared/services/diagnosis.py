@@ -26,8 +26,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.clients.gdap import CONSENT_ROLES, allows_consent, is_active
+from shared.auth import token_roles
+from shared.clients.gdap import CONSENT_ROLES, DelegatedAdminRelationships, allows_consent, is_active
+from shared.clients.graph import GraphClient
 from shared.errors import ActionableError, ErrorCode
+from shared.http import ApiClient, ApiError, Budget
 from shared.models import (
     AppRole,
     CustomerTenant,
@@ -40,6 +43,8 @@ from shared.models import (
     TokenFacts,
 )
 from shared.permissions import READ_BY_NAME, Resource, required_roles
+from shared.services.alerting import raise_relationship_alerts
+from shared.services.credentials import app_credential
 from shared.stores.tables import utcnow
 
 if TYPE_CHECKING:
@@ -301,11 +306,6 @@ async def collect_relationships(
     rt: Runtime, integration: Integration, stats: CallStats
 ) -> dict[str, list[GdapRelationship]] | None:
     """The partner's GDAP relationships by customer tenant id; None when they could not be listed."""
-    from shared.clients.gdap import DelegatedAdminRelationships
-    from shared.clients.graph import GraphClient
-    from shared.http import ApiClient, ApiError, Budget
-    from shared.services.credentials import app_credential
-
     try:
         app = await app_credential(rt, integration, AppRole.PARTNER)
     except ActionableError as exc:
@@ -389,10 +389,6 @@ async def _relationship_alerts(
     rt: Runtime, integration: Integration, tenants: list[CustomerTenant],
     relationships: dict[str, list[GdapRelationship]],
 ) -> None:
-    try:
-        from shared.services.alerting import raise_relationship_alerts
-    except ImportError:
-        return
     for tenant in tenants:
         if tenant.status == TenantStatus.EXCLUDED:
             continue
@@ -412,9 +408,6 @@ async def _relationship_alerts(
 async def probe_token(rt: Runtime, integration: Integration, tenant_id: str) -> TokenFacts:
     """Ask Entra for the sync app's token in the tenant now (fresh: a consent just changed it) and read
     its roles; the Defender token too when the integration includes Defender."""
-    from shared.auth import token_roles
-    from shared.services.credentials import app_credential
-
     now = utcnow()
     try:
         app = await app_credential(rt, integration, AppRole.SYNC)

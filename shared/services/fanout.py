@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,9 +42,12 @@ from shared.models import (
     IntegrationStatus,
     TenantStatus,
 )
+from shared.services.alerting import raise_credential_alert
+from shared.services.consent import auto_consent_new
 from shared.services.credentials import app_credential
-from shared.services.tenant_sync import lease_live
-from shared.stores.queues import SyncJob, Trigger
+from shared.services.diagnosis import diagnose_integration
+from shared.services.jobs import enqueue_tenants, queue_run, queueable
+from shared.stores.queues import Trigger
 from shared.stores.tables import utcnow
 
 if TYPE_CHECKING:
@@ -277,10 +279,6 @@ async def _mark_integration(rt: Runtime, integration_id: str, discovery: Discove
 
 async def _credential_alert(rt: Runtime, integration: Integration, error: ActionableError) -> None:
     try:
-        from shared.services.alerting import raise_credential_alert
-    except ImportError:
-        return
-    try:
         await raise_credential_alert(rt, integration, AppRole.PARTNER, error)
     except Exception:  # an alert that cannot be sent must not stop the fan-out
         log.exception("integration %s: raising the partner credential alert failed", integration.id)
@@ -291,16 +289,12 @@ async def _diagnose(
 ) -> list[CustomerTenant]:
     """Issue 7: each tenant's access diagnosis (GDAP relationships listed once), relationship-expiry
     alerts, and with autoConsent the consents a signed-in partner admin can make. Never stops the fan-out."""
-    from shared.services.diagnosis import diagnose_integration
-
     try:
         tenants = await diagnose_integration(rt, integration, tenants, stats)
     except Exception:  # a diagnosis that fails must not keep the tenants from syncing
         log.exception("integration %s: access diagnosis failed", integration.id)
         return tenants
     if integration.auto_consent and integration.secret(AppRole.PARTNER_SIGNIN) is not None:
-        from shared.services.consent import auto_consent_new
-
         try:
             await auto_consent_new(rt, integration, tenants)
         except Exception:  # recorded per tenant; the fan-out goes on
@@ -309,15 +303,6 @@ async def _diagnose(
 
 
 # -- enqueueing ----------------------------------------------------------------------------------
-
-
-def _queueable(tenant: CustomerTenant, integration: Integration, *, named: bool) -> bool:
-    if tenant.status == TenantStatus.EXCLUDED or not integration.tenant_filter.admits(tenant.tenant_id):
-        return False
-    if tenant.missing_since is not None and not named:
-        return False
-    # A sync still running (lease not expired) is not queued again.
-    return not lease_live(tenant)
 
 
 async def enqueue_integration(
@@ -330,33 +315,20 @@ async def enqueue_integration(
     """
     if integration.status == IntegrationStatus.DISABLED:
         return 0
-    if tenant_ids is None:
-        stats = CallStats()
-        discovery = await discover_customers(rt, integration, stats)
-        await _mark_integration(rt, integration.id, discovery)
-        for error in discovery.errors:
-            if error.code in CREDENTIAL_CODES:
-                await _credential_alert(rt, integration, error)
-                break
-        tenants = await record_tenants(rt, integration, discovery)
-        tenants = await _diagnose(rt, integration, tenants, stats)
-        log.info("integration %s: %d tenant(s) known, discovery %s (%d requests)", integration.id,
-                 len(tenants), "complete" if discovery.complete else "incomplete", stats.requests)
-        targets = [t for t in tenants if _queueable(t, integration, named=False)]
-    else:
-        wanted = {t.lower() for t in tenant_ids}
-        known = await rt.tenants.list_tenants(integration.id)
-        targets = [t for t in known
-                   if t.tenant_id.lower() in wanted and _queueable(t, integration, named=True)]
-    run_id = str(uuid.uuid4())
-    jobs = [
-        SyncJob.model_validate({"integrationId": integration.id, "tenantId": t.tenant_id.lower(),
-                                "runId": run_id, "trigger": trigger})
-        for t in targets
-    ]
-    queued = await rt.queue.enqueue(jobs) if jobs else 0
-    log.info("integration %s: %d sync job(s) queued (run %s, %s)", integration.id, queued, run_id, trigger)
-    return queued
+    if tenant_ids is not None:
+        return await enqueue_tenants(rt, integration, trigger, tenant_ids)
+    stats = CallStats()
+    discovery = await discover_customers(rt, integration, stats)
+    await _mark_integration(rt, integration.id, discovery)
+    for error in discovery.errors:
+        if error.code in CREDENTIAL_CODES:
+            await _credential_alert(rt, integration, error)
+            break
+    tenants = await record_tenants(rt, integration, discovery)
+    tenants = await _diagnose(rt, integration, tenants, stats)
+    log.info("integration %s: %d tenant(s) known, discovery %s (%d requests)", integration.id,
+             len(tenants), "complete" if discovery.complete else "incomplete", stats.requests)
+    return await queue_run(rt, integration, [t for t in tenants if queueable(t, integration, named=False)], trigger)
 
 
 async def enqueue_all(rt: Runtime, trigger: Trigger = "schedule") -> dict[str, Any]:

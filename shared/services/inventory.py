@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.clients.exports import ExportJobsClient, ExportUnavailable
-from shared.errors import ActionableError, ErrorCode, ErrorInfo
+from shared.errors import ActionableError, ErrorCode, ErrorInfo, NotFound
 from shared.http import ApiError, FatalApiError, RetriableApiError
 from shared.mapping.inventory import APP_INV_REPORT, APP_INV_SELECT, InventoryCounts, InventoryIndex, inventory_rows
-from shared.stores.assets import partition_key
+from shared.stores.assets import AssetStore, partition_key
 from shared.stores.device_software import DeviceSoftwareStore, page_after
 
 if TYPE_CHECKING:
@@ -155,12 +155,10 @@ def _not_read(tenant_id: str, cause: BaseException, export_problem: str | None) 
 
 
 async def _known_tenant(rt: Runtime, integration_id: str, tenant_id: str) -> None:
-    from shared.api.problems import not_found
-
     if await rt.integrations.get_integration(integration_id) is None:
-        raise not_found("integration", "id", "List the integrations with GET /api/integrations.")
+        raise NotFound("integration", "id", "List the integrations with GET /api/integrations.")
     if await rt.tenants.get_tenant(integration_id, tenant_id) is None:
-        raise not_found("tenant in this integration", "tenantId",
+        raise NotFound("tenant in this integration", "tenantId",
                         "List the integration's tenants with GET /api/integrations/{id}/tenants.")
 
 
@@ -168,10 +166,7 @@ async def device_software(
     rt: Runtime, integration_id: str, tenant_id: str, device_id: str, *, top: int, after: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the software installed on one device (Software assets) and the last id shown when more
-    follow. Raises a 404 problem for an unknown integration, tenant or device."""
-    from shared.api.problems import not_found
-    from shared.stores.assets import AssetStore
-
+    follow. Raises `NotFound` for an unknown integration, tenant or device."""
     await _known_tenant(rt, integration_id, tenant_id)
     assets = AssetStore(rt.tables)
     device, ids = await asyncio.gather(
@@ -179,7 +174,7 @@ async def device_software(
         DeviceSoftwareStore(rt.tables).ids(integration_id, tenant_id, "d", device_id),
     )
     if device is None:
-        raise not_found("device in this tenant", "deviceId",
+        raise NotFound("device in this tenant", "deviceId",
                         "List the tenant's devices with GET /api/integrations/{id}/tenants/{tenantId}/devices.")
     page, last = page_after(ids or [], after, top)
     return await _resolve(assets, "software", integration_id, tenant_id, page), last
@@ -189,10 +184,7 @@ async def software_devices(
     rt: Runtime, integration_id: str, tenant_id: str, software_id: str, *, top: int, after: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of the devices that have one detected app (Device assets) and the last id shown when more
-    follow. Raises a 404 problem for an unknown integration, tenant or app."""
-    from shared.api.problems import not_found
-    from shared.stores.assets import AssetStore
-
+    follow. Raises `NotFound` for an unknown integration, tenant or app."""
     await _known_tenant(rt, integration_id, tenant_id)
     assets = AssetStore(rt.tables)
     app, ids = await asyncio.gather(
@@ -200,7 +192,7 @@ async def software_devices(
         DeviceSoftwareStore(rt.tables).ids(integration_id, tenant_id, "a", software_id),
     )
     if app is None:
-        raise not_found("software in this tenant", "softwareId",
+        raise NotFound("software in this tenant", "softwareId",
                         "List the tenant's software with GET /api/integrations/{id}/tenants/{tenantId}/software.")
     page, last = page_after(ids or [], after, top)
     return await _resolve(assets, "devices", integration_id, tenant_id, page), last

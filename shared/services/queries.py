@@ -8,23 +8,38 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.api.problems import FieldError, invalid_request, not_found
+from shared.errors import ErrorCode, FieldProblem, InvalidInput, NotFound
 from shared.models import CustomerTenant, Integration
 
 if TYPE_CHECKING:
-    from shared.api.parsing import AssetQuery
     from shared.runtime import Runtime
 
 EXPORT_PAGE = 1000
 EXPORT_MAX_ROWS = 500_000  # a CSV export stops here rather than exhausting the worker's memory
 
 
+class AssetQuery(Protocol):
+    """What a list of assets is asked; the HTTP edge's validated asset query is one."""
+
+    @property
+    def top(self) -> int: ...
+
+    @property
+    def continuation(self) -> Any: ...
+
+    @property
+    def search(self) -> str | None: ...
+
+    @property
+    def filters(self) -> dict[str, Any]: ...
+
+
 async def load_integration(rt: Runtime, integration_id: str) -> Integration:
     integration = await rt.integrations.get_integration(integration_id)
     if integration is None:
-        raise not_found("integration", "id", "List the integrations with GET /api/integrations.")
+        raise NotFound("integration", "id", "List the integrations with GET /api/integrations.")
     return integration
 
 
@@ -69,7 +84,7 @@ async def list_tenants(
 async def _load_tenant(rt: Runtime, integration_id: str, tenant_id: str) -> None:
     await load_integration(rt, integration_id)
     if await rt.tenants.get_tenant(integration_id, tenant_id) is None:
-        raise not_found(
+        raise NotFound(
             "tenant in this integration",
             "tenantId",
             "List the integration's tenants with GET /api/integrations/{id}/tenants.",
@@ -78,16 +93,19 @@ async def _load_tenant(rt: Runtime, integration_id: str, tenant_id: str) -> None
 
 @asynccontextmanager
 async def _store_query() -> AsyncIterator[None]:
-    """The asset store refuses a parameter it cannot use with `InvalidQuery`; that is a 400."""
+    """The asset store refuses a parameter it cannot use with `InvalidQuery`: invalid input."""
     from shared.stores.assets import InvalidQuery
 
     try:
         yield
     except InvalidQuery as exc:
-        raise invalid_request(
+        raise InvalidInput(
             [
-                FieldError(
-                    exc.field, "invalidValue", str(exc), "Correct the query parameter; see /api/openapi.json."
+                FieldProblem(
+                    exc.field,
+                    ErrorCode.INVALID_VALUE,
+                    str(exc),
+                    "Correct the query parameter; see /api/openapi.json.",
                 )
             ]
         ) from None
@@ -99,60 +117,47 @@ def _asset_store(rt: Runtime) -> Any:
     return AssetStore(rt.tables)
 
 
+async def _asset_page(
+    store: Any, kind: str, integration_id: str, tenant_id: str, query: AssetQuery, top: int, continuation: Any
+) -> tuple[list[dict[str, Any]], str | None]:
+    async with _store_query():
+        items, token = await store.list_assets(kind, integration_id, tenant_id, top=top, continuation=continuation,
+                                               search=query.search, filters=query.filters)
+    return list(items), token
+
+
+async def list_assets(
+    rt: Runtime, kind: str, integration_id: str, tenant_id: str, query: AssetQuery
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of one entity's assets of a tenant (`kind` names a listed entity in shared.entities)."""
+    await _load_tenant(rt, integration_id, tenant_id)
+    return await _asset_page(_asset_store(rt), kind, integration_id, tenant_id, query, query.top,
+                             query.continuation)
+
+
 async def list_devices(
     rt: Runtime, integration_id: str, tenant_id: str, query: AssetQuery
 ) -> tuple[list[dict[str, Any]], str | None]:
-    await _load_tenant(rt, integration_id, tenant_id)
-    return await _device_page(
-        _asset_store(rt), integration_id, tenant_id, query, query.top, query.continuation
-    )
-
-
-async def _device_page(
-    store: Any, integration_id: str, tenant_id: str, query: AssetQuery, top: int, continuation: Any
-) -> tuple[list[dict[str, Any]], str | None]:
-    async with _store_query():
-        items, token = await store.list_devices(
-            integration_id,
-            tenant_id,
-            top=top,
-            continuation=continuation,
-            removed=query.removed,
-            search=query.search,
-            compliance_state=query.compliance_state,
-        )
-    return list(items), token
+    return await list_assets(rt, "devices", integration_id, tenant_id, query)
 
 
 async def list_software(
     rt: Runtime, integration_id: str, tenant_id: str, query: AssetQuery
 ) -> tuple[list[dict[str, Any]], str | None]:
-    await _load_tenant(rt, integration_id, tenant_id)
-    async with _store_query():
-        items, token = await _asset_store(rt).list_software(
-            integration_id, tenant_id, top=query.top, continuation=query.continuation, search=query.search
-        )
-    return list(items), token
+    return await list_assets(rt, "software", integration_id, tenant_id, query)
 
 
 async def export_assets(
     rt: Runtime, kind: str, integration_id: str, tenant_id: str, query: AssetQuery
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Every page of a tenant's devices or software (same filters), for a CSV export."""
+    """Every page of a tenant's assets of one entity (same filters), for a CSV export."""
     await _load_tenant(rt, integration_id, tenant_id)
     store = _asset_store(rt)
     continuation: Any = query.continuation
     rows = 0
     while True:
-        if kind == "devices":
-            items, continuation = await _device_page(
-                store, integration_id, tenant_id, query, EXPORT_PAGE, continuation
-            )
-        else:
-            async with _store_query():
-                items, continuation = await store.list_software(
-                    integration_id, tenant_id, top=EXPORT_PAGE, continuation=continuation, search=query.search
-                )
+        items, continuation = await _asset_page(store, kind, integration_id, tenant_id, query, EXPORT_PAGE,
+                                                continuation)
         rows += len(items)
         yield list(items)
         if not continuation or rows >= EXPORT_MAX_ROWS:

@@ -22,32 +22,38 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from shared.api.models import MultiTenantRegistration, SecretRotation, SingleTenantRegistration
-from shared.api.parsing import FIELD_HINTS
-from shared.api.problems import (
-    ApiProblem,
-    FieldError,
-    conflict,
-    credentials_rejected,
-    field_error_from,
-    invalid_request,
-    not_found,
-    service_unavailable,
-)
 from shared.auth import AppCredential, token_roles
 from shared.clients.keyvault import secret_name
-from shared.errors import ActionableError, ErrorCode, permission_missing, unreachable
+from shared.errors import (
+    FIELD_HINTS,
+    ActionableError,
+    Conflict,
+    CredentialsRejected,
+    ErrorCode,
+    FieldProblem,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    credential_problem,
+    permission_missing,
+    unreachable,
+)
 from shared.models import (
     AppRole,
     ExpiresOnSource,
     Integration,
     IntegrationKind,
     IntegrationStatus,
+    NewIntegration,
+    NewSecrets,
     SecretRef,
     TenantFilter,
 )
 from shared.permissions import READ_BY_NAME, Resource, required_roles
+from shared.services.alerting import resolve_secret_alerts
+from shared.services.fanout import enqueue_integration
 from shared.services.queries import load_integration
+from shared.stores.assets import AssetStore
 from shared.stores.tables import utcnow
 
 if TYPE_CHECKING:
@@ -74,7 +80,6 @@ _CREDENTIAL_CODES = frozenset(
     }
 )
 
-Registration = MultiTenantRegistration | SingleTenantRegistration
 # shared.services.fanout.enqueue_integration(rt, integration, trigger, tenant_ids=None) -> int
 Enqueue = Callable[..., Awaitable[int]]
 
@@ -157,7 +162,7 @@ async def _token(rt: Runtime, check: AppCheck, audience: Audience) -> str:
         raise unreachable("Microsoft Entra ID", f"no answer within {TOKEN_CHECK_SECONDS:.0f} s") from None
 
 
-async def check_app(rt: Runtime, check: AppCheck) -> list[FieldError]:
+async def check_app(rt: Runtime, check: AppCheck) -> list[FieldProblem]:
     """The problems with one app in one tenant; [] when every token it needs comes with its permissions."""
     missing: list[str] = []
     for index, audience in enumerate(check.audiences):
@@ -169,18 +174,18 @@ async def check_app(rt: Runtime, check: AppCheck) -> list[FieldError]:
                 # missing here (AADSTS500011): the API was never granted to the app in this tenant.
                 missing.extend(audience.roles)
                 continue
-            return [field_error_from(exc, check.field_for(exc.code))]
+            return [credential_problem(exc, check.field_for(exc.code))]
         granted = token_roles(token)
         missing.extend(
             r for r in audience.roles if not READ_BY_NAME[r].granted(granted)
         )
     if missing:
         lacking = permission_missing(missing, app_id=check.app.app_id, tenant_id=check.tenant_id)
-        return [field_error_from(lacking, check.id_field)]
+        return [credential_problem(lacking, check.id_field)]
     return []
 
 
-async def check_credentials(rt: Runtime, checks: list[AppCheck]) -> list[FieldError]:
+async def check_credentials(rt: Runtime, checks: list[AppCheck]) -> list[FieldProblem]:
     results = await asyncio.gather(*(check_app(rt, c) for c in checks))
     return [e for found in results for e in found]
 
@@ -221,9 +226,9 @@ async def _find_active(rt: Runtime, home_tenant_id: str, sync_app_id: str) -> In
     return None
 
 
-def _duplicate(existing: Integration) -> ApiProblem:
-    return conflict(
-        "alreadyRegistered",
+def _duplicate(existing: Integration) -> Conflict:
+    return Conflict(
+        ErrorCode.ALREADY_REGISTERED,
         "syncAppId",
         f"This sync app is already registered for this tenant as integration {existing.id}.",
         f"Use PUT /api/integrations/{existing.id}/secrets to give it new secrets, or DELETE "
@@ -231,95 +236,62 @@ def _duplicate(existing: Integration) -> ApiProblem:
     )
 
 
-def _checks_for(rt: Runtime, body: Registration) -> list[AppCheck]:
-    if isinstance(body, MultiTenantRegistration):
+def _checks_for(rt: Runtime, new: NewIntegration) -> list[AppCheck]:
+    home, sync, partner = new.home_tenant_id, new.sync_app, new.partner_app
+    if partner is not None:
         return [
-            _partner_check(rt, body.partner_tenant_id, body.partner_app_id, body.partner_app_secret),
+            _partner_check(rt, home, partner.app_id, partner.secret),
             _sync_check(
-                rt,
-                body.partner_tenant_id,
-                body.sync_app_id,
-                body.sync_app_secret,
-                defender=body.include_defender,
-                tenant_field="partnerTenantId",
+                rt, home, sync.app_id, sync.secret, defender=new.include_defender, tenant_field="partnerTenantId"
             ),
         ]
-    return [
-        _sync_check(
-            rt,
-            body.tenant_id,
-            body.sync_app_id,
-            body.sync_app_secret,
-            defender=body.include_defender,
-            tenant_field="tenantId",
-        )
-    ]
+    return [_sync_check(rt, home, sync.app_id, sync.secret, defender=new.include_defender, tenant_field="tenantId")]
 
 
-async def register(rt: Runtime, body: Registration, *, enqueue: Enqueue | None = None) -> Integration:
+async def register(rt: Runtime, new: NewIntegration, *, enqueue: Enqueue | None = None) -> Integration:
     """Try the credentials, store the secrets and the record, queue the first full sync.
 
     `enqueue` defaults to the sync area's `shared.services.fanout.enqueue_integration`.
     """
-    multi = isinstance(body, MultiTenantRegistration)
-    home = body.partner_tenant_id if isinstance(body, MultiTenantRegistration) else body.tenant_id
-    existing = await _find_active(rt, home, body.sync_app_id)
+    multi = new.kind == IntegrationKind.MULTI_TENANT
+    home = new.home_tenant_id
+    existing = await _find_active(rt, home, new.sync_app.app_id)
     if existing is not None:
         raise _duplicate(existing)
-    errors = await check_credentials(rt, _checks_for(rt, body))
+    errors = await check_credentials(rt, _checks_for(rt, new))
     if errors:
-        raise credentials_rejected(errors)
+        raise CredentialsRejected(errors)
 
     integration_id = str(uuid.uuid4())
     written: list[str] = []
     stored = False
     try:
         secrets: list[SecretRef] = []
-        if isinstance(body, MultiTenantRegistration):
-            ref = await _write_secret(
-                rt,
-                integration_id,
-                AppRole.PARTNER,
-                body.partner_app_id,
-                body.partner_app_secret,
-                body.partner_app_secret_expires_on,
-            )
+        for role, app in ((AppRole.PARTNER, new.partner_app), (AppRole.SYNC, new.sync_app)):
+            if app is None:
+                continue
+            ref = await _write_secret(rt, integration_id, role, app.app_id, app.secret, app.expires_on)
             written.append(ref.name)
             secrets.append(ref)
-        ref = await _write_secret(
-            rt,
-            integration_id,
-            AppRole.SYNC,
-            body.sync_app_id,
-            body.sync_app_secret,
-            body.sync_app_secret_expires_on,
-        )
-        written.append(ref.name)
-        secrets.append(ref)
-        tenant_filter = (
-            TenantFilter(include=body.tenant_filter.include, exclude=body.tenant_filter.exclude)
-            if isinstance(body, MultiTenantRegistration) and body.tenant_filter
-            else TenantFilter()
-        )
         integration = Integration(
             id=integration_id,
-            kind=IntegrationKind.MULTI_TENANT if multi else IntegrationKind.SINGLE_TENANT,
-            display_name=body.display_name or (f"MSP {home}" if multi else f"Tenant {home}"),
+            kind=new.kind,
+            display_name=new.display_name or (f"MSP {home}" if multi else f"Tenant {home}"),
             partner_tenant_id=home if multi else None,
             tenant_id=None if multi else home,
-            partner_app_id=body.partner_app_id if isinstance(body, MultiTenantRegistration) else None,
-            sync_app_id=body.sync_app_id,
-            include_defender=body.include_defender,
-            tenant_filter=tenant_filter,
+            partner_app_id=new.partner_app.app_id if new.partner_app is not None else None,
+            sync_app_id=new.sync_app.app_id,
+            include_defender=new.include_defender,
+            tenant_filter=new.tenant_filter if multi else TenantFilter(),
             secrets=secrets,
             created_at=utcnow(),
             # Issue 7: recorded now; the consents run once a partner admin has signed in.
-            auto_consent=isinstance(body, MultiTenantRegistration) and body.auto_consent,
+            auto_consent=multi and new.auto_consent,
         )
         await rt.integrations.create_integration(integration)
         stored = True
         # Two registrations of the same apps racing past the first check: the older one wins.
-        rival = await _find_active(rt, home, body.sync_app_id)
+        rival = await _find_active(rt, home, new.sync_app.app_id)
         if (
             rival is not None
             and rival.id != integration_id
@@ -334,18 +306,14 @@ async def register(rt: Runtime, body: Registration, *, enqueue: Enqueue | None =
 
 
 async def _enqueue_first_sync(rt: Runtime, integration: Integration, enqueue: Enqueue | None) -> None:
-    if enqueue is None:
-        from shared.services.fanout import enqueue_integration  # the sync area's; imported when first used
-
-        enqueue = enqueue_integration
     try:
-        await enqueue(rt, integration, "registration")
+        await (enqueue or enqueue_integration)(rt, integration, "registration")
     except ActionableError as exc:
         # Discovery met something a person must fix (e.g. Partner Center refused the partner app).
         if not exc.retriable:
             field = "partnerAppId" if integration.kind == IntegrationKind.MULTI_TENANT else "syncAppId"
-            raise credentials_rejected([field_error_from(exc, field)]) from None
-        raise service_unavailable(exc) from None
+            raise CredentialsRejected([credential_problem(exc, field)]) from None
+        raise ServiceUnavailable.of(exc) from None
 
 
 async def _undo_registration(rt: Runtime, integration_id: str, written: list[str], stored: bool) -> None:
@@ -367,15 +335,15 @@ async def _undo_registration(rt: Runtime, integration_id: str, written: list[str
 # --- rotation ---------------------------------------------------------------------------------------
 
 
-def _rotation_problems(integration: Integration, body: SecretRotation) -> list[FieldError]:
-    problems: list[FieldError] = []
+def _rotation_problems(integration: Integration, body: NewSecrets) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
     single = integration.kind == IntegrationKind.SINGLE_TENANT
     if single and (body.partner_app_secret is not None or body.partner_app_secret_expires_on is not None):
         field = "partnerAppSecret" if body.partner_app_secret is not None else "partnerAppSecretExpiresOn"
         problems.append(
-            FieldError(
+            FieldProblem(
                 field,
-                "notApplicable",
+                ErrorCode.NOT_APPLICABLE,
                 f"{field} does not apply to a single-tenant integration",
                 "Send syncAppSecret only; a single-tenant integration has no partner app.",
             )
@@ -385,18 +353,18 @@ def _rotation_problems(integration: Integration, body: SecretRotation) -> list[F
         expires = getattr(body, f"{_snake(role)}_secret_expires_on")
         if expires is not None and secret is None:
             problems.append(
-                FieldError(
+                FieldProblem(
                     f"{role}SecretExpiresOn",
-                    "requiresSecret",
+                    ErrorCode.REQUIRES_SECRET,
                     f"{role}SecretExpiresOn is only accepted with a new {role}Secret",
                     f"Send {role}Secret together with its expiry date.",
                 )
             )
     if body.partner_app_secret is None and body.sync_app_secret is None and not problems:
         problems.append(
-            FieldError(
+            FieldProblem(
                 "body",
-                "required",
+                ErrorCode.REQUIRED,
                 "the body names no new secret",
                 "Send partnerAppSecret and/or syncAppSecret (with optional *ExpiresOn).",
             )
@@ -408,23 +376,23 @@ def _snake(camel: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
 
 
-def _disabled(integration: Integration, verb: str) -> ApiProblem:
-    return conflict(
-        "integrationDisabled",
+def _disabled(integration: Integration, verb: str) -> Conflict:
+    return Conflict(
+        ErrorCode.INTEGRATION_DISABLED,
         "id",
         f"Integration {integration.id} was removed (status disabled); it cannot {verb}.",
         "Register the apps again with POST /api/integrations.",
     )
 
 
-async def rotate_secrets(rt: Runtime, integration_id: str, body: SecretRotation) -> Integration:
+async def rotate_secrets(rt: Runtime, integration_id: str, body: NewSecrets) -> Integration:
     """Replace secrets with new values that were tried first; a rotation that fails changes nothing."""
     integration = await load_integration(rt, integration_id)
     if integration.status == IntegrationStatus.DISABLED:
         raise _disabled(integration, "take new secrets")
     problems = _rotation_problems(integration, body)
     if problems:
-        raise invalid_request(problems)
+        raise InvalidInput(problems)
 
     new: list[tuple[AppRole, str, SecretStr, datetime | None]] = []
     checks: list[AppCheck] = []
@@ -456,7 +424,7 @@ async def rotate_secrets(rt: Runtime, integration_id: str, body: SecretRotation)
         )
     errors = await check_credentials(rt, checks)
     if errors:
-        raise credentials_rejected(errors)
+        raise CredentialsRejected(errors)
 
     previous = {role: await _current_value(rt, integration, role) for role, _, _, _ in new}
     written: dict[AppRole, SecretRef] = {}
@@ -491,7 +459,7 @@ async def update_integration(
     for _ in range(_WRITE_ATTEMPTS):
         found = await rt.integrations.get_integration_with_etag(integration_id)
         if found is None:
-            raise not_found("integration", "id", "List the integrations with GET /api/integrations.")
+            raise NotFound("integration", "id", "List the integrations with GET /api/integrations.")
         current, etag = found
         updated = change(current)
         if updated == current or await rt.integrations.replace_integration_if_unchanged(updated, str(etag)):
@@ -538,10 +506,6 @@ async def _restore_secrets(
 
 async def _resolve_alerts(rt: Runtime, integration: Integration, role: AppRole) -> None:
     try:
-        from shared.services.alerting import resolve_secret_alerts
-    except ImportError:
-        return  # the alerts area is not installed in this build
-    try:
         await resolve_secret_alerts(rt, integration, role)
     except Exception as exc:  # noqa: BLE001  # the rotation succeeded; a stale alert must not undo it
         log.warning(
@@ -562,9 +526,9 @@ async def request_sync(rt: Runtime, integration_id: str, tenant_ids: list[str] |
         if integration.tenant_id:
             known.add(integration.tenant_id.lower())
         unknown = [
-            FieldError(
+            FieldProblem(
                 f"tenantIds[{i}]",
-                "notFound",
+                ErrorCode.NOT_FOUND,
                 f"tenantIds[{i}] is not a tenant of this integration",
                 FIELD_HINTS["tenantIds"],
             )
@@ -572,11 +536,13 @@ async def request_sync(rt: Runtime, integration_id: str, tenant_ids: list[str] |
             if tid not in known
         ]
         if unknown:
-            raise ApiProblem(
-                404, "Not found", "Some tenants are not part of this integration.", unknown, "not-found"
+            raise NotFound(
+                "tenant of this integration",
+                "tenantIds",
+                FIELD_HINTS["tenantIds"],
+                problems=unknown,
+                message="Some tenants are not part of this integration.",
             )
-    from shared.services.fanout import enqueue_integration
-
     queued: int = await enqueue_integration(rt, integration, "manual", tenant_ids=tenant_ids)
     return queued
 
@@ -591,8 +557,6 @@ async def remove_integration(rt: Runtime, integration_id: str, *, purge_assets: 
     await asyncio.gather(*(rt.secrets.delete_secret(name) for name in sorted(names)))
     await update_integration(rt, integration_id, lambda current: current.model_copy(update={"secrets": []}))
     if purge_assets:
-        from shared.stores.assets import AssetStore  # the sync area's store
-
         await AssetStore(rt.tables).delete_assets(integration.id)
         await rt.tenants.delete_tenants(integration.id)
         await rt.integrations.delete_integration(integration.id)

@@ -53,6 +53,7 @@ from shared.models import (
     TenantCounts,
     TenantStatus,
 )
+from shared.services.alerting import raise_credential_alert
 from shared.services.inventory import InventorySync
 from shared.stores.assets import AssetStore
 from shared.stores.queues import SyncJob
@@ -483,11 +484,6 @@ def _as_actionable(exc: BaseException) -> ActionableError | None:
 
 async def _raise_credential_alert(rt: Runtime, integration: Integration, error: ActionableError) -> None:
     """Tell the alerting area (issue 6) when the sync app's secret is expired or wrong."""
-    try:
-        from shared.services.alerting import raise_credential_alert
-    except ImportError:  # the alerting area has not landed in this build
-        log.info("credential alert not raised: shared.services.alerting is not available")
-        return
     try:
         await raise_credential_alert(rt, integration, AppRole.SYNC, error)
     except Exception:  # an alert that cannot be sent must not fail the sync's bookkeeping

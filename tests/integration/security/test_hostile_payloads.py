@@ -269,3 +269,27 @@ async def test_lone_surrogates_and_huge_names_are_made_storable(stack, scenario,
     status = await runtime.tenants.get_tenant(integration.id, tid)
     assert status is not None and status.display_name == "T" * 1023 + "…"
     _patch_raw(stack, f"/tenants/{tid}", {"displayName": "Tailspin Toys"})
+
+
+@pytest.mark.parametrize("link", ["https://attacker.invalid/graph/v1.0/deviceManagement/managedDevices?$skiptoken=2",
+                                  "http://{host}/graph/v1.0/deviceManagement/managedDevices?$skiptoken=2"])
+async def test_a_foreign_next_link_is_never_followed_and_nothing_is_removed(stack, scenario, runtime, integration,
+                                                                            link):
+    """The simulator's `nextLink` fault puts a foreign or plain-http continuation link on the first page
+    of the device listing: memsync sends nothing there, marks nothing removed, and says why."""
+    tid = _tenant(scenario, "tailspin")
+    before = await all_devices(runtime, integration.id, tid, top=1000)
+    faults = FaultInjector(stack)
+    faults.add({"service": "graph", "tenantId": tid, "kind": "nextLink", "link": link,
+                "pathContains": "managedDevices", "count": 1})
+    seq = requests_since(stack, 0)[-1]["seq"]
+    try:
+        result = await sync_tenant(runtime, job(integration, tid))
+    finally:
+        faults.clear()
+    assert result.outcome == "error" and result.error is not None
+    assert "not followed" in result.error.message
+    listed = [e for e in requests_since(stack, seq, tid) if e["path"].endswith("managedDevices")]
+    assert len(listed) == 1, listed  # the first page only; the link was never requested
+    assert await all_devices(runtime, integration.id, tid, top=1000) == before
+    assert await all_devices(runtime, integration.id, tid, removed=True, top=1000) == {}

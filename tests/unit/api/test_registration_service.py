@@ -1,4 +1,6 @@
-"""The registration service: credentials tried first, secrets only in the vault, nothing half-made."""
+"""The registration service: credentials tried first, secrets only in the vault, nothing half-made.
+
+The service refuses with domain errors; each is checked as the API renders it (`problem_from_domain`)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.api.models import MultiTenantRegistration, SecretRotation, SingleTenantRegistration
-from shared.api.problems import ApiProblem
-from shared.errors import unreachable
-from shared.models import IntegrationStatus
+from shared.api.problems import ApiProblem, problem_from_domain
+from shared.errors import DomainError, unreachable
+from shared.models import IntegrationStatus, NewIntegration, NewSecrets
 from shared.services import registration
 
 from .fakes import Enqueued, FakeTokens, fake_runtime
@@ -25,7 +27,7 @@ GRAPH = "https://graph.microsoft.com"
 DEFENDER = "https://api.securitycenter.microsoft.com"
 
 
-def multi(**overrides) -> MultiTenantRegistration:
+def multi(**overrides) -> NewIntegration:
     body = {
         "kind": "multiTenant",
         "displayName": "Contoso MSP",
@@ -36,7 +38,18 @@ def multi(**overrides) -> MultiTenantRegistration:
         "syncAppSecret": SYNC_SECRET,
         **overrides,
     }
-    return MultiTenantRegistration.model_validate(body)
+    return MultiTenantRegistration.model_validate(body).to_domain()
+
+
+def rotation(body: dict) -> NewSecrets:
+    return SecretRotation.model_validate(body).to_domain()
+
+
+async def refused(call) -> ApiProblem:
+    """The domain error `call` raises, as the API answers it."""
+    with pytest.raises(DomainError) as caught:
+        await call
+    return problem_from_domain(caught.value)
 
 
 def tokens(**kwargs) -> FakeTokens:
@@ -78,9 +91,7 @@ async def test_registration_stores_secrets_in_the_vault_only_and_queues_the_firs
 async def test_every_credential_problem_is_reported_at_once_with_its_field():
     rt = fake_runtime(tokens(aadsts={(PARTNER_TENANT, PARTNER_APP): 7000222}))
     rt.tokens.secrets[SYNC_APP] = "another value"
-    with pytest.raises(ApiProblem) as caught:
-        await registration.register(rt, multi(), enqueue=Enqueued())
-    problem = caught.value
+    problem = await refused(registration.register(rt, multi(), enqueue=Enqueued()))
     assert problem.status == 422
     assert {(e.field, e.code) for e in problem.errors} == {
         ("partnerAppSecret", "secretExpired"),
@@ -90,7 +101,7 @@ async def test_every_credential_problem_is_reported_at_once_with_its_field():
     assert rt.integrations.records == {}
 
 
-def single(**overrides) -> SingleTenantRegistration:
+def single(**overrides) -> NewIntegration:
     body = {
         "kind": "singleTenant",
         "tenantId": PARTNER_TENANT,
@@ -98,7 +109,7 @@ def single(**overrides) -> SingleTenantRegistration:
         "syncAppSecret": SYNC_SECRET,
         **overrides,
     }
-    return SingleTenantRegistration.model_validate(body)
+    return SingleTenantRegistration.model_validate(body).to_domain()
 
 
 async def test_each_missing_permission_is_named_and_broader_ones_count():
@@ -113,9 +124,8 @@ async def test_each_missing_permission_is_named_and_broader_ones_count():
             }
         )
     )
-    with pytest.raises(ApiProblem) as caught:
-        await registration.register(rt, single(), enqueue=Enqueued())
-    [missing] = caught.value.errors
+    problem = await refused(registration.register(rt, single(), enqueue=Enqueued()))
+    [missing] = problem.errors
     assert (missing.field, missing.code) == ("syncAppId", "permissionMissing")
     assert "DeviceManagementManagedDevices.Read.All" in missing.message
     assert "Machine.Read.All" in missing.message
@@ -138,17 +148,8 @@ async def test_each_missing_permission_is_named_and_broader_ones_count():
 )
 async def test_aadsts_codes_become_contract_codes_with_actions(code, expected, field):
     rt = fake_runtime(tokens(aadsts={(PARTNER_TENANT, SYNC_APP): code}))
-    body = SingleTenantRegistration.model_validate(
-        {
-            "kind": "singleTenant",
-            "tenantId": PARTNER_TENANT,
-            "syncAppId": SYNC_APP,
-            "syncAppSecret": SYNC_SECRET,
-        }
-    )
-    with pytest.raises(ApiProblem) as caught:
-        await registration.register(rt, body, enqueue=Enqueued())
-    [error] = caught.value.errors
+    problem = await refused(registration.register(rt, single(), enqueue=Enqueued()))
+    [error] = problem.errors
     assert (error.code, error.field) == (expected, field)
     assert error.action
     assert SYNC_SECRET not in error.message + error.action
@@ -164,10 +165,11 @@ async def test_defender_not_required_when_excluded():
 async def test_the_same_apps_twice_is_a_409_naming_the_first():
     rt = fake_runtime(tokens())
     first = await registration.register(rt, multi(), enqueue=Enqueued())
-    with pytest.raises(ApiProblem) as caught:
-        await registration.register(rt, multi(displayName="again"), enqueue=Enqueued())
-    assert caught.value.status == 409
-    assert first.id in caught.value.errors[0].message
+    problem = await refused(registration.register(rt, multi(displayName="again"), enqueue=Enqueued()))
+    assert problem.status == 409
+    assert problem.headers == {}
+    assert (problem.errors[0].field, problem.errors[0].code) == ("syncAppId", "alreadyRegistered")
+    assert first.id in problem.errors[0].message
 
 
 @pytest.mark.parametrize("failure", ["record", "enqueue"])
@@ -184,9 +186,12 @@ async def test_a_failure_after_the_vault_write_leaves_nothing_behind(failure):
 
 async def test_a_retriable_discovery_failure_is_a_503_and_is_undone():
     rt = fake_runtime(tokens())
-    with pytest.raises(ApiProblem) as caught:
-        await registration.register(rt, multi(), enqueue=Enqueued(unreachable("Partner Center", "timeout")))
-    assert caught.value.status == 503
+    problem = await refused(
+        registration.register(rt, multi(), enqueue=Enqueued(unreachable("Partner Center", "timeout")))
+    )
+    assert problem.status == 503
+    assert problem.headers == {"Retry-After": "30"}
+    assert problem.errors[0].code == "unreachable"
     assert rt.integrations.records == {}
     assert rt.secrets.values == {}
 
@@ -195,18 +200,15 @@ async def test_a_failed_rotation_changes_nothing_and_a_good_one_adds_a_version()
     rt = fake_runtime(tokens())
     integration = await registration.register(rt, multi(), enqueue=Enqueued())
     name = f"memsync-{integration.id}-sync"
-    bad = SecretRotation.model_validate({"syncAppSecret": "wrong-value-0123456789"})
-    with pytest.raises(ApiProblem) as caught:
-        await registration.rotate_secrets(rt, integration.id, bad)
-    assert caught.value.status == 422
-    assert caught.value.errors[0].code == "invalidSecret"
+    bad = rotation({"syncAppSecret": "wrong-value-0123456789"})
+    problem = await refused(registration.rotate_secrets(rt, integration.id, bad))
+    assert problem.status == 422
+    assert problem.errors[0].code == "invalidSecret"
     assert rt.secrets.values[name] == [SYNC_SECRET]
 
     new_value = "rotated~Secret.value-0123456789abcdefghi"
     rt.tokens.secrets[SYNC_APP] = new_value
-    updated = await registration.rotate_secrets(
-        rt, integration.id, SecretRotation.model_validate({"syncAppSecret": new_value})
-    )
+    updated = await registration.rotate_secrets(rt, integration.id, rotation({"syncAppSecret": new_value}))
     assert rt.secrets.values[name] == [SYNC_SECRET, new_value]
     assert updated.secret(registration.AppRole.SYNC).version == "v2"
     stored = await rt.integrations.get_integration(integration.id)
@@ -215,20 +217,17 @@ async def test_a_failed_rotation_changes_nothing_and_a_good_one_adds_a_version()
 
 async def test_rotation_problems_are_field_errors():
     rt = fake_runtime(tokens())
-    body = SingleTenantRegistration.model_validate(
-        {
-            "kind": "singleTenant",
-            "tenantId": PARTNER_TENANT,
-            "syncAppId": SYNC_APP,
-            "syncAppSecret": SYNC_SECRET,
-        }
-    )
-    integration = await registration.register(rt, body, enqueue=Enqueued())
-    for rotation, field in [({"partnerAppSecret": "x" * 20}, "partnerAppSecret"), ({}, "body")]:
-        with pytest.raises(ApiProblem) as caught:
-            await registration.rotate_secrets(rt, integration.id, SecretRotation.model_validate(rotation))
-        assert caught.value.status == 400
-        assert caught.value.errors[0].field == field
+    integration = await registration.register(rt, single(), enqueue=Enqueued())
+    for body, field, code in [
+        ({"partnerAppSecret": "x" * 20}, "partnerAppSecret", "notApplicable"),
+        ({"syncAppSecretExpiresOn": "2027-05-01T00:00:00Z"}, "syncAppSecretExpiresOn", "requiresSecret"),
+        ({}, "body", "required"),
+    ]:
+        problem = await refused(registration.rotate_secrets(rt, integration.id, rotation(body)))
+        assert problem.status == 400
+        assert problem.title == "The request is not valid"
+        assert (problem.errors[0].field, problem.errors[0].code) == (field, code)
+        assert problem.to_json()["detail"] == "1 problem with the request; see errors[]."
 
 
 async def test_delete_disables_and_removes_secrets_then_sync_is_refused():
@@ -239,9 +238,9 @@ async def test_delete_disables_and_removes_secrets_then_sync_is_refused():
     assert stored.status == IntegrationStatus.DISABLED
     assert stored.secrets == []
     assert rt.secrets.values == {}
-    with pytest.raises(ApiProblem) as caught:
-        await registration.request_sync(rt, integration.id, None)
-    assert caught.value.status == 409
+    problem = await refused(registration.request_sync(rt, integration.id, None))
+    assert problem.status == 409
+    assert problem.errors[0].code == "integrationDisabled"
     # A removed integration does not block registering the same apps again.
     again = await registration.register(rt, multi(), enqueue=Enqueued())
     assert again.id != integration.id
@@ -249,6 +248,30 @@ async def test_delete_disables_and_removes_secrets_then_sync_is_refused():
 
 async def test_unknown_integration_is_404():
     rt = fake_runtime(tokens())
-    with pytest.raises(ApiProblem) as caught:
-        await registration.remove_integration(rt, "44444444-4444-4444-4444-444444444444", purge_assets=False)
-    assert caught.value.status == 404
+    problem = await refused(
+        registration.remove_integration(rt, "44444444-4444-4444-4444-444444444444", purge_assets=False)
+    )
+    assert problem.to_json() == {
+        "type": "urn:memsync:problem:not-found",
+        "title": "Not found",
+        "status": 404,
+        "detail": "No integration with that id.",
+        "errors": [
+            {
+                "field": "id",
+                "code": "notFound",
+                "message": "No integration with that id exists.",
+                "action": "List the integrations with GET /api/integrations.",
+            }
+        ],
+    }
+
+
+async def test_unknown_tenants_of_a_manual_sync_are_each_named():
+    rt = fake_runtime(tokens())
+    integration = await registration.register(rt, multi(), enqueue=Enqueued())
+    unknown = "55555555-5555-5555-5555-555555555555"
+    problem = await refused(registration.request_sync(rt, integration.id, [unknown]))
+    assert problem.status == 404
+    assert problem.detail == "Some tenants are not part of this integration."
+    assert [(e.field, e.code) for e in problem.errors] == [("tenantIds[0]", "notFound")]
