@@ -1,4 +1,4 @@
-"""The benchmark suite: every figure of issue 8 beside its reference, measured in one run.
+"""The benchmark suite: every figure of docs/benchmarks.md beside its reference, measured in one run.
 
     make bench            # .venv/bin/python -m bench
     .venv/bin/python -m bench --only full fanout

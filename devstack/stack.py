@@ -1,7 +1,7 @@
 """The whole local stack on one machine: Azurite, the Microsoft cloud simulator, the Functions host.
 
 Used by `make demo`, `make up` and the integration tests. Each part is a child process started through
-its public command line (CONTRACT section 1), so the tests exercise exactly what a user runs.
+its public command line (the README's commands), so the tests exercise exactly what a user runs.
 """
 
 from __future__ import annotations

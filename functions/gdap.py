@@ -1,4 +1,4 @@
-"""GDAP-era access (issue 7): the partner admin's one sign-in, and consent through Partner Center.
+"""GDAP-era access (docs/gdap.md): the partner admin's one sign-in, and consent through Partner Center.
 
 Each function: parse the ids, call one service, shape the response; `problem_boundary` turns failures
 into problem documents. Services are imported inside the functions (function_app.py must import fast).

@@ -1,4 +1,4 @@
-"""The HTTP API of CONTRACT section 3 (except /api/alerts and /api/health): register and manage
+"""The HTTP API of docs/api.md (except /api/alerts and /api/health): register and manage
 integrations, read tenant status, devices and software, and serve the OpenAPI document.
 
 Each function is three moves: parse (shared.api.parsing), call one service, shape the response

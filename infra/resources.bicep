@@ -11,7 +11,7 @@ param environmentName string
 @description('Region; Flex Consumption is not offered everywhere: `az functionapp list-flexconsumption-locations`.')
 param location string = resourceGroup().location
 
-// ---- memsync settings (CONTRACT section 2); defaults equal shared/settings.py's -----------------------
+// ---- memsync settings (docs/api.md, Settings); defaults equal shared/settings.py's -----------------------
 
 @allowed(['public', 'usgov', 'usgovdod', 'china'])
 @description('MEMSYNC_CLOUD: the Microsoft cloud of the customer tenants; picks the Entra, Graph, Defender and Partner Center endpoints.')
@@ -77,7 +77,7 @@ var names = {
   appInsights: 'appi-memsync-${token}'
   deploymentContainer: 'app-package'
 }
-// CONTRACT section 4 (shared/settings.py SYNC_QUEUE, SYNC_POISON_QUEUE).
+// The sync queue of docs/api.md (shared/settings.py SYNC_QUEUE, SYNC_POISON_QUEUE).
 var queueNames = ['memsync-sync', 'memsync-sync-poison']
 var alertWebhookSecretName = 'alert-webhook-url'
 

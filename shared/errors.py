@@ -1,6 +1,6 @@
 """What Microsoft says, turned into one error code and an action a person can take.
 
-Codes are CONTRACT section 3's registration codes plus the sync codes of the sync issue. Every
+Codes are the registration and sync codes of docs/api.md (Errors). Every
 `ActionableError` carries a `message` (what happened) and an `action` (what to do in the Azure portal or
 Partner Center). Neither ever contains a secret value: messages are built from codes, ids and
 Microsoft's own error descriptions, which never echo the secret.
@@ -42,9 +42,9 @@ class ErrorCode(StrEnum):
     ALREADY_REGISTERED = "alreadyRegistered"
     INTEGRATION_DISABLED = "integrationDisabled"
     NOT_MULTI_TENANT = "notMultiTenant"
-    # The partner admin's sign-in (device code flow) and Partner Center's application consent (issue 7).
-    # Two spellings are CONTRACT's: `signin*` for the device code flow itself, `signIn*` for the stored
-    # sign-in a consent needs.
+    # The partner admin's sign-in (device code flow) and Partner Center's application consent (docs/gdap.md).
+    # Two spellings are part of the API (docs/api.md): `signin*` for the device code flow itself,
+    # `signIn*` for the stored sign-in a consent needs.
     SIGNIN_FAILED = "signinFailed"
     SIGNIN_EXPIRED = "signinExpired"
     SIGNIN_DECLINED = "signinDeclined"
@@ -217,8 +217,8 @@ class ServiceUnavailable(DomainError):
         return cls(error.info)
 
 
-# CONTRACT section 3's registration codes: what a credential check may answer (a closed list).
-CONTRACT_CREDENTIAL_CODES = frozenset(
+# The registration codes of docs/api.md: what a credential check may answer (a closed list).
+REGISTRATION_CODES = frozenset(
     {
         ErrorCode.INVALID_SECRET,
         ErrorCode.SECRET_EXPIRED,
@@ -234,7 +234,7 @@ CONTRACT_CREDENTIAL_CODES = frozenset(
 def credential_problem(error: ActionableError, field: str) -> FieldProblem:
     """An `ActionableError` (already mapped from AADSTS) met while trying credentials, on `field`."""
     code = error.code
-    if code not in CONTRACT_CREDENTIAL_CODES:
+    if code not in REGISTRATION_CODES:
         # A disabled app is an app that is not usable there; anything else is "could not get a token",
         # with the original text and action.
         code = ErrorCode.APP_NOT_FOUND_IN_TENANT if code == ErrorCode.APP_DISABLED else ErrorCode.UNREACHABLE

@@ -17,7 +17,7 @@ from shared.errors import ErrorInfo
 
 
 class Camel(BaseModel):
-    """Records serialise with CONTRACT's camelCase names."""
+    """Records serialise with the API's camelCase names (docs/api.md)."""
 
     model_config = ConfigDict(populate_by_name=True, alias_generator=lambda s: _camel(s), extra="ignore")
 
@@ -44,7 +44,7 @@ class AppRole(StrEnum):
     PARTNER = "partner"
     SYNC = "sync"
     # The partner admin's delegated refresh token (Partner Center user_impersonation), from the
-    # partner sign-in (issue 7). Not an app secret: it renews on use and lapses after 90 idle days.
+    # partner sign-in (docs/gdap.md). Not an app secret: it renews on use and lapses after 90 idle days.
     PARTNER_SIGNIN = "partnerSignin"
 
 
@@ -159,7 +159,7 @@ class Integration(Camel):
     secrets: list[SecretRef] = Field(default_factory=list)
     created_at: datetime
     error: ErrorModel | None = None
-    # Issue 7: consent in every customer that needs it once the partner admin has signed in.
+    # docs/gdap.md: consent in every customer that needs it once the partner admin has signed in.
     auto_consent: bool = False
     partner_signin: PartnerSignin | None = None
 
@@ -190,7 +190,7 @@ class TenantCounts(Camel):
 
 
 class CustomerTenant(Camel):
-    """A customer tenant of an integration and its sync status (CONTRACT's tenant status fields)."""
+    """A customer tenant of an integration and its sync status (docs/api.md, Tenant status)."""
 
     integration_id: str
     tenant_id: str
@@ -210,10 +210,10 @@ class CustomerTenant(Camel):
     # new attempt under the same run id), and when that lease lapses if nobody releases it.
     lease_id: str | None = None
     lease_until: datetime | None = None
-    access: TenantAccess | None = None  # issue 7: the access diagnosis
+    access: TenantAccess | None = None  # the access diagnosis (docs/gdap.md)
 
 
-# -- access diagnosis (issue 7) --------------------------------------------------------------------
+# -- access diagnosis (docs/gdap.md) ---------------------------------------------------------------
 
 
 class GdapRelationship(Camel):

@@ -1,4 +1,4 @@
-"""memsync's settings: every app setting of CONTRACT section 2, declared once, typed and validated.
+"""memsync's settings: every app setting (docs/api.md, Settings), declared once, typed and validated.
 
 In Azure these are app settings; locally they are environment variables (`func start` reads them from
 local.settings.json). `load_settings()` is called once at start-up; a missing or malformed setting fails
@@ -27,7 +27,7 @@ class SettingsError(RuntimeError):
 
 
 class Settings(BaseSettings):
-    """The app settings. Field aliases are the exact setting names of CONTRACT section 2."""
+    """The app settings. Field aliases are the exact setting names of docs/api.md (Settings)."""
 
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", populate_by_name=True)
 

@@ -270,7 +270,7 @@ class TenantState:
     export_jobs: dict[str, ExportJob] = field(default_factory=dict)
     expected: dict[str, Any] = field(default_factory=dict)
     pc_customer_id: str = ""
-    # GDAP relationships with the partner, as Graph's delegatedAdminRelationship shows them (issue 7)
+    # GDAP relationships with the partner, as Graph's delegatedAdminRelationship shows them (docs/gdap.md)
     gdap_relationships: list[dict[str, Any]] = field(default_factory=list)
 
     def has_dap(self) -> bool:

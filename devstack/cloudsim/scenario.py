@@ -439,7 +439,7 @@ def _builtin_large() -> dict[str, Any]:
 
 
 def _builtin_gdap() -> dict[str, Any]:
-    """GDAP-era access (issue 7): one customer per way a partner can (or cannot) reach it."""
+    """GDAP-era access (docs/gdap.md): one customer per way a partner can (or cannot) reach it."""
     full = {"sync-app": "full"}
 
     def customer(key: str, name: str, relationship: str, **extra: Any) -> dict[str, Any]:

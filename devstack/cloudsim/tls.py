@@ -1,7 +1,7 @@
 """A throw-away CA and a server certificate for ``localhost`` and ``127.0.0.1``.
 
 Clients trust the CA through ``SSL_CERT_FILE`` / ``REQUESTS_CA_BUNDLE``; nothing turns TLS
-verification off (CONTRACT section 2). Python 3.13's ``VERIFY_X509_STRICT`` wants key
+verification off (README, settings). Python 3.13's ``VERIFY_X509_STRICT`` wants key
 identifiers and a critical basicConstraints on the CA, so both are set.
 """
 

@@ -1,6 +1,6 @@
 
 "use strict";
-// memsync operator console. Talks only to the memsync HTTP API (CONTRACT section 3) with the function
+// memsync operator console. Talks only to the memsync HTTP API (docs/api.md) with the function
 // key taken from this page's own ?code=. Every value from the API reaches the DOM through textContent
 // or setAttribute (see el()/svg() below), never as markup.
 (() => {

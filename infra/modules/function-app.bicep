@@ -28,7 +28,7 @@ param appInsightsConnectionString string
 param keyVaultName string
 param keyVaultUri string
 
-// memsync's own settings (CONTRACT section 2). Empty means "not set": the settings module ignores empty
+// memsync's own settings (docs/api.md, Settings). Empty means "not set": the settings module ignores empty
 // values, so the cloud's defaults apply.
 param cloud string
 param authorityHost string

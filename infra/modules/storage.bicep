@@ -7,7 +7,7 @@ param tags object
 param name string
 param skuName string = 'Standard_LRS'
 param deploymentContainerName string
-@description('Queues from CONTRACT section 4 (the poison queue is created here so that it exists before the first failure).')
+@description('Queues of docs/api.md (The sync queue) (the poison queue is created here so that it exists before the first failure).')
 param queueNames array
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {

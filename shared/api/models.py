@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (CONTRACT section 3), one pydantic model each.
+"""Request and response bodies of the HTTP API (docs/api.md), one pydantic model each.
 
 The same models validate requests, shape responses and generate /api/openapi.json, so the document
 cannot drift from the code. Request models are strict: unknown fields are refused, GUIDs must be GUIDs,
@@ -329,7 +329,7 @@ class ConsentFactsOut(ResponseModel):
 
 
 class AccessOut(ResponseModel):
-    """How memsync reaches the customer (issue 7): one verdict and the action that fixes it."""
+    """How memsync reaches the customer (docs/gdap.md): one verdict and the action that fixes it."""
 
     verdict: Literal["ok", "consentMissing", "permissionMissing", "noRelationship", "unsupportedRelationship",
                      "intuneNotLicensed", "pending", "unknown"]

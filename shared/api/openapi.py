@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of CONTRACT section 3, generated from the models that validate and shape it.
+"""The OpenAPI 3.1 document of the API in docs/api.md, generated from the models that validate and shape it.
 
 OpenAPI 3.1 schemas are JSON Schema 2020-12, which is what pydantic emits, so the components are the
 models' own `model_json_schema` output under `#/components/schemas`.

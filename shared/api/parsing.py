@@ -119,7 +119,7 @@ def parse_model(model: type[M], data: Mapping[str, Any], *, prefix: str = "") ->
 def parse_registration(data: Mapping[str, Any]) -> MultiTenantRegistration | SingleTenantRegistration:
     """Pick the body's kind, then validate every field of that kind at once.
 
-    CONTRACT's multi-tenant body is "the seed's five fields plus options": a body without `kind` is a
+    The multi-tenant body (docs/api.md) is the commercial product's five fields plus options: a body without `kind` is a
     multi-tenant one, unless it names a `tenantId` and no `partnerTenantId`.
     """
     kind = data.get("kind")

@@ -1,4 +1,4 @@
-"""RFC 9457 problem documents (`application/problem+json`), as CONTRACT section 3 shapes them.
+"""RFC 9457 problem documents (`application/problem+json`), as docs/api.md (Errors) shapes them.
 
 Every 4xx and 5xx the API sends is one `ApiProblem`: `type`, `title`, `status`, `detail` and `errors`, a
 list of `{field, code, message, action}`. A validation failure lists every bad field at once. Nothing a

@@ -1,4 +1,4 @@
-"""Records as the API shows them: CONTRACT's fields, camelCase, never a secret value."""
+"""Records as the API shows them: the fields of docs/api.md, camelCase, never a secret value."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def integration_view(integration: Integration) -> dict[str, Any]:
         created_at=integration.created_at,
         error=_error(integration.error),
     )
-    # CONTRACT: "partnerTenantId or tenantId" - a field that does not apply to the kind is left out.
+    # docs/api.md: "partnerTenantId or tenantId" - a field that does not apply to the kind is left out.
     multi = integration.kind == IntegrationKind.MULTI_TENANT
     omit = {"tenantId"} if multi else {"partnerTenantId", "partnerAppId"}
     data = view.model_dump(mode="json", by_alias=True)
@@ -61,7 +61,7 @@ def integration_view(integration: Integration) -> dict[str, Any]:
 
 
 def access_view(tenant: CustomerTenant) -> dict[str, Any] | None:
-    """The tenant's access diagnosis, brought up to date with its last sync (issue 7)."""
+    """The tenant's access diagnosis, brought up to date with its last sync (docs/gdap.md)."""
     access = current_access(tenant)
     if access is None:
         return None

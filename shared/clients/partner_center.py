@@ -96,7 +96,7 @@ class PartnerCenterClient:
                 raise
 
 
-# -- the partner admin's delegated access (issue 7) -------------------------------------------------
+# -- the partner admin's delegated access (docs/gdap.md) --------------------------------------------
 #
 # Partner Center's application consent takes a partner *user's* token (delegated user_impersonation):
 # the secure application model. memsync gets it once through Entra's device code flow and keeps the

@@ -1,1 +1,1 @@
-"""Pure functions from Microsoft payloads to memsync's assets (CONTRACT section 3). No I/O here."""
+"""Pure functions from Microsoft payloads to memsync's assets (docs/api.md). No I/O here."""

@@ -1,4 +1,4 @@
-"""Intune managed devices (Graph v1.0) and Defender machines -> the CONTRACT's Device asset.
+"""Intune managed devices (Graph v1.0) and Defender machines -> memsync's Device asset (docs/api.md, Device).
 
 Field names follow Graph v1.0: the owner is `managedDeviceOwnerType` there (`ownerType` is beta only).
 https://learn.microsoft.com/graph/api/resources/intune-devices-manageddevice
@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.mapping.text import SkippedRecord, storable
 
-# The properties memsync reads from the list (its `$select`): exactly the CONTRACT's Intune fields.
+# The properties memsync reads from the list (its `$select`): exactly the Device's Intune fields (docs/api.md).
 MANAGED_DEVICE_SELECT: tuple[str, ...] = (
     "id",
     "deviceName",
@@ -229,7 +229,7 @@ class DefenderIndex:
 def map_device(
     raw: dict[str, Any], *, tenant_id: str, defender: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """One Graph v1.0 managedDevice -> the CONTRACT Device fields (without the bookkeeping dates).
+    """One Graph v1.0 managedDevice -> the Device fields of docs/api.md (without the bookkeeping dates).
 
     Raises `SkippedRecord` for a record without a usable id or with fields of the wrong type.
     `physicalMemoryInBytes` 0 in a list response means "not listed" (FACTS.md), so it maps to None.
@@ -255,7 +255,7 @@ def map_device(
     return device
 
 
-# The order of the CONTRACT's Device fields, for responses.
+# The order of the Device fields (docs/api.md), for responses.
 DEVICE_FIELDS: tuple[str, ...] = (
     "id",
     "tenantId",

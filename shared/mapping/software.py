@@ -1,4 +1,4 @@
-"""Intune detected apps (Graph v1.0) -> the CONTRACT's Software asset.
+"""Intune detected apps (Graph v1.0) -> memsync's Software asset (docs/api.md, Software title).
 
 https://learn.microsoft.com/graph/api/resources/intune-devices-detectedapp
 """

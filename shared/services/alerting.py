@@ -1,6 +1,6 @@
 """Raising, resolving, delivering and listing alerts about integration secrets.
 
-For the other areas (docs/TEAM-NOTES.md):
+For the other areas:
 
 * `raise_credential_alert(rt, integration, role, error)`: a sync or registration that met AADSTS7000222
   (expired) or AADSTS7000215 (invalid) raises `secretExpired` / `secretInvalid` at once, whatever the
@@ -515,7 +515,7 @@ async def deliver_pending(rt: Runtime, *, clock: Clock = SYSTEM_CLOCK) -> Delive
 async def list_alerts(
     rt: Runtime, *, top: int, integration_id: str | None, status: AlertStatus | None, continuation: Any,
 ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
-    """One page of alerts as CONTRACT-shaped dicts, and the store position of the next page (None on
+    """One page of alerts as the API's alert dicts (docs/api.md), and the store position of the next page (None on
     the last); the API layer wraps the position in its opaque continuation token."""
     alerts, position = await AlertStore(rt.tables).list_page(
         top=top, integration_id=integration_id, status=status, continuation=continuation

@@ -287,7 +287,7 @@ async def _credential_alert(rt: Runtime, integration: Integration, error: Action
 async def _diagnose(
     rt: Runtime, integration: Integration, tenants: list[CustomerTenant], stats: CallStats
 ) -> list[CustomerTenant]:
-    """Issue 7: each tenant's access diagnosis (GDAP relationships listed once), relationship-expiry
+    """GDAP (docs/gdap.md): each tenant's access diagnosis (GDAP relationships listed once), relationship-expiry
     alerts, and with autoConsent the consents a signed-in partner admin can make. Never stops the fan-out."""
     try:
         tenants = await diagnose_integration(rt, integration, tenants, stats)

@@ -3,7 +3,8 @@
 Registration asks Entra ID for the tokens the syncs will need, in the tenant that owns the apps: the
 partner app for Partner Center and Graph (multi-tenant), the sync app for Graph and, with Defender, for
 Defender for Endpoint. The sync app's tokens must carry the application permissions the sync uses in their
-`roles` claim. Every failure is mapped to CONTRACT's codes with an action, and all are reported at once.
+`roles` claim. Every failure is mapped to the registration codes of docs/api.md with an action, and all
+are reported at once.
 
 Secrets go to Key Vault only; the integration record keeps their names and expiry dates. A step that
 fails after the vault write undoes what was written, so a failed request leaves nothing half-made.
@@ -26,6 +27,7 @@ from shared.auth import AppCredential, token_roles
 from shared.clients.keyvault import secret_name
 from shared.errors import (
     FIELD_HINTS,
+    PERMANENT_CODES,
     ActionableError,
     Conflict,
     CredentialsRejected,
@@ -68,17 +70,9 @@ DEFENDER_ROLES = required_roles(Resource.DEFENDER)
 ASSUMED_SECRET_LIFETIME = timedelta(days=180)
 TOKEN_CHECK_SECONDS = 30.0
 _WRITE_ATTEMPTS = 5
-_CREDENTIAL_CODES = frozenset(
-    {
-        ErrorCode.INVALID_SECRET,
-        ErrorCode.SECRET_EXPIRED,
-        ErrorCode.APP_NOT_FOUND_IN_TENANT,
-        ErrorCode.CONSENT_MISSING,
-        ErrorCode.PERMISSION_MISSING,
-        ErrorCode.TENANT_NOT_FOUND,
-        ErrorCode.APP_DISABLED,
-    }
-)
+# Errors about an app's secret or its standing in a tenant (every permanent code but the licence): a
+# secret just proven to work clears them.
+_CREDENTIAL_CODES = PERMANENT_CODES - {ErrorCode.INTUNE_NOT_LICENSED}
 
 # shared.services.fanout.enqueue_integration(rt, integration, trigger, tenant_ids=None) -> int
 Enqueue = Callable[..., Awaitable[int]]
@@ -285,7 +279,7 @@ async def register(rt: Runtime, new: NewIntegration, *, enqueue: Enqueue | None 
             tenant_filter=new.tenant_filter if multi else TenantFilter(),
             secrets=secrets,
             created_at=utcnow(),
-            # Issue 7: recorded now; the consents run once a partner admin has signed in.
+            # GDAP (docs/gdap.md): recorded now; the consents run once a partner admin has signed in.
             auto_consent=multi and new.auto_consent,
         )
         await rt.integrations.create_integration(integration)

@@ -85,7 +85,8 @@ class TransientSyncError(RuntimeError):
 
 
 def parse_job(body: bytes | str) -> SyncJob:
-    """Validate a queue message against CONTRACT section 4; the reason never echoes the whole body."""
+    """Validate a queue message against the documented sync job (docs/api.md, The sync queue); the reason never
+    echoes the whole body."""
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
         data = json.loads(text)
@@ -483,7 +484,7 @@ def _as_actionable(exc: BaseException) -> ActionableError | None:
 
 
 async def _raise_credential_alert(rt: Runtime, integration: Integration, error: ActionableError) -> None:
-    """Tell the alerting area (issue 6) when the sync app's secret is expired or wrong."""
+    """Tell the alerting service (shared.services.alerting) when the sync app's secret is expired or wrong."""
     try:
         await raise_credential_alert(rt, integration, AppRole.SYNC, error)
     except Exception:  # an alert that cannot be sent must not fail the sync's bookkeeping

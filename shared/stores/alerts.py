@@ -26,7 +26,7 @@ class AlertKind(StrEnum):
     SECRET_EXPIRING = "secretExpiring"  # alert kinds, not passwords
     SECRET_EXPIRED = "secretExpired"
     SECRET_INVALID = "secretInvalid"
-    # Issue 7: a customer's GDAP relationship ends within 30 days, or has ended.
+    # GDAP (docs/gdap.md): a customer's GDAP relationship ends within 30 days, or has ended.
     RELATIONSHIP_EXPIRING = "relationshipExpiring"
     RELATIONSHIP_EXPIRED = "relationshipExpired"
 
@@ -66,7 +66,7 @@ class Alert(Camel):
     delivery_claimed_until: datetime | None = None  # a worker is posting it until then
 
     def to_api(self) -> dict[str, Any]:
-        """CONTRACT's alert fields (camelCase), plus a few extras; no delivery bookkeeping."""
+        """The alert fields of docs/api.md (camelCase), plus a few extras; no delivery bookkeeping."""
         return {
             "id": self.id,
             "integrationId": self.integration_id,

@@ -3,7 +3,8 @@
 Layout. Partition = `f"{integration_id}_{tenant_id}"`: one tenant of one integration, so two
 integrations never share a partition, and a tenant's assets fit entity-group transactions (at most 100
 operations, one partition: https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions).
-Row = the Microsoft id. Each CONTRACT field is its own typed column; `defender` is JSON text. Bookkeeping
+Row = the Microsoft id. Each output field
+(docs/api.md, Device and Software title) is its own typed column; `defender` is JSON text. Bookkeeping
 columns: `contentHash` (change detection), `firstSeenAt`, `lastSeenAt`, `removedAt` and `isRemoved`
 (Table Storage cannot filter on a missing property, so removal also has a boolean to filter on), and
 `deviceNameLower` / `serialLower` for search.

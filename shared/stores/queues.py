@@ -1,4 +1,4 @@
-"""The sync queue (CONTRACT section 4): one job per tenant, base64 text as the Functions host expects."""
+"""The sync queue (docs/api.md, The sync queue): one job per tenant, base64 text as the Functions host expects."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ _GUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 
 
 class SyncJob(BaseModel):
-    """The queue message: exactly CONTRACT's four fields, nothing secret."""
+    """The queue message: exactly the four documented fields, nothing secret."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

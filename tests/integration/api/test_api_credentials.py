@@ -1,5 +1,5 @@
 """Credential checks and rotation through the local Functions host, on the simulator's edge scenario:
-each AADSTS case gives its CONTRACT code and an action; a failed rotation changes nothing, a good one
+each AADSTS case gives its registration code (docs/api.md) and an action; a failed rotation changes nothing, a good one
 replaces the secret the syncs use."""
 
 from __future__ import annotations

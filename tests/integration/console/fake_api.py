@@ -1,4 +1,4 @@
-"""A small stand-in for memsync's HTTP API (CONTRACT section 3) that also serves the console page.
+"""A small stand-in for memsync's HTTP API (docs/api.md) that also serves the console page.
 
 The console's own browser tests run against it to pin what the page does with every shape the API may
 answer (paging by nextLink, errors, hostile display names, a 401), independently of the real API; the

@@ -2,7 +2,7 @@
 Functions host with the function key, on a stack where the demo MSP is registered and synced.
 
 For every operation the app serves, a bounded number of generated requests (valid and invalid): no 5xx,
-every 4xx a problem document (`application/problem+json` with CONTRACT's fields), no response slower than
+every 4xx a problem document (`application/problem+json` with the fields of docs/api.md), no response slower than
 2 s. Operations the document lists but the app does not (yet) serve are left out and named in the report.
 """
 
@@ -56,7 +56,7 @@ def api_schema(stack, scenario, secret_scan) -> Any:
 
 @schemathesis.check
 def problem_document(ctx: Any, response: Any, case: Any) -> bool | None:
-    """Every 4xx/5xx is an RFC 9457 problem document with CONTRACT's fields."""
+    """Every 4xx/5xx is an RFC 9457 problem document with the fields of docs/api.md."""
     if response.status_code < 400:
         return None
     content_type = response.headers.get("content-type", response.headers.get("Content-Type", ""))

@@ -1,4 +1,4 @@
-"""GET /api/alerts: CONTRACT's list shape, filters, paging, problem documents; the timer's binding."""
+"""GET /api/alerts: the documented list shape (docs/api.md), filters, paging, problem documents; the timer's binding."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Settings parity: shared/settings.py, local.settings.sample.json and the Bicep app settings list the
-same names (CONTRACT section 2), with the same defaults, so configuration cannot drift.
+same names (docs/api.md, Settings), with the same defaults, so configuration cannot drift.
 
 Documented exceptions (docs/deploy.md, "App settings"):
 - `AzureWebJobsStorage` (a connection string) exists locally only. In Azure, shared-key access is off, so
