@@ -99,6 +99,7 @@ class Entity:
     lists_removed: bool = False  # the list route can show removed rows (`removed` filter)
     dates_out: bool = False  # firstSeenAt, lastSeenAt and removedAt are part of the output
     csv_expand: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # JSON field -> CSV sub-columns
+    join_field: str | None = None  # a field filled from another source; counted when it matched
     exposed: bool = True  # served by the list route GET .../tenants/{tenantId}/{name} (functions/integrations.py)
     summary: str = ""
 
@@ -136,6 +137,7 @@ DEVICES = Entity(
     mapper=map_device,
     search={"deviceName": "deviceNameLower", "serialNumber": "serialLower"},
     json_fields=frozenset({"defender"}),
+    join_field="defender",  # the Defender machine joined by Entra device id (tenant counts.defenderMachines)
     flag_fields=frozenset({"serialPlaceholder"}),
     filters=(
         Filter("removed", "isRemoved", "bool",

@@ -40,6 +40,10 @@ class FatalApiError(ApiError):
     """A 4xx (other than 429) that a retry cannot fix."""
 
 
+class ContinuationRefused(FatalApiError):
+    """A page named a continuation link that `may_carry_token` refuses; nothing was sent there."""
+
+
 class RetriableApiError(ApiError):
     """Still failing after retries: throttled (`throttled`) or unreachable, 5xx, timeouts."""
 
@@ -130,7 +134,7 @@ def continuation(api: ApiClient, service_url: str, link: str, followed: set[str]
     service's origin is refused (`FatalApiError`, nothing sent), one already followed is a loop
     (`RetriableApiError`: the next run starts the listing again)."""
     if not may_carry_token(service_url, link):
-        raise FatalApiError(api.service, 200, "a continuation link points outside the service's https origin")
+        raise ContinuationRefused(api.service, 200, "a continuation link points outside the service's https origin")
     if link in followed:
         raise RetriableApiError(api.service, 200, "a continuation link repeats a page already read")
     followed.add(link)

@@ -36,9 +36,6 @@ class Resource(StrEnum):
     DEFENDER = "fc780465-2017-40d4-a0c5-307022471b92"  # WindowsDefenderATP
 
 
-RESOURCE_NAMES = {Resource.GRAPH: "Graph", Resource.DEFENDER: "Defender for Endpoint"}
-
-
 @dataclass(frozen=True)
 class Permission:
     """An application permission, and the broader ones that grant it too."""
@@ -50,11 +47,6 @@ class Permission:
     def granted(self, roles: Iterable[str]) -> bool:
         held = frozenset(roles)
         return self.name in held or bool(self.implied_by & held)
-
-    @property
-    def alternatives(self) -> tuple[str, ...]:
-        """This permission first, then what implies it (the order a message names them in)."""
-        return (self.name, *sorted(self.implied_by))
 
 
 MANAGED_DEVICES_READ = Permission(Resource.GRAPH, "DeviceManagementManagedDevices.Read.All",
@@ -132,8 +124,7 @@ def consent_scopes(*, include_defender: bool) -> dict[Resource, tuple[str, ...]]
     return scopes
 
 
-def lacking(resource: Resource, roles: Iterable[str], *, include_defender: bool = True) -> list[str]:
-    """The required roles of `resource` that `roles` neither holds nor implies."""
+def lacking(needed: Iterable[str], roles: Iterable[str]) -> list[str]:
+    """The permissions of `needed` (names of declared reads) that `roles` neither holds nor implies."""
     held = frozenset(roles)
-    return [p.name for p in sync_permissions(include_defender=include_defender)
-            if p.resource == resource and not p.granted(held)]
+    return [name for name in needed if not READ_BY_NAME[name].granted(held)]

@@ -22,7 +22,7 @@ from shared.errors import (
     throttled,
     unreachable,
 )
-from shared.http import ApiClient, ApiError, RetriableApiError, continuation
+from shared.http import ApiClient, ApiError, ContinuationRefused, RetriableApiError, continuation
 from shared.mapping.devices import MANAGED_DEVICE_SELECT
 from shared.mapping.software import DETECTED_APP_SELECT
 
@@ -88,9 +88,9 @@ def graph_error(
         if intune:
             return intune_not_licensed(tenant_id)
         return permission_missing([permissions.read_permission(area).name], app_id=app_id, tenant_id=tenant_id)
-    if exc.status == 200:
-        # A page that answered 200 but cannot be followed: a continuation link outside Graph's origin
-        # (shared.http.may_carry_token). Nothing was sent there, and nothing is marked removed.
+    if isinstance(exc, ContinuationRefused):
+        # A continuation link outside Graph's origin (shared.http.may_carry_token): nothing was sent there,
+        # and, the listing being incomplete, nothing is marked removed.
         return ActionableError(
             ErrorCode.INTERNAL,
             f"Microsoft Graph's listing of {area} in tenant {tenant_id} was not followed to the end: "

@@ -15,7 +15,7 @@ from urllib.parse import quote, urljoin
 import httpx
 from pydantic import SecretStr
 
-from shared.http import ApiClient, FatalApiError, RetriableApiError, may_carry_token
+from shared.http import ApiClient, ContinuationRefused, FatalApiError, RetriableApiError, may_carry_token
 
 PAGE_SIZE = 500
 MAX_PAGES = 10_000  # a guard against a service that keeps sending the same link
@@ -65,8 +65,8 @@ class PartnerCenterClient:
             url, params = self._absolute(nxt["uri"]), None
             if not may_carry_token(self.base_url, url):
                 # The one rule of every client (shared.http.may_carry_token): the token stays home.
-                raise FatalApiError(self._api.service, 200,
-                                    "links.next.uri points outside Partner Center's https origin")
+                raise ContinuationRefused(self._api.service, 200,
+                                          "links.next.uri points outside Partner Center's https origin")
             headers = {"MS-ContinuationToken": token} if token else None
         raise RetriableApiError(self._api.service, 200, "Partner Center paging did not end")
 

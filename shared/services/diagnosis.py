@@ -42,7 +42,7 @@ from shared.models import (
     TenantStatus,
     TokenFacts,
 )
-from shared.permissions import READ_BY_NAME, Resource, required_roles
+from shared.permissions import Resource, lacking, required_roles
 from shared.services.alerting import raise_relationship_alerts
 from shared.services.credentials import app_credential
 from shared.stores.tables import utcnow
@@ -431,7 +431,7 @@ async def probe_token(rt: Runtime, integration: Integration, tenant_id: str) -> 
         granted = token_roles(token)
         roles |= granted
         if index == 0:
-            missing += [r for r in needed if not READ_BY_NAME[r].granted(granted)]
+            missing += lacking(needed, granted)
     return TokenFacts(ok=True, roles=sorted(roles), missing=missing, source="probe", checked_at=now)
 
 

@@ -135,18 +135,6 @@ async def list_assets(
                              query.continuation)
 
 
-async def list_devices(
-    rt: Runtime, integration_id: str, tenant_id: str, query: AssetQuery
-) -> tuple[list[dict[str, Any]], str | None]:
-    return await list_assets(rt, "devices", integration_id, tenant_id, query)
-
-
-async def list_software(
-    rt: Runtime, integration_id: str, tenant_id: str, query: AssetQuery
-) -> tuple[list[dict[str, Any]], str | None]:
-    return await list_assets(rt, "software", integration_id, tenant_id, query)
-
-
 async def export_assets(
     rt: Runtime, kind: str, integration_id: str, tenant_id: str, query: AssetQuery
 ) -> AsyncIterator[list[dict[str, Any]]]:

@@ -51,7 +51,7 @@ from shared.models import (
     SecretRef,
     TenantFilter,
 )
-from shared.permissions import READ_BY_NAME, Resource, required_roles
+from shared.permissions import Resource, lacking, required_roles
 from shared.services.alerting import resolve_secret_alerts
 from shared.services.fanout import enqueue_integration
 from shared.services.queries import load_integration
@@ -170,12 +170,10 @@ async def check_app(rt: Runtime, check: AppCheck) -> list[FieldProblem]:
                 continue
             return [credential_problem(exc, check.field_for(exc.code))]
         granted = token_roles(token)
-        missing.extend(
-            r for r in audience.roles if not READ_BY_NAME[r].granted(granted)
-        )
+        missing.extend(lacking(audience.roles, granted))
     if missing:
-        lacking = permission_missing(missing, app_id=check.app.app_id, tenant_id=check.tenant_id)
-        return [credential_problem(lacking, check.id_field)]
+        refused = permission_missing(missing, app_id=check.app.app_id, tenant_id=check.tenant_id)
+        return [credential_problem(refused, check.id_field)]
     return []
 
 

@@ -208,7 +208,7 @@ async def _release(rt: Runtime, integration_id: str, job: SyncJob, lease: Lease,
 @dataclass
 class ListingResult:
     diff: PartitionDiff
-    defender_matched: int = 0
+    joined: int = 0  # assets whose declared join field (`Entity.join_field`) found a partner
 
 
 @dataclass
@@ -379,9 +379,10 @@ class TenantSync:
         (the devices' Defender summary).
         """
         assert entity.mapper is not None
-        scope = self.rt.settings.cloud.graph_scope if entity.source.service == "graph" else \
-            self.rt.settings.cloud.defender_scope
-        api = self._api(entity.rate_limit_area, scope, entity.rate_limit_area)
+        if entity.source.service != "graph":
+            # Only Graph collections are paged here today; another service needs its pager first.
+            raise NotImplementedError(f"{entity.name}: the listing loop pages Microsoft Graph only")
+        api = self._api(entity.rate_limit_area, self.rt.settings.cloud.graph_scope, entity.rate_limit_area)
         writer = self.assets.writer(entity.name, self.integration.id, self.tenant_id)
         failure: ActionableError | None = None
         pages = graph.pages(api, entity.source.path, entity.source.params())
@@ -410,8 +411,8 @@ class TenantSync:
                         continue
                     seen_before = len(diff.seen)
                     op = diff.observe(asset)
-                    if len(diff.seen) > seen_before and asset.get("defender") is not None:
-                        result.defender_matched += 1
+                    if entity.join_field and len(diff.seen) > seen_before and asset.get(entity.join_field):
+                        result.joined += 1
                     if op is not None:
                         await writer.add(op)
                 page = await anext(pages, None)
@@ -549,7 +550,7 @@ async def sync_tenant(
     if error is None and devices is not None and software is not None:
         run.status = "ok"
         run.devices, run.software = devices.diff.counts, software.diff.counts
-        run.defender_machines = devices.defender_matched
+        run.defender_machines = devices.joined
         skipped = records_skipped(sync.tenant_id, devices.diff, software.diff)
         if skipped is not None:
             sync.notes.append(skipped)
@@ -559,7 +560,7 @@ async def sync_tenant(
             status=TenantStatus.OK,
             last_success_at=finished,
             counts=TenantCounts(devices=devices.diff.present(), software=software.diff.present(),
-                                defender_machines=devices.defender_matched,
+                                defender_machines=devices.joined,
                                 skipped=devices.diff.counts.skipped + software.diff.counts.skipped),
             error=ErrorModel.of(note),
         )

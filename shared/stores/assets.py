@@ -309,38 +309,6 @@ class AssetStore:
         return await self._page(kind, partition_key(integration_id, tenant_id), clauses,
                                 top=top, continuation=continuation, search=search)
 
-    async def list_devices(
-        self,
-        integration_id: str,
-        tenant_id: str,
-        *,
-        top: int = 100,
-        continuation: str | None = None,
-        removed: bool | None = False,
-        search: str | None = None,
-        compliance_state: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Devices: `removed` False (default) only those still in Intune, True only removed ones, None both."""
-        return await self.list_assets("devices", integration_id, tenant_id, top=top, continuation=continuation,
-                                      search=search,
-                                      filters={"removed": removed, "complianceState": compliance_state})
-
-    async def list_software(
-        self,
-        integration_id: str,
-        tenant_id: str,
-        *,
-        top: int = 100,
-        continuation: str | None = None,
-        search: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of the tenant's detected apps (those in its last listing) and the next continuation."""
-        return await self.list_assets("software", integration_id, tenant_id, top=top, continuation=continuation,
-                                      search=search)
-
-    async def get_device(self, integration_id: str, tenant_id: str, device_id: str) -> dict[str, Any] | None:
-        return await self.get_asset("devices", integration_id, tenant_id, device_id)
-
     async def get_asset(
         self, kind: AssetKind, integration_id: str, tenant_id: str, asset_id: str
     ) -> dict[str, Any] | None:

@@ -171,8 +171,8 @@ async def all_devices(rt: Any, integration_id: str, tenant_id: str, *, removed: 
     out: dict[str, dict[str, Any]] = {}
     token = None
     while True:
-        page, token = await store.list_devices(integration_id, tenant_id, top=top, continuation=token,
-                                               removed=removed)
+        page, token = await store.list_assets("devices", integration_id, tenant_id, top=top, continuation=token,
+                                              filters={"removed": removed})
         for device in page:
             assert device["id"] not in out, "a device appeared on two pages"
             out[device["id"]] = device
@@ -185,7 +185,7 @@ async def all_software(rt: Any, integration_id: str, tenant_id: str, *, top: int
     out: dict[str, dict[str, Any]] = {}
     token = None
     while True:
-        page, token = await store.list_software(integration_id, tenant_id, top=top, continuation=token)
+        page, token = await store.list_assets("software", integration_id, tenant_id, top=top, continuation=token)
         for app in page:
             assert app["id"] not in out, "a software title appeared on two pages"
             out[app["id"]] = app

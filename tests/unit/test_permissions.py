@@ -75,9 +75,10 @@ def test_registration_consent_and_diagnosis_ask_for_the_same_roles():
 
 
 def test_broader_permissions_imply_narrower_ones():
-    assert lacking(Resource.GRAPH, {"DeviceManagementManagedDevices.ReadWrite.All", "Directory.Read.All",
-                                    "DeviceManagementApps.ReadWrite.All"}) == []
-    assert lacking(Resource.GRAPH, {"Directory.Read.All"}) == [
+    graph = required_roles(Resource.GRAPH)
+    assert lacking(graph, {"DeviceManagementManagedDevices.ReadWrite.All", "Directory.Read.All",
+                           "DeviceManagementApps.ReadWrite.All"}) == []
+    assert lacking(graph, {"Directory.Read.All"}) == [
         "DeviceManagementManagedDevices.Read.All", "DeviceManagementApps.Read.All"]
     assert missing("devices", frozenset({"Directory.Read.All"})) == ["DeviceManagementManagedDevices.Read.All"]
     assert missing("devices", frozenset()) == []  # a token without the roles claim says nothing

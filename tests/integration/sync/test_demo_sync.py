@@ -117,7 +117,7 @@ async def test_second_sync_reflects_exactly_what_changed(stack, scenario, runtim
     restored = next(d for d in before["managedDevices"] if d["id"] == removed_id)
     sim_call(stack, "POST", f"/tenants/{tid}/managedDevices", json={"devices": [restored]})
     result = await sync_tenant(runtime, job(integration, tid))
-    back = await AssetStore(runtime.tables).get_device(integration.id, tid, removed_id)
+    back = await AssetStore(runtime.tables).get_asset("devices", integration.id, tid, removed_id)
     assert back is not None and back["removedAt"] is None
     assert result.run is not None and result.run.devices.removed == 0
 
@@ -171,17 +171,18 @@ async def test_read_api_filters_pages_and_deletes(stack, scenario, runtime):
     devices = await all_devices(runtime, integration.id, tid, top=1000)
     some = next(iter(devices.values()))
     needle = some["deviceName"][2:6].lower()
-    found, _ = await store.list_devices(integration.id, tid, top=1000, search=needle.upper())
+    found, _ = await store.list_assets("devices", integration.id, tid, top=1000, search=needle.upper())
     assert some["id"] in {d["id"] for d in found}
     assert all(needle in (d["deviceName"] or "").lower() or needle in (d["serialNumber"] or "").lower()
                for d in found)
-    compliant, _ = await store.list_devices(integration.id, tid, top=1000, compliance_state="compliant")
+    compliant, _ = await store.list_assets("devices", integration.id, tid, top=1000,
+                                         filters={"complianceState": "compliant"})
     assert compliant and all(d["complianceState"] == "compliant" for d in compliant)
     with pytest.raises(InvalidQuery):
-        await store.list_devices(integration.id, tid, compliance_state="compliant' or true")
+        await store.list_assets("devices", integration.id, tid, filters={"complianceState": "compliant' or true"})
     with pytest.raises(InvalidQuery):
-        await store.list_devices(integration.id, tid, continuation="not-a-token")
-    assert await store.get_device(integration.id, tid, some["id"]) == devices[some["id"]]
+        await store.list_assets("devices", integration.id, tid, continuation="not-a-token")
+    assert await store.get_asset("devices", integration.id, tid, some["id"]) == devices[some["id"]]
 
     assert await store.delete_assets(integration.id) > 0
     assert await all_devices(runtime, integration.id, tid) == {}

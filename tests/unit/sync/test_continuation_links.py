@@ -10,7 +10,7 @@ import pytest
 from shared.clients.defender import DefenderClient
 from shared.clients.graph import GraphClient
 from shared.clients.partner_center import PartnerCenterClient
-from shared.http import FatalApiError, may_carry_token
+from shared.http import ContinuationRefused, may_carry_token
 
 from .test_clients import GRAPH, api
 
@@ -48,7 +48,7 @@ async def test_graph_refuses_a_foreign_next_link_before_sending_the_token(link):
     client, recorder = api(_first_page_then(link.format(host="graph.test")))
     pages = GraphClient(GRAPH, directory=client).managed_devices()
     assert await anext(pages) == [{"id": "a"}]
-    with pytest.raises(FatalApiError):
+    with pytest.raises(ContinuationRefused):
         await anext(pages)
     assert [r.url.host for r in recorder.requests] == ["graph.test"]
 
@@ -58,7 +58,7 @@ async def test_defender_refuses_a_foreign_next_link_before_sending_the_token(lin
     client, recorder = api(_first_page_then(link.format(host="mde.test")), service="defender")
     pages = DefenderClient("https://mde.test", client).machines()
     await anext(pages)
-    with pytest.raises(FatalApiError):
+    with pytest.raises(ContinuationRefused):
         await anext(pages)
     assert len(recorder.requests) == 1
 
@@ -73,6 +73,6 @@ async def test_partner_center_refuses_a_foreign_links_next_uri_before_sending_th
     client, recorder = api(handler, service="partnerCenter")
     pages = PartnerCenterClient("https://pc.test", client).customers()
     await anext(pages)
-    with pytest.raises(FatalApiError):
+    with pytest.raises(ContinuationRefused):
         await anext(pages)
     assert [str(r.url) for r in recorder.requests] == ["https://pc.test/v1/customers?size=500"]
