@@ -3,8 +3,7 @@
 The timer runs on MEMSYNC_EXPIRY_SCHEDULE (NCRONTAB, default daily at 07:00 UTC): it reads the properties
 of every memsync secret in Key Vault, raises an alert once per secret version and days-left mark
 (MEMSYNC_EXPIRY_THRESHOLDS_DAYS), and posts undelivered alerts to MEMSYNC_ALERT_WEBHOOK_URL
-(shared.services.expiry). Each function is parse -> one service -> response; services are imported
-inside the functions so that indexing function_app.py stays fast.
+(shared.services.expiry). Each function is parse -> one service -> response.
 """
 
 from __future__ import annotations
@@ -17,6 +16,13 @@ import azure.functions as func
 
 from functions.http_problems import json_response, next_link, problem_boundary
 from functions.runtime import runtime
+from shared.api.models import is_guid
+from shared.api.parsing import decode_continuation, encode_continuation, parse_top
+from shared.api.problems import FieldError, invalid_request
+from shared.clock import SystemClock
+from shared.services import alerting
+from shared.services.expiry import check_secret_expiry
+from shared.stores.alerts import AlertStatus
 
 if TYPE_CHECKING:
     from shared.stores.alerts import AlertStatus
@@ -30,9 +36,6 @@ _PARAMETERS = ("top", "continuation", "integrationId", "status", "code")
 @bp.route(route="alerts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @problem_boundary
 async def list_alerts(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.parsing import encode_continuation
-    from shared.services import alerting
-
     top, integration_id, status, continuation, scope = _parse_alert_query(req.params)
     items, position = await alerting.list_alerts(
         await runtime.get(), top=top, integration_id=integration_id, status=status, continuation=continuation
@@ -50,11 +53,6 @@ def _parse_alert_query(
     params: Mapping[str, str],
 ) -> tuple[int, str | None, AlertStatus | None, Any, dict[str, object]]:
     """`top`, `integrationId` (a GUID), `status` (open|resolved) and `continuation`, every problem at once."""
-    from shared.api.models import is_guid
-    from shared.api.parsing import decode_continuation, parse_top
-    from shared.api.problems import FieldError, invalid_request
-    from shared.stores.alerts import AlertStatus
-
     errors: list[FieldError] = []
     for name in sorted(k for k in params if k not in _PARAMETERS)[:10]:
         shown = name if len(name) <= 40 and name.isprintable() else name[:37] + "..."
@@ -87,9 +85,6 @@ def _parse_alert_query(
 @bp.timer_trigger(schedule="%MEMSYNC_EXPIRY_SCHEDULE%", arg_name="timer", run_on_startup=False,
                   use_monitor=True)
 async def secret_expiry_check(timer: func.TimerRequest) -> None:
-    from shared.clock import SystemClock
-    from shared.services.expiry import check_secret_expiry
-
     if timer.past_due:
         log.info("secret expiry check is past due; running now (missed marks are raised late, once)")
     report = await check_secret_expiry(await runtime.get(), clock=SystemClock())

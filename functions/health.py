@@ -10,6 +10,7 @@ import azure.functions as func
 
 from functions.runtime import runtime
 from shared import __version__
+from shared.services.health import check_health
 from shared.settings import SettingsError
 
 bp = func.Blueprint()
@@ -19,8 +20,6 @@ CHECK_TIMEOUT_SECONDS = 5.0
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.services.health import check_health
-
     try:
         rt = await runtime.get()
     except SettingsError as exc:

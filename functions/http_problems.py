@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
+from shared.api.parsing import read_json_object
 from shared.api.problems import PROBLEM_MEDIA_TYPE, ApiProblem, internal_error, problem_from_domain
 from shared.errors import ActionableError, DomainError
 from shared.settings import SettingsError
@@ -48,8 +49,6 @@ def problem_response(problem: ApiProblem) -> func.HttpResponse:
 
 
 def read_body(req: func.HttpRequest, *, required: bool = True) -> dict[str, Any] | None:
-    from shared.api.parsing import read_json_object  # pydantic models: imported on first use
-
     return read_json_object(req.headers.get("content-type"), req.get_body() or b"", required=required)
 
 

@@ -3,9 +3,8 @@ integrations, read tenant status, devices and software, and serve the OpenAPI do
 
 Each function is three moves: parse (shared.api.parsing), call one service, shape the response
 (shared.api.views). `problem_boundary` turns every failure into an RFC 9457 problem document. Route
-templates stay plain; ids are validated here so a bad one is a 400 problem, never a 500. Services and
-models are imported inside the functions: function_app.py must import fast (the host indexes it at
-start-up, and every cold start pays for it).
+templates stay plain; ids are validated here so a bad one is a 400 problem, never a 500. Start-up stays
+fast because the Azure SDKs load on first use (shared/sdk.py), not because imports hide in functions.
 """
 
 from __future__ import annotations
@@ -14,7 +13,23 @@ import azure.functions as func
 
 from functions.http_problems import json_response, next_link, problem_boundary, read_body
 from functions.runtime import runtime
+from shared.api.models import SecretRotation, SyncAccepted, SyncRequest
+from shared.api.openapi import build_openapi
+from shared.api.parsing import (
+    encode_continuation,
+    parse_asset_query,
+    parse_bool,
+    parse_guid,
+    parse_model,
+    parse_page,
+    parse_registration,
+)
+from shared.api.problems import FieldError, invalid_request
+from shared.api.views import CsvWriter, csv_columns, integration_view, tenant_view
 from shared.entities import EXPOSED
+from shared.services import queries
+from shared.services.queries import load_integration
+from shared.services.registration import register, remove_integration, request_sync, rotate_secrets
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions ships it unannotated
 
@@ -24,10 +39,6 @@ _AUTH = func.AuthLevel.FUNCTION
 @bp.route(route="integrations", methods=["POST"], auth_level=_AUTH)
 @problem_boundary
 async def register_integration(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.parsing import parse_registration
-    from shared.api.views import integration_view
-    from shared.services.registration import register
-
     body = parse_registration(read_body(req) or {})
     integration = await register(await runtime.get(), body.to_domain())
     return json_response(
@@ -38,10 +49,6 @@ async def register_integration(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="integrations", methods=["GET"], auth_level=_AUTH)
 @problem_boundary
 async def list_integrations(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.parsing import encode_continuation, parse_page
-    from shared.api.views import integration_view
-    from shared.services import queries
-
     scope = {"kind": "integrations"}
     top, after = parse_page(req.params, scope)
     page, position = await queries.list_integrations(await runtime.get(), top=top, after=after)
@@ -54,10 +61,6 @@ async def list_integrations(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="integrations/{id}", methods=["GET"], auth_level=_AUTH)
 @problem_boundary
 async def get_integration(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.parsing import parse_guid
-    from shared.api.views import integration_view
-    from shared.services.queries import load_integration
-
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     integration = await load_integration(await runtime.get(), integration_id)
     return json_response(integration_view(integration))
@@ -66,11 +69,6 @@ async def get_integration(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="integrations/{id}/secrets", methods=["PUT"], auth_level=_AUTH)
 @problem_boundary
 async def rotate_integration_secrets(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.models import SecretRotation
-    from shared.api.parsing import parse_guid, parse_model
-    from shared.api.views import integration_view
-    from shared.services.registration import rotate_secrets
-
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     body = parse_model(SecretRotation, read_body(req) or {})
     integration = await rotate_secrets(await runtime.get(), integration_id, body.to_domain())
@@ -80,10 +78,6 @@ async def rotate_integration_secrets(req: func.HttpRequest) -> func.HttpResponse
 @bp.route(route="integrations/{id}/sync", methods=["POST"], auth_level=_AUTH)
 @problem_boundary
 async def sync_integration(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.models import SyncAccepted, SyncRequest
-    from shared.api.parsing import parse_guid, parse_model
-    from shared.services.registration import request_sync
-
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     body = parse_model(SyncRequest, read_body(req, required=False) or {})
     queued = await request_sync(await runtime.get(), integration_id, body.tenant_ids)
@@ -98,10 +92,6 @@ async def sync_integration(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="integrations/{id}", methods=["DELETE"], auth_level=_AUTH)
 @problem_boundary
 async def delete_integration(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.parsing import parse_bool, parse_guid
-    from shared.api.problems import FieldError, invalid_request
-    from shared.services.registration import remove_integration
-
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     errors: list[FieldError] = []
     purge = parse_bool(req.params, "purgeAssets", False, errors)
@@ -114,10 +104,6 @@ async def delete_integration(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="integrations/{id}/tenants", methods=["GET"], auth_level=_AUTH)
 @problem_boundary
 async def list_integration_tenants(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.parsing import encode_continuation, parse_guid, parse_page
-    from shared.api.views import tenant_view
-    from shared.services import queries
-
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     scope = {"kind": "tenants", "i": integration_id}
     top, continuation = parse_page(req.params, scope)
@@ -131,10 +117,6 @@ async def list_integration_tenants(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def _assets(req: func.HttpRequest, kind: str) -> func.HttpResponse:
-    from shared.api.parsing import encode_continuation, parse_asset_query, parse_guid
-    from shared.api.views import CsvWriter, csv_columns
-    from shared.services import queries
-
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     tenant_id = parse_guid(req.route_params.get("tenantId"), "tenantId", "a tenant of the integration")
     query = parse_asset_query(
@@ -186,6 +168,4 @@ for _entity in EXPOSED:
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @problem_boundary
 async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.openapi import build_openapi
-
     return json_response(build_openapi())

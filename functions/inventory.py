@@ -3,8 +3,7 @@
 `GET /api/integrations/{id}/tenants/{tenantId}/devices/{deviceId}/software` and
 `GET /api/integrations/{id}/tenants/{tenantId}/software/{softwareId}/devices`, lists shaped like the rest
 of the API (`{"value": [...], "nextLink"}`, `?top=` 1-1000, default 100), errors as problem documents.
-The answers come from the inventory the sync stored (shared.services.inventory); services are imported
-inside the functions so that indexing function_app.py stays fast.
+The answers come from the inventory the sync stored (shared.services.inventory).
 """
 
 from __future__ import annotations
@@ -16,6 +15,9 @@ import azure.functions as func
 
 from functions.http_problems import json_response, next_link, problem_boundary
 from functions.runtime import runtime
+from shared.api.parsing import decode_continuation, encode_continuation, parse_guid, parse_top
+from shared.api.problems import FieldError, invalid_request
+from shared.services.inventory import device_software, software_devices
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions ships it unannotated
 
@@ -26,9 +28,6 @@ _ALLOWED = {"top", "continuation", "code"}
 
 
 def _query(req: func.HttpRequest, scope: dict[str, object]) -> tuple[int, Any]:
-    from shared.api.parsing import decode_continuation, parse_top
-    from shared.api.problems import FieldError, invalid_request
-
     errors: list[FieldError] = []
     for name in sorted(k for k in req.params if k not in _ALLOWED)[:10]:
         shown = name if len(name) <= 40 else name[:37] + "..."
@@ -44,8 +43,6 @@ def _query(req: func.HttpRequest, scope: dict[str, object]) -> tuple[int, Any]:
 
 
 def _software_id(value: str | None) -> str:
-    from shared.api.problems import FieldError, invalid_request
-
     if value is None or not _SOFTWARE_ID.match(value):
         raise invalid_request([FieldError(
             "softwareId", "invalidValue", "softwareId must be the id of a detected app as the API returned it",
@@ -55,8 +52,6 @@ def _software_id(value: str | None) -> str:
 
 def _page(req: func.HttpRequest, items: list[dict[str, Any]], last: str | None, top: int,
           scope: dict[str, object]) -> func.HttpResponse:
-    from shared.api.parsing import encode_continuation
-
     body: dict[str, object] = {"value": items}
     if last is not None:
         body["nextLink"] = next_link(req, {"top": top, "continuation": encode_continuation(last, scope)})
@@ -67,9 +62,6 @@ def _page(req: func.HttpRequest, items: list[dict[str, Any]], last: str | None, 
           auth_level=_AUTH)
 @problem_boundary
 async def list_device_software(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.parsing import parse_guid
-    from shared.services.inventory import device_software
-
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     tenant_id = parse_guid(req.route_params.get("tenantId"), "tenantId", "a tenant of the integration")
     device_id = parse_guid(req.route_params.get("deviceId"), "deviceId", "an Intune managed device")
@@ -84,9 +76,6 @@ async def list_device_software(req: func.HttpRequest) -> func.HttpResponse:
           auth_level=_AUTH)
 @problem_boundary
 async def list_software_devices(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.parsing import parse_guid
-    from shared.services.inventory import software_devices
-
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     tenant_id = parse_guid(req.route_params.get("tenantId"), "tenantId", "a tenant of the integration")
     software_id = _software_id(req.route_params.get("softwareId"))

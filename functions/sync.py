@@ -4,8 +4,7 @@
 integration on `memsync-sync` (shared.services.fanout). `sync_tenant` takes one job and syncs that tenant
 (shared.services.tenant_sync): a malformed message is logged with its reason and completed; a permanent
 failure completes with the tenant in `error`; a transient one raises so the host retries and, after
-host.json's maxDequeueCount, moves the message to `memsync-sync-poison`. Services are imported inside
-the functions so that indexing function_app.py stays fast.
+host.json's maxDequeueCount, moves the message to `memsync-sync-poison`.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ import logging
 import azure.functions as func
 
 from functions.runtime import runtime
+from shared.services import tenant_sync
+from shared.services.fanout import enqueue_all
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions ships it untyped
 log = logging.getLogger(__name__)
@@ -23,8 +24,6 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(schedule="%MEMSYNC_SYNC_SCHEDULE%", arg_name="timer", run_on_startup=False,
                   use_monitor=True)
 async def sync_schedule(timer: func.TimerRequest) -> None:
-    from shared.services.fanout import enqueue_all
-
     if timer.past_due:
         log.info("scheduled sync is past due; running now")
     report = await enqueue_all(await runtime.get(), "schedule")
@@ -33,8 +32,6 @@ async def sync_schedule(timer: func.TimerRequest) -> None:
 
 @bp.queue_trigger(arg_name="msg", queue_name="memsync-sync", connection="AzureWebJobsStorage")
 async def sync_tenant(msg: func.QueueMessage) -> None:
-    from shared.services import tenant_sync
-
     try:
         job = tenant_sync.parse_job(msg.get_body())
     except tenant_sync.InvalidSyncJob as exc:

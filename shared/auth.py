@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from shared import sdk
 from shared.errors import ActionableError, aadsts_codes, from_aadsts, unreachable
 
 if TYPE_CHECKING:
@@ -27,11 +28,10 @@ if TYPE_CHECKING:
 
 def host_credential(settings: Settings) -> AsyncTokenCredential:
     """memsync's own identity, for Key Vault and (without a connection string) storage."""
-    from azure.identity.aio import ClientSecretCredential, DefaultAzureCredential
 
     discovery_off = not settings.authority_is_microsoft
     if settings.azure_client_secret and settings.azure_tenant_id and settings.azure_client_id:
-        return ClientSecretCredential(
+        return sdk.ClientSecretCredential(
             settings.azure_tenant_id,
             settings.azure_client_id,
             settings.azure_client_secret.get_secret_value(),
@@ -39,7 +39,7 @@ def host_credential(settings: Settings) -> AsyncTokenCredential:
             disable_instance_discovery=discovery_off,
         )
     # In Azure: the Function App's managed identity (DefaultAzureCredential tries it first there).
-    return DefaultAzureCredential(
+    return sdk.DefaultAzureCredential(
         authority=settings.authority_host,
         managed_identity_client_id=settings.azure_client_id,
         exclude_interactive_browser_credential=True,
@@ -94,12 +94,10 @@ class TenantTokens:
         self._credentials: dict[tuple[str, str, str], Any] = {}
 
     def _credential(self, tenant_id: str, app: AppCredential) -> Any:
-        from azure.identity.aio import ClientSecretCredential
-
         key = (tenant_id.lower(), app.app_id.lower(), app.fingerprint)
         credential = self._credentials.get(key)
         if credential is None:
-            credential = ClientSecretCredential(
+            credential = sdk.ClientSecretCredential(
                 tenant_id,
                 app.app_id,
                 app.secret.get_secret_value(),
@@ -111,7 +109,6 @@ class TenantTokens:
 
     async def get_token(self, tenant_id: str, app: AppCredential, scope: str, *, fresh: bool = False) -> str:
         """A bearer token, or an `ActionableError` that says what Entra refused and what to do."""
-        from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 
         key = (tenant_id.lower(), app.app_id.lower(), app.fingerprint)
         if fresh:
@@ -120,11 +117,11 @@ class TenantTokens:
         credential = self._credential(tenant_id, app)
         try:
             token = await credential.get_token(scope)
-        except ClientAuthenticationError as exc:
+        except sdk.ClientAuthenticationError as exc:
             # A refused secret is not kept in memory for the life of the process.
             await self._forget(key)
             raise _auth_error(exc, tenant_id=tenant_id, app=app) from None
-        except ServiceRequestError as exc:
+        except sdk.ServiceRequestError as exc:
             raise unreachable("Microsoft Entra ID", type(exc).__name__) from None
         if token.expires_on < time.time():
             raise unreachable("Microsoft Entra ID", "it issued an already expired token (check the clock)")

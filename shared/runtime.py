@@ -15,6 +15,7 @@ from shared.auth import TenantTokens, host_credential
 from shared.clients.keyvault import SecretStore, secret_client
 from shared.http import new_http_client
 from shared.ratelimit import RateLimits
+from shared.settings import load_settings
 from shared.stores.integrations import IntegrationStore, TenantStore
 from shared.stores.queues import SyncQueue, queue_client
 from shared.stores.tables import Tables, table_service
@@ -81,7 +82,5 @@ class RuntimeHolder:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._runtime is None:
-                from shared.settings import load_settings
-
                 self._runtime = await Runtime.build(load_settings()).start()
         return self._runtime

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from shared import sdk
+
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.keyvault.secrets.aio import SecretClient
@@ -44,13 +46,11 @@ class StoredSecret:
 
 
 def secret_client(vault_url: str, credential: AsyncTokenCredential) -> SecretClient:
-    from azure.keyvault.secrets.aio import SecretClient
-
     host = urlsplit(vault_url).hostname or ""
     # The SDK checks that the auth challenge's resource matches the vault's domain; a vault that is not
     # on a Key Vault domain (the local simulator) cannot pass that check (FACTS.md).
     verify = host.endswith(_VAULT_DOMAINS)
-    return SecretClient(vault_url, credential, verify_challenge_resource=verify)
+    return sdk.SecretClient(vault_url, credential, verify_challenge_resource=verify)
 
 
 class SecretStore:
@@ -71,11 +71,9 @@ class SecretStore:
         return SecretStr(secret.value or "")
 
     async def get_properties(self, name: str) -> StoredSecret | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             secret = await self._client.get_secret(name)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         p = secret.properties
         return StoredSecret(p.name or name, p.version, p.expires_on, p.created_on, dict(p.tags or {}),
@@ -92,12 +90,11 @@ class SecretStore:
 
     async def delete_secret(self, name: str) -> None:
         """Soft-delete (the vault keeps it for its retention period unless purged)."""
-        from azure.core.exceptions import ResourceNotFoundError
 
         try:
             # The async client returns once the deletion has completed (it polls internally).
             await self._client.delete_secret(name)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return
 
     async def close(self) -> None:

@@ -15,6 +15,8 @@ from urllib.parse import quote, urljoin
 import httpx
 from pydantic import SecretStr
 
+from shared.auth import token_claims
+from shared.errors import aadsts_codes, unreachable
 from shared.http import ApiClient, ContinuationRefused, FatalApiError, RetriableApiError, may_carry_token
 
 PAGE_SIZE = 500
@@ -126,8 +128,6 @@ class DelegatedToken:
 
     @property
     def claims(self) -> dict[str, Any]:
-        from shared.auth import token_claims
-
         return token_claims(self.access_token.get_secret_value())
 
 
@@ -166,8 +166,6 @@ class DelegatedGrants:
         self.scope = scope
 
     async def _post(self, endpoint: str, form: dict[str, str]) -> dict[str, Any]:
-        from shared.errors import aadsts_codes, unreachable
-
         try:
             response = await self._http.post(f"{self._base}/{endpoint}", data=form,
                                              headers={"Accept": "application/json"})

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared import sdk
+from shared.clients.keyvault import secret_name
+from shared.clients.webhook import AlertWebhook, WebhookDeliveryError
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import ActionableError, ErrorCode
 from shared.models import (
@@ -68,7 +71,6 @@ def app_label(role: AppRole) -> str:
 
 def secret_ref_of(integration: Integration, role: AppRole) -> SecretRef:
     """The integration's record of that secret, or one derived from the integration when it has none."""
-    from shared.clients.keyvault import secret_name
 
     ref = integration.secret(role)
     if ref is not None:
@@ -435,8 +437,6 @@ class DeliveryReport:
 
 
 def alert_webhook(rt: Runtime) -> AlertWebhook | None:
-    from shared.clients.webhook import AlertWebhook
-
     url = rt.settings.alert_webhook_url
     if url is None or not url.get_secret_value():
         return None
@@ -448,7 +448,6 @@ async def _deliver(
 ) -> None:
     """Claim, post, record the outcome in the alert and in `report`. Nothing to do for an alert that is
     delivered, resolved, or claimed by another worker."""
-    from shared.clients.webhook import WebhookDeliveryError
 
     if alert.delivered or alert.status is not AlertStatus.OPEN:
         return
@@ -477,21 +476,19 @@ async def _deliver(
 
 async def _deliver_safely(rt: Runtime, store: AlertStore, alert: Alert, etag: str, clock: Clock) -> None:
     """Immediate delivery on behalf of a sync: nothing it meets may fail the sync."""
-    from azure.core.exceptions import AzureError
 
     webhook = alert_webhook(rt)
     if webhook is None:
         return
     try:
         await _deliver(store, webhook, alert, etag, clock.now(), DeliveryReport(configured=True))
-    except AzureError as exc:
+    except sdk.AzureError as exc:
         log.warning("alert %s: delivery bookkeeping failed (%s); retried on the next run", alert.id,
                     type(exc).__name__)
 
 
 async def deliver_pending(rt: Runtime, *, clock: Clock = SYSTEM_CLOCK) -> DeliveryReport:
     """Post every open alert not yet delivered, oldest first; failures stay pending for the next run."""
-    from azure.core.exceptions import AzureError
 
     webhook = alert_webhook(rt)
     report = DeliveryReport(configured=webhook is not None)
@@ -503,7 +500,7 @@ async def deliver_pending(rt: Runtime, *, clock: Clock = SYSTEM_CLOCK) -> Delive
     for alert, etag in pending:
         try:
             await _deliver(store, webhook, alert, etag, clock.now(), report)
-        except AzureError as exc:  # storage trouble with one alert must not hold back the others
+        except sdk.AzureError as exc:  # storage trouble with one alert must not hold back the others
             report.failed += 1
             report.errors.append(f"{alert.id}: {type(exc).__name__}")
     return report

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from shared import sdk
 from shared.auth import AppCredential
+from shared.clients.keyvault import secret_name
 from shared.errors import ActionableError, ErrorCode, unreachable
 from shared.models import AppRole
 
@@ -18,9 +20,7 @@ _LABELS = {AppRole.PARTNER: "partner app", AppRole.SYNC: "sync app"}
 
 async def app_credential(rt: Runtime, integration: Integration, role: AppRole) -> AppCredential:
     """The partner or sync app's id and current secret; an `ActionableError` when it cannot be had."""
-    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
 
-    from shared.clients.keyvault import secret_name
 
     label = _LABELS[role]
     app_id = integration.partner_app_id if role is AppRole.PARTNER else integration.sync_app_id
@@ -30,11 +30,11 @@ async def app_credential(rt: Runtime, integration: Integration, role: AppRole) -
                               f"Register the integration again with its {label}.")
     try:
         secret = await rt.secrets.get_secret(secret_name(integration.id, role))
-    except ResourceNotFoundError:
+    except sdk.ResourceNotFoundError:
         raise ActionableError(ErrorCode.INVALID_SECRET,
                               f"The {label}'s secret of integration {integration.id} is not in Key Vault.",
                               again) from None
-    except (ServiceRequestError, HttpResponseError) as exc:
+    except (sdk.ServiceRequestError, sdk.HttpResponseError) as exc:
         raise unreachable("Azure Key Vault", type(exc).__name__) from None
     if not secret.get_secret_value():
         raise ActionableError(ErrorCode.INVALID_SECRET,

@@ -32,8 +32,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared import sdk
+from shared.auth import AppCredential
+from shared.clients.applications import ApplicationDirectory, match_by_hint
+from shared.clients.keyvault import secret_name
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.errors import ActionableError, ErrorCode
+from shared.http import ApiClient, ApiError, Budget, CallStats
 from shared.models import AppRole, ExpiresOnSource, Integration, IntegrationStatus, SecretRef
 from shared.services.alerting import (
     ASSUMED_LIFETIME_DAYS,
@@ -100,10 +105,6 @@ async def graph_expiry(
 ) -> datetime | None:
     """The secret's `endDateTime` from Graph, matched by `hint`; None when the app may not read itself,
     Graph cannot be reached, or no credential matches. Entra refusing the secret raises ActionableError."""
-    from shared.auth import AppCredential
-    from shared.clients.applications import ApplicationDirectory, match_by_hint
-    from shared.http import ApiClient, ApiError, Budget, CallStats
-
     value = await rt.secrets.get_secret(stored.name, stored.version)
     app = AppCredential(ref.app_id, value, app_label(ref.role))
     tenant_id = integration.home_tenant_id
@@ -161,8 +162,6 @@ class SecretExpiryCheck:
         self.report = ExpiryReport()
 
     async def run(self) -> ExpiryReport:
-        from shared.clients.keyvault import secret_name
-
         stored = {s.name: s for s in await self._rt.secrets.list_memsync_secrets()}
         integrations = await self._rt.integrations.list_integrations()
         work: list[tuple[Integration, SecretRef, StoredSecret]] = []
@@ -191,11 +190,9 @@ class SecretExpiryCheck:
         return self.report
 
     async def _check_safely(self, integration: Integration, ref: SecretRef, stored: StoredSecret) -> None:
-        from azure.core.exceptions import AzureError
-
         try:
             await self._check(integration, ref, stored)
-        except (AzureError, ActionableError, ValueError) as exc:
+        except (sdk.AzureError, ActionableError, ValueError) as exc:
             log.warning("%s: expiry check failed (%s); retried on the next run", stored.name,
                         type(exc).__name__)
             self.report.failures.append(f"{stored.name}: {type(exc).__name__}")
@@ -225,8 +222,6 @@ class SecretExpiryCheck:
                             alert.kind.value, mark, stored.name, expiry.source, alert.days_left)
 
     async def _expiry(self, integration: Integration, ref: SecretRef, stored: StoredSecret) -> Expiry | None:
-        from azure.core.exceptions import AzureError
-
         if ref.role is AppRole.PARTNER_SIGNIN:
             # A refresh token, not an app secret: Graph knows nothing of it. memsync writes its 90-day
             # sliding end to the vault version's expiry attribute on every renewal.
@@ -242,7 +237,7 @@ class SecretExpiryCheck:
                 await raise_credential_alert(self._rt, integration, ref.role, exc, clock=self._clock)
             log.info("%s: no Graph token to read the app's credentials (%s)", stored.name, exc.code.value)
             end = None
-        except (AzureError, ValueError) as exc:  # the vault would not give the value; a malformed app id
+        except (sdk.AzureError, ValueError) as exc:  # the vault would not give the value; a malformed app id
             log.info("%s: could not look the secret up (%s)", stored.name, type(exc).__name__)
             end = None
         if end is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from shared import __version__
+from shared import __version__, sdk
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -19,11 +19,9 @@ async def _storage(rt: Runtime) -> None:
 
 
 async def _vault(rt: Runtime) -> None:
-    from azure.core.exceptions import ResourceNotFoundError
-
     try:
         await rt.secrets.get_properties("memsync-health-probe")
-    except ResourceNotFoundError:
+    except sdk.ResourceNotFoundError:
         pass  # the vault answered; the probe secret does not need to exist
 
 

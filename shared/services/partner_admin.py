@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from shared import sdk
 from shared.clients.keyvault import secret_name
 from shared.clients.partner_center import (
     DelegatedGrants,
@@ -160,7 +161,6 @@ async def delegated_partner_token(rt: Runtime, integration: Integration) -> Secr
     Raises `Conflict` `signInRequired` without a sign-in, and `signInExpired` when Entra refuses the
     refresh token (the sign-in is then marked expired); `PartnerTokenRefused` when Entra refuses it for
     another reason."""
-    from azure.core.exceptions import ResourceNotFoundError
 
     require_multi_tenant(integration, "consent")
     ref = integration.secret(AppRole.PARTNER_SIGNIN)
@@ -168,7 +168,7 @@ async def delegated_partner_token(rt: Runtime, integration: Integration) -> Secr
         raise sign_in_first(integration)
     try:
         refresh = await rt.secrets.get_secret(ref.name)
-    except ResourceNotFoundError:
+    except sdk.ResourceNotFoundError:
         raise sign_in_first(integration) from None
     grants = await delegated_grants(rt, integration)
     try:

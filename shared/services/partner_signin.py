@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared import sdk
 from shared.clients.keyvault import SECRET_PREFIX
 from shared.clients.partner_center import EntraGrantError
 from shared.errors import ErrorCode, ErrorInfo, SigninNotStarted
@@ -108,11 +109,10 @@ async def poll_signin(rt: Runtime, integration_id: str) -> SigninOutcome:
     if claimed is None:  # another request is polling right now
         return SigninOutcome(await load_integration(rt, integration.id))
     grants = await delegated_grants(rt, claimed)
-    from azure.core.exceptions import ResourceNotFoundError
 
     try:
         device_code = await rt.secrets.get_secret(device_secret_name(integration.id))
-    except ResourceNotFoundError:
+    except sdk.ResourceNotFoundError:
         return SigninOutcome(await _finish_failed(rt, claimed, ErrorInfo(
             ErrorCode.SIGNIN_EXPIRED, "The pending sign-in's device code is gone from Key Vault.",
             f"Start again with POST /api/integrations/{integration.id}/partner-signin.")))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import ErrorCode, FieldProblem, InvalidInput, NotFound
 from shared.models import CustomerTenant, Integration
+from shared.stores.assets import AssetStore, InvalidQuery
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -94,7 +95,6 @@ async def _load_tenant(rt: Runtime, integration_id: str, tenant_id: str) -> None
 @asynccontextmanager
 async def _store_query() -> AsyncIterator[None]:
     """The asset store refuses a parameter it cannot use with `InvalidQuery`: invalid input."""
-    from shared.stores.assets import InvalidQuery
 
     try:
         yield
@@ -112,8 +112,6 @@ async def _store_query() -> AsyncIterator[None]:
 
 
 def _asset_store(rt: Runtime) -> Any:
-    from shared.stores.assets import AssetStore  # the sync area's store; imported when first used
-
     return AssetStore(rt.tables)
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from shared import sdk
 from shared.auth import AppCredential, token_roles
 from shared.clients.keyvault import secret_name
 from shared.errors import (
@@ -461,14 +462,13 @@ async def update_integration(
 
 async def _current_value(rt: Runtime, integration: Integration, role: AppRole) -> SecretStr | None:
     """The value in use, kept in memory only to put it back if the rotation fails half-way."""
-    from azure.core.exceptions import ResourceNotFoundError
 
     ref = integration.secret(role)
     if ref is None:
         return None
     try:
         return await rt.secrets.get_secret(ref.name)
-    except ResourceNotFoundError:
+    except sdk.ResourceNotFoundError:
         return None
 
 

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from shared.auth import AppCredential, token_roles
 from shared.clients.defender import DefenderClient, defender_not_found, defender_unavailable
-from shared.clients.exports import EXPORT_MAX_WAIT_SECONDS
+from shared.clients.exports import EXPORT_MAX_WAIT_SECONDS, ExportJobsClient
 from shared.clients.graph import GraphClient, graph_error, missing_permissions
 from shared.entities import DEVICES, SOFTWARE, Entity
 from shared.errors import ActionableError, ErrorCode, ErrorInfo, permission_missing, throttled, unreachable
@@ -54,8 +54,10 @@ from shared.models import (
     TenantStatus,
 )
 from shared.services.alerting import raise_credential_alert
+from shared.services.credentials import app_credential
 from shared.services.inventory import InventorySync
 from shared.stores.assets import AssetStore
+from shared.stores.device_software import DeviceSoftwareStore
 from shared.stores.queues import SyncJob
 from shared.stores.runs import RunRecord, RunStore
 from shared.stores.tables import utcnow
@@ -234,8 +236,6 @@ class TenantSync:
     _devices_answered: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _credential(self) -> AppCredential:
-        from shared.services.credentials import app_credential
-
         return await app_credential(self.rt, self.integration, AppRole.SYNC)
 
     def _api(self, service: str, scope: str, area: str) -> ApiClient:
@@ -286,9 +286,6 @@ class TenantSync:
 
     async def _sync_inventory(self, graph: GraphClient, software: asyncio.Task[ListingResult]) -> None:
         """Per-device software from one export job (fallback: per app); a failure is only a note."""
-        from shared.clients.exports import ExportJobsClient
-        from shared.stores.device_software import DeviceSoftwareStore
-
         store = DeviceSoftwareStore(self.rt.tables)
         stored = asyncio.ensure_future(store.load_hashes(self.integration.id, self.tenant_id))
         try:

@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared import sdk
 from shared.models import AppRole, Camel, ExpiresOnSource
 from shared.stores.tables import ALERTS_TABLE, Tables, iso
 
@@ -120,36 +121,29 @@ class AlertStore:
 
     async def create_alert(self, alert: Alert) -> bool:
         """Insert; False when an alert with this id was already raised (by anyone, at any time)."""
-        from azure.core.exceptions import ResourceExistsError
 
         try:
             await self._table.create_entity(self._to_entity(alert))
-        except ResourceExistsError:
+        except sdk.ResourceExistsError:
             return False
         return True
 
     async def get_alert(self, integration_id: str, alert_id: str) -> tuple[Alert, str] | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             entity = await self._table.get_entity(integration_id, alert_id)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         return self._from_entity(entity), str(entity.metadata["etag"])
 
     async def replace_if_unchanged(self, alert: Alert, etag: str) -> str | None:
         """ETag-guarded write; returns the new ETag, or None when someone else wrote (or deleted) the
         alert since it was read."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-        from azure.data.tables import UpdateMode
-
         try:
             metadata = await self._table.update_entity(
-                self._to_entity(alert), mode=UpdateMode.REPLACE, etag=etag,
-                match_condition=MatchConditions.IfNotModified,
+                self._to_entity(alert), mode=sdk.UpdateMode.REPLACE, etag=etag,
+                match_condition=sdk.MatchConditions.IfNotModified,
             )
-        except (ResourceModifiedError, ResourceNotFoundError):
+        except (sdk.ResourceModifiedError, sdk.ResourceNotFoundError):
             return None
         return str(metadata.get("etag") or "")
 

@@ -35,6 +35,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from shared import sdk
 from shared.entities import ENTITIES, LISTED, Entity
 from shared.entities import entity as declaration
 from shared.mapping.changes import StoredState, WriteOp, later
@@ -94,10 +95,8 @@ def decode_continuation(token: str | None) -> str | None:
 
 
 def _column_value(value: Any) -> Any:
-    from azure.data.tables import EdmType
-
     if isinstance(value, int) and not isinstance(value, bool) and value not in _INT32:
-        return (value, EdmType.INT64)  # the SDK refuses a bare int beyond Int32
+        return (value, sdk.EdmType.INT64)  # the SDK refuses a bare int beyond Int32
     return value
 
 
@@ -159,9 +158,7 @@ class PartitionWriter:
         return self._pipeline.failed
 
     async def add(self, op: WriteOp) -> None:
-        from azure.data.tables import UpdateMode
-
-        mode = UpdateMode.MERGE if op.kind == "remove" else UpdateMode.REPLACE
+        mode = sdk.UpdateMode.MERGE if op.kind == "remove" else sdk.UpdateMode.REPLACE
         await self._pipeline.add(("upsert", _to_entity(self.kind, self.partition, op), {"mode": mode}))
 
     async def add_all(self, ops: Iterable[WriteOp]) -> None:
@@ -210,20 +207,17 @@ class AssetStore:
 
     async def mark_listed(self, kind: AssetKind, integration_id: str, tenant_id: str, at: str) -> None:
         """Record a complete listing of the partition (read back as present assets' `lastSeenAt`)."""
-        from azure.data.tables import UpdateMode
 
         entity = {"PartitionKey": partition_key(integration_id, tenant_id), "RowKey": MARKER_ROW,
                   "listedAt": at}
-        await self.table(kind).upsert_entity(entity, mode=UpdateMode.REPLACE)
+        await self.table(kind).upsert_entity(entity, mode=sdk.UpdateMode.REPLACE)
 
     # -- the HTTP API's side ---------------------------------------------------------------------
 
     async def _listed_at(self, kind: AssetKind, partition: str) -> str | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             marker = await self.table(kind).get_entity(partition, MARKER_ROW)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         value = marker.get("listedAt")
         return value if isinstance(value, str) else None
@@ -313,14 +307,13 @@ class AssetStore:
         self, kind: AssetKind, integration_id: str, tenant_id: str, asset_id: str
     ) -> dict[str, Any] | None:
         """One device or app by its Microsoft id (also when removed); None when it was never stored."""
-        from azure.core.exceptions import ResourceNotFoundError
 
         if not asset_id or asset_id.startswith("~") or any(c in asset_id for c in "/\\#?"):
             return None
         partition = partition_key(integration_id, tenant_id)
         try:
             entity = await self.table(kind).get_entity(partition, asset_id)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         return _from_entity(ENTITIES[kind], entity, await self._listed_at(kind, partition))
 
@@ -328,7 +321,6 @@ class AssetStore:
         self, kind: AssetKind, integration_id: str, tenant_id: str, ids: list[str], *, in_flight: int = 16
     ) -> list[dict[str, Any] | None]:
         """Several assets by id (point reads, `in_flight` at a time), in the order of `ids`."""
-        from azure.core.exceptions import ResourceNotFoundError
 
         declared = declaration(kind)
         partition = partition_key(integration_id, tenant_id)
@@ -342,7 +334,7 @@ class AssetStore:
             async with slots:
                 try:
                     entity = await table.get_entity(partition, asset_id)
-                except ResourceNotFoundError:
+                except sdk.ResourceNotFoundError:
                     return None
             return _from_entity(declared, entity, listed_at)
 
@@ -374,7 +366,6 @@ def _matcher(columns: tuple[str, ...], needle: str | None) -> Callable[[dict[str
 
 async def _delete_prefix(table: TableClient, integration_id: str) -> int:
     """Delete all entities whose partition starts with `{integration_id}_`, 100 per transaction."""
-    from azure.core.exceptions import ResourceNotFoundError
 
     # "_" + 1 is "`": the range holds exactly the partitions `{integration_id}_...`.
     query = (f"PartitionKey ge {odata_quote(integration_id + '_')} and "
@@ -395,7 +386,7 @@ async def _delete_prefix(table: TableClient, integration_id: str) -> int:
                 await flush()
             batch.append(("delete", entity))
         await flush()
-    except ResourceNotFoundError:  # the table does not exist yet: nothing to delete
+    except sdk.ResourceNotFoundError:  # the table does not exist yet: nothing to delete
         return deleted
     return deleted
 

@@ -9,10 +9,12 @@ two columns), writes only rows whose hash changed and deletes rows no longer in 
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from shared import sdk
 from shared.mapping.inventory import Side, ids_of, prefix_end, row_prefix
 from shared.stores.assets import partition_key
 from shared.stores.tables import DEVICE_SOFTWARE_TABLE, Tables, TransactionPipeline, odata_quote
@@ -33,9 +35,7 @@ class EntityWriter:
         self._pipeline = TransactionPipeline(table, label="device software rows", max_chars=BATCH_MAX_CHARS)
 
     async def upsert(self, entity: dict[str, Any]) -> None:
-        from azure.data.tables import UpdateMode
-
-        await self._pipeline.add(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+        await self._pipeline.add(("upsert", entity, {"mode": sdk.UpdateMode.REPLACE}))
 
     async def delete(self, partition: str, row_key: str) -> None:
         await self._pipeline.add(("delete", {"PartitionKey": partition, "RowKey": row_key}, {}))
@@ -82,8 +82,6 @@ def page_after(ids: Iterable[str], after: str | None, top: int) -> tuple[list[st
     ordered = sorted(ids)
     start = 0
     if after is not None:
-        import bisect
-
         start = bisect.bisect_right(ordered, after)
     page = ordered[start:start + top]
     more = start + top < len(ordered)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from shared import sdk
 from shared.models import CustomerTenant, Integration
 from shared.stores.tables import (
     INTEGRATIONS_TABLE,
@@ -43,44 +44,34 @@ class IntegrationStore:
         return Integration.model_validate_json(entity["record"])
 
     async def upsert_integration(self, integration: Integration) -> None:
-        from azure.data.tables import UpdateMode
-
-        await self._table.upsert_entity(self._to_entity(integration), mode=UpdateMode.REPLACE)
+        await self._table.upsert_entity(self._to_entity(integration), mode=sdk.UpdateMode.REPLACE)
 
     async def create_integration(self, integration: Integration) -> None:
         """Raises azure.core.exceptions.ResourceExistsError when the id is taken."""
         await self._table.create_entity(self._to_entity(integration))
 
     async def get_integration(self, integration_id: str) -> Integration | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             entity = await self._table.get_entity(_INTEGRATION_PK, integration_id)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         return self._from_entity(entity)
 
     async def get_integration_with_etag(self, integration_id: str) -> tuple[Integration, str] | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             entity = await self._table.get_entity(_INTEGRATION_PK, integration_id)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         return self._from_entity(entity), str(entity.metadata["etag"])
 
     async def replace_integration_if_unchanged(self, integration: Integration, etag: str) -> bool:
         """ETag-guarded write: False when someone else wrote (or deleted) it since it was read."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-        from azure.data.tables import UpdateMode
-
         try:
             await self._table.update_entity(
-                self._to_entity(integration), mode=UpdateMode.REPLACE, etag=etag,
-                match_condition=MatchConditions.IfNotModified,
+                self._to_entity(integration), mode=sdk.UpdateMode.REPLACE, etag=etag,
+                match_condition=sdk.MatchConditions.IfNotModified,
             )
-        except (ResourceModifiedError, ResourceNotFoundError):
+        except (sdk.ResourceModifiedError, sdk.ResourceNotFoundError):
             return False
         return True
 
@@ -127,11 +118,9 @@ class TenantStore:
     async def get_tenant_with_etag(
         self, integration_id: str, tenant_id: str
     ) -> tuple[CustomerTenant, str] | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
         try:
             entity = await self._table.get_entity(integration_id, tenant_id.lower())
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             return None
         return self._from_entity(entity), str(entity.metadata["etag"])
 
@@ -153,31 +142,23 @@ class TenantStore:
             return
 
     async def upsert_tenant(self, tenant: CustomerTenant) -> None:
-        from azure.data.tables import UpdateMode
-
-        await self._table.upsert_entity(self._to_entity(tenant), mode=UpdateMode.REPLACE)
+        await self._table.upsert_entity(self._to_entity(tenant), mode=sdk.UpdateMode.REPLACE)
 
     async def replace_if_unchanged(self, tenant: CustomerTenant, etag: str) -> bool:
         """ETag-guarded write: False when someone else wrote the tenant since we read it."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError
-        from azure.data.tables import UpdateMode
-
         try:
             await self._table.update_entity(
-                self._to_entity(tenant), mode=UpdateMode.REPLACE, etag=etag,
-                match_condition=MatchConditions.IfNotModified,
+                self._to_entity(tenant), mode=sdk.UpdateMode.REPLACE, etag=etag,
+                match_condition=sdk.MatchConditions.IfNotModified,
             )
-        except ResourceModifiedError:
+        except sdk.ResourceModifiedError:
             return False
         return True
 
     async def create_if_absent(self, tenant: CustomerTenant) -> bool:
-        from azure.core.exceptions import ResourceExistsError
-
         try:
             await self._table.create_entity(self._to_entity(tenant))
-        except ResourceExistsError:
+        except sdk.ResourceExistsError:
             return False
         return True
 
@@ -191,7 +172,6 @@ class TenantStore:
         since the caller listed the tenants), that transaction's rows are created one by one instead, and
         an existing row is left as it is (False), for the caller's ETag-guarded update.
         """
-        from azure.data.tables import TableTransactionError
 
         created = [False] * len(tenants)
         by_partition: dict[str, list[int]] = {}
@@ -205,7 +185,7 @@ class TenantStore:
             async with slots:
                 try:
                     await self._table.submit_transaction([("create", self._to_entity(tenants[n])) for n in chunk])
-                except TableTransactionError:
+                except sdk.TableTransactionError:
                     for n in chunk:
                         created[n] = await self.create_if_absent(tenants[n])
                     return
@@ -225,9 +205,6 @@ class TenantStore:
         A transaction is all or nothing: when one of its rows changed (or was deleted) since it was read,
         none of its rows is written (False for each), for the caller's one-by-one ETag-guarded update.
         """
-        from azure.core import MatchConditions
-        from azure.data.tables import TableTransactionError, UpdateMode
-
         written = [False] * len(writes)
         by_partition: dict[str, list[int]] = {}
         for n, (tenant, _) in enumerate(writes):
@@ -239,13 +216,14 @@ class TenantStore:
         async def submit(chunk: list[int]) -> None:
             operations: list[Any] = [
                 ("update", self._to_entity(writes[n][0]),
-                 {"mode": UpdateMode.REPLACE, "etag": writes[n][1], "match_condition": MatchConditions.IfNotModified})
+                 {"mode": sdk.UpdateMode.REPLACE, "etag": writes[n][1],
+                  "match_condition": sdk.MatchConditions.IfNotModified})
                 for n in chunk
             ]
             async with slots:
                 try:
                     await self._table.submit_transaction(operations)
-                except TableTransactionError:
+                except sdk.TableTransactionError:
                     return
             for n in chunk:
                 written[n] = True

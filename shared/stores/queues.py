@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared import sdk
 from shared.settings import SYNC_QUEUE
 
 if TYPE_CHECKING:
@@ -36,19 +37,16 @@ class SyncJob(BaseModel):
 
 def queue_client(settings: Settings, credential: AsyncTokenCredential | None, name: str = SYNC_QUEUE) -> QueueClient:
     """Async client whose messages are base64, the host's default `messageEncoding`."""
-    from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
-    from azure.storage.queue.aio import QueueClient
-
-    encode, decode = BinaryBase64EncodePolicy(), BinaryBase64DecodePolicy()
+    encode, decode = sdk.BinaryBase64EncodePolicy(), sdk.BinaryBase64DecodePolicy()
     if settings.storage_connection_string is not None:
-        return QueueClient.from_connection_string(
+        return sdk.QueueClient.from_connection_string(
             settings.storage_connection_string.get_secret_value(), name,
             message_encode_policy=encode, message_decode_policy=decode,
         )
     if credential is None:
         raise ValueError("identity-based storage needs memsync's credential")
     endpoint = settings.storage_queue_service_uri or f"https://{settings.storage_account_name}.queue.core.windows.net"
-    return QueueClient(account_url=endpoint, queue_name=name, credential=credential,
+    return sdk.QueueClient(account_url=endpoint, queue_name=name, credential=credential,
                        message_encode_policy=encode, message_decode_policy=decode)
 
 
@@ -63,9 +61,8 @@ class SyncQueue:
     async def _ensure(self) -> None:
         if self._created:
             return
-        from azure.core.exceptions import ResourceExistsError
 
-        with contextlib.suppress(ResourceExistsError):
+        with contextlib.suppress(sdk.ResourceExistsError):
             await self._client.create_queue()
         self._created = True
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared import sdk
 from shared.mapping.changes import ChangeCounts, stamp
 from shared.stores.assets import partition_key
 from shared.stores.tables import RUNS_TABLE, Tables, dumps, loads, odata_quote
@@ -69,8 +70,6 @@ class RunStore:
         self._table = tables.client(RUNS_TABLE)
 
     async def record(self, run: RunRecord) -> None:
-        from azure.data.tables import UpdateMode
-
         data = run.to_json()
         entity = {
             "PartitionKey": partition_key(run.integration_id, run.tenant_id),
@@ -87,7 +86,7 @@ class RunStore:
             "record": dumps(data),
         }
         await self._table.upsert_entity({k: v for k, v in entity.items() if v is not None},
-                                        mode=UpdateMode.REPLACE)
+                                        mode=sdk.UpdateMode.REPLACE)
 
     async def list_runs(self, integration_id: str, tenant_id: str, *, top: int = 20) -> list[dict[str, Any]]:
         """The newest runs of a tenant first."""

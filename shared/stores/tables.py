@@ -14,6 +14,8 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shared import sdk
+
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient, TableServiceClient
@@ -42,10 +44,9 @@ ALL_TABLES = (
 
 def table_service(settings: Settings, credential: AsyncTokenCredential | None) -> TableServiceClient:
     """The async table service client for the configured storage."""
-    from azure.data.tables.aio import TableServiceClient
 
     if settings.storage_connection_string is not None:
-        return TableServiceClient.from_connection_string(
+        return sdk.TableServiceClient.from_connection_string(
             settings.storage_connection_string.get_secret_value()
         )
     if credential is None:
@@ -53,7 +54,7 @@ def table_service(settings: Settings, credential: AsyncTokenCredential | None) -
     endpoint = settings.storage_table_service_uri or (
         f"https://{settings.storage_account_name}.table.core.windows.net"
     )
-    return TableServiceClient(endpoint=endpoint, credential=credential)
+    return sdk.TableServiceClient(endpoint=endpoint, credential=credential)
 
 
 class Tables:
@@ -69,10 +70,9 @@ class Tables:
     async def ensure(self) -> None:
         if self._ensured:
             return
-        from azure.core.exceptions import ResourceExistsError
 
         for name in ALL_TABLES:
-            with contextlib.suppress(ResourceExistsError):
+            with contextlib.suppress(sdk.ResourceExistsError):
                 await self.service.create_table(name)
         self._ensured = True
 
@@ -183,31 +183,27 @@ class TransactionPipeline:
             self._errors.append(task.exception())  # type: ignore[arg-type]
 
     async def _submit(self, chunk: list[Operation]) -> None:
-        from azure.data.tables import TableTransactionError
-
         self.transactions += 1
         try:
             await self.table.submit_transaction(chunk)
             return
-        except TableTransactionError as exc:
+        except sdk.TableTransactionError as exc:
             log.warning("transaction of %d operations in %s refused (%s); sending them one by one",
                         len(chunk), self.label, getattr(exc, "error_code", None))
         for operation in chunk:
             await self._one(operation)
 
     async def _one(self, operation: Operation) -> None:
-        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
         kind, entity, options = operation
         try:
             if kind == "delete":
                 await self.table.delete_entity(entity["PartitionKey"], entity["RowKey"])
             else:
                 await self.table.upsert_entity(entity, **options)
-        except ResourceNotFoundError:
+        except sdk.ResourceNotFoundError:
             if kind != "delete":  # deleting what is already gone is done
                 raise
-        except HttpResponseError as exc:
+        except sdk.HttpResponseError as exc:
             if exc.status_code is None or not 400 <= exc.status_code < 500 or exc.status_code == 429:
                 raise
             self.failed += 1

@@ -8,9 +8,10 @@ Every module under `shared/` is parsed with `ast` (nothing is imported). Two rul
   inside a function: they raise domain errors (`shared.errors`) and take domain inputs (`shared.models`),
   and the edge renders and converts.
 * The module-level imports among `shared` modules (including `if TYPE_CHECKING:` blocks) form no cycle.
-  A shared piece two modules need goes down a layer; an import hidden inside a function to dodge a cycle
-  does not count as a fix, and function-local imports are left out of this graph only because they may
-  defer a heavy SDK.
+  A shared piece two modules need goes down a layer.
+* Imports sit at the top of every module of `shared/`, `functions/` and `function_app.py`, never inside a
+  function: an import hidden in a function dodges a cycle without breaking it. The heavy Azure SDKs are
+  deferred in one place, `shared/sdk.py` (`tests/unit/test_sdk.py` checks that start-up loads none).
 """
 
 from __future__ import annotations
@@ -91,7 +92,20 @@ def _is_edge(target: str) -> bool:
 
 def test_the_modules_were_found() -> None:
     assert {"shared.errors", "shared.services.registration", "shared.api.problems"} <= set(MODULES)
-    assert any(not i.module_level for i in IMPORTS), "function-local imports are read too"
+    assert any(i.target == "shared.errors" for i in IMPORTS)
+
+
+def test_imports_are_at_the_top() -> None:
+    sources = [*SHARED.rglob("*.py"), *(ROOT / "functions").rglob("*.py"), ROOT / "function_app.py"]
+    local: list[str] = []
+    for path in sorted(sources):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                local += [f"{path.relative_to(ROOT)}:{inner.lineno} in {node.name}()" for inner in ast.walk(node)
+                          if isinstance(inner, ast.Import | ast.ImportFrom)]
+    assert not local, ("imports inside functions (move them to the top; defer an Azure SDK name through "
+                       "shared.sdk):\n  " + "\n  ".join(local))
 
 
 def test_the_domain_never_imports_the_http_edge() -> None:
