@@ -92,6 +92,10 @@ class TenantTokens:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._credentials: dict[tuple[str, str, str], Any] = {}
+        # Callers inside each credential's get_token now, and the credentials taken out of the cache:
+        # a credential is closed only once it is out of the cache and no caller is inside it.
+        self._callers: dict[int, int] = {}
+        self._retired: dict[int, Any] = {}
 
     def _credential(self, tenant_id: str, app: AppCredential) -> Any:
         key = (tenant_id.lower(), app.app_id.lower(), app.fingerprint)
@@ -108,34 +112,60 @@ class TenantTokens:
         return credential
 
     async def get_token(self, tenant_id: str, app: AppCredential, scope: str, *, fresh: bool = False) -> str:
-        """A bearer token, or an `ActionableError` that says what Entra refused and what to do."""
+        """A bearer token, or an `ActionableError` that says what Entra refused and what to do.
 
+        Concurrent callers share one credential per (tenant, app, secret). `fresh` (and a refusal) takes
+        it out of the cache so that the next caller builds a new one, and it is closed only after the last
+        caller inside it has its answer: closing it under them failed their requests."""
         key = (tenant_id.lower(), app.app_id.lower(), app.fingerprint)
         if fresh:
             # The credential's cache would hand back the same token; a new object skips it.
             await self._forget(key)
         credential = self._credential(tenant_id, app)
+        self._callers[id(credential)] = self._callers.get(id(credential), 0) + 1
         try:
             token = await credential.get_token(scope)
         except sdk.ClientAuthenticationError as exc:
             # A refused secret is not kept in memory for the life of the process.
-            await self._forget(key)
+            await self._forget(key, credential)
             raise _auth_error(exc, tenant_id=tenant_id, app=app) from None
         except sdk.ServiceRequestError as exc:
             raise unreachable("Microsoft Entra ID", type(exc).__name__) from None
+        finally:
+            await self._leave(credential)
         if token.expires_on < time.time():
             raise unreachable("Microsoft Entra ID", "it issued an already expired token (check the clock)")
         return str(token.token)
 
-    async def _forget(self, key: tuple[str, str, str]) -> None:
-        credential = self._credentials.pop(key, None)
-        if credential is not None:
-            await credential.close()
+    async def _forget(self, key: tuple[str, str, str], credential: Any = None) -> None:
+        """Take the credential of `key` out of the cache (only `credential`, when given: a caller that
+        failed with an old one must not drop the new one another caller built meanwhile)."""
+        current = self._credentials.get(key)
+        if current is None or (credential is not None and current is not credential):
+            return
+        del self._credentials[key]
+        self._retired[id(current)] = current
+        if not self._callers.get(id(current)):
+            await self._close(current)
+
+    async def _leave(self, credential: Any) -> None:
+        left = self._callers.get(id(credential), 1) - 1
+        if left:
+            self._callers[id(credential)] = left
+            return
+        self._callers.pop(id(credential), None)
+        if id(credential) in self._retired:
+            await self._close(credential)
+
+    async def _close(self, credential: Any) -> None:
+        self._retired.pop(id(credential), None)
+        await credential.close()
 
     async def close(self) -> None:
-        for credential in self._credentials.values():
+        for credential in [*self._credentials.values(), *self._retired.values()]:
             await credential.close()
         self._credentials.clear()
+        self._retired.clear()
 
 
 TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})

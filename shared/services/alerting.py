@@ -44,6 +44,7 @@ from shared.models import (
     SecretRef,
 )
 from shared.stores.alerts import Alert, AlertKind, AlertStatus, AlertStore, alert_id
+from shared.stores.tables import Contended
 
 if TYPE_CHECKING:
     from shared.clients.webhook import AlertWebhook
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 
 ASSUMED_LIFETIME_DAYS = 180
 DELIVERY_CLAIM = timedelta(minutes=2)  # longer than one webhook call's timeout
-_WRITE_ATTEMPTS = 5
 _CREDENTIAL_KINDS = {ErrorCode.SECRET_EXPIRED: AlertKind.SECRET_EXPIRED,
                      ErrorCode.INVALID_SECRET: AlertKind.SECRET_INVALID}
 _APP_LABELS = {AppRole.PARTNER: "partner app", AppRole.SYNC: "sync app",
@@ -290,22 +290,18 @@ def credential_alert(
 async def update_alert(
     store: AlertStore, integration_id: str, alert_id_: str, change: Callable[[Alert], Alert | None]
 ) -> Alert | None:
-    """Read-modify-write under the alert's ETag, retried when someone else wrote in between.
+    """`store.update`, except that an alert that kept changing is left for the next run (logged)."""
+    try:
+        return await store.update(integration_id, alert_id_, change)
+    except Contended:
+        log.warning("alert %s kept changing; leaving it for the next run", alert_id_)
+        return None
 
-    `change` returns the new alert, or None when no write is needed. Returns what was written.
-    """
-    for _ in range(_WRITE_ATTEMPTS):
-        found = await store.get_alert(integration_id, alert_id_)
-        if found is None:
-            return None
-        alert, etag = found
-        changed = change(alert)
-        if changed is None:
-            return None
-        if await store.replace_if_unchanged(changed, etag) is not None:
-            return changed
-    log.warning("alert %s changed under us %d times; leaving it for the next run", alert_id_, _WRITE_ATTEMPTS)
-    return None
+
+async def resolve_alert(store: AlertStore, alert: Alert, now: datetime) -> bool:
+    """Resolve one alert; True when this call resolved it (not when it was resolved already, or is gone)."""
+    after = await update_alert(store, alert.integration_id, alert.id, lambda a: resolved(a, now))
+    return after is not None and after.status is AlertStatus.RESOLVED and after.resolved_at == now
 
 
 def resolved(alert: Alert, now: datetime) -> Alert | None:
@@ -314,29 +310,29 @@ def resolved(alert: Alert, now: datetime) -> Alert | None:
     return alert.model_copy(update={"status": AlertStatus.RESOLVED, "resolved_at": now})
 
 
+def marked(current: Integration, error: ActionableError, version: str | None, role: AppRole) -> Integration | None:
+    """The integration in `error` with the actionable error (a disabled one stays disabled), or None when
+    the secret was rotated since the failure or the mark is already there."""
+    ref = current.secret(role)
+    if ref is not None and version is not None and ref.version not in (None, version):
+        log.info("integration %s: the %s secret was rotated since it failed; not marking it",
+                 current.id, role.value)
+        return None
+    info = error.info
+    model = ErrorModel(code=info.code.value, message=info.message, action=info.action.replace("{id}", current.id))
+    status = current.status if current.status is IntegrationStatus.DISABLED else IntegrationStatus.ERROR
+    if current.status == status and current.error == model:
+        return None
+    return current.model_copy(update={"status": status, "error": model})
+
+
 async def _mark_integration(rt: Runtime, integration_id: str, error: ActionableError, version: str | None,
                             role: AppRole) -> None:
-    """Status error + the actionable error, unless the secret was rotated since the failure."""
-    for _ in range(_WRITE_ATTEMPTS):
-        found = await rt.integrations.get_integration_with_etag(integration_id)
-        if found is None:
-            return
-        current, etag = found
-        ref = current.secret(role)
-        if ref is not None and version is not None and ref.version not in (None, version):
-            log.info("integration %s: the %s secret was rotated since it failed; not marking it",
-                     integration_id, role.value)
-            return
-        info = error.info
-        model = ErrorModel(code=info.code.value, message=info.message,
-                           action=info.action.replace("{id}", integration_id))
-        status = current.status if current.status is IntegrationStatus.DISABLED else IntegrationStatus.ERROR
-        if current.status == status and current.error == model:
-            return
-        updated = current.model_copy(update={"status": status, "error": model})
-        if await rt.integrations.replace_integration_if_unchanged(updated, etag):
-            return
-    log.warning("integration %s changed under us %d times; not marked", integration_id, _WRITE_ATTEMPTS)
+    """Status error + the actionable error, unless the secret was rotated since the failure (`marked`)."""
+    try:
+        await rt.integrations.update(integration_id, lambda current: marked(current, error, version, role))
+    except Contended:
+        log.warning("integration %s kept changing; not marked", integration_id)
 
 
 # --- for the sync and registration areas -----------------------------------------------------------
@@ -385,7 +381,7 @@ async def resolve_secret_alerts(
             continue
         if current_version is not None and alert.secret_version == current_version:
             continue
-        if await update_alert(store, integration.id, alert.id, lambda a: resolved(a, now)) is not None:
+        if await resolve_alert(store, alert, now):
             count += 1
     if count:
         log.info("integration %s: %d alert(s) of the %s secret resolved by rotation", integration.id, count,

@@ -45,7 +45,7 @@ from shared.models import (
 from shared.permissions import Resource, lacking, required_roles
 from shared.services.alerting import raise_relationship_alerts
 from shared.services.credentials import app_credential
-from shared.stores.tables import utcnow
+from shared.stores.tables import Contended, utcnow
 
 if TYPE_CHECKING:
     from shared.http import CallStats
@@ -71,7 +71,6 @@ TOKEN_CODES = frozenset({ErrorCode.PERMISSION_MISSING.value, ErrorCode.INTUNE_NO
                          ErrorCode.DEFENDER_UNAVAILABLE.value})
 # Partner Center's relationshipToPartner under which the partner itself may consent (direct reseller).
 CONSENTING_RELATIONSHIP = "reseller"
-WRITE_ATTEMPTS = 4
 TENANT_WRITES_IN_FLIGHT = 16
 RELATIONSHIP_BUDGET_SECONDS = 60.0
 PROBE_SECONDS = 30.0
@@ -256,19 +255,13 @@ def same_facts(a: TenantAccess | None, b: TenantAccess | None) -> bool:
 async def update_tenant(
     rt: Runtime, integration_id: str, tenant_id: str, change: Callable[[CustomerTenant], CustomerTenant | None]
 ) -> CustomerTenant | None:
-    """ETag-guarded read-change-write of one tenant record; `change` returns None for no write."""
-    for _ in range(WRITE_ATTEMPTS):
-        found = await rt.tenants.get_tenant_with_etag(integration_id, tenant_id)
-        if found is None:
-            return None
-        current, etag = found
-        updated = change(current)
-        if updated is None:
-            return current
-        if await rt.tenants.replace_if_unchanged(updated, etag):
-            return updated
-    log.warning("tenant %s of %s kept changing; access diagnosis not written", tenant_id, integration_id)
-    return None
+    """`rt.tenants.update`, except that a tenant row that kept changing is left as it is (logged): the
+    next diagnosis writes it."""
+    try:
+        return await rt.tenants.update(integration_id, tenant_id, change)
+    except Contended:
+        log.warning("tenant %s of %s kept changing; access diagnosis not written", tenant_id, integration_id)
+        return None
 
 
 def facts_for(tenant: CustomerTenant, gdap: list[GdapRelationship] | None) -> RelationshipFacts:

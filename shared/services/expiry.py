@@ -47,11 +47,11 @@ from shared.services.alerting import (
     deliver_pending,
     expiry_alert,
     raise_credential_alert,
-    resolved,
+    resolve_alert,
     secret_ref_of,
-    update_alert,
 )
 from shared.stores.alerts import AlertStore
+from shared.stores.tables import Contended
 
 if TYPE_CHECKING:
     from shared.clients.keyvault import StoredSecret
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 
 GRAPH_BUDGET_SECONDS = 60.0
 CONCURRENCY = 8
-_WRITE_ATTEMPTS = 5
 
 ExpiryLookup = Callable[["Runtime", Integration, SecretRef, "StoredSecret"], Awaitable[datetime | None]]
 """Finds a secret's real expiry (None when it cannot); the default asks Graph."""
@@ -252,19 +251,18 @@ class SecretExpiryCheck:
                                              "version": version or ref.version})
         if updated_ref == ref:
             return
-        for _ in range(_WRITE_ATTEMPTS):
-            found = await self._rt.integrations.get_integration_with_etag(integration_id)
-            if found is None:
-                return
-            current, etag = found
+        def change(current: Integration) -> Integration | None:
             now_ref = current.secret(ref.role)
             if now_ref is not None and now_ref != ref:
-                return  # rotated or re-read by someone else; the next run looks again
-            secrets = [s for s in current.secrets if s.role != ref.role] + [updated_ref]
-            if await self._rt.integrations.replace_integration_if_unchanged(
-                current.model_copy(update={"secrets": secrets}), etag
-            ):
-                return
+                return None  # rotated or re-read by someone else; the next run looks again
+            return current.model_copy(update={"secrets": [
+                *(s for s in current.secrets if s.role != ref.role), updated_ref]})
+
+        try:
+            await self._rt.integrations.update(integration_id, change)
+        except Contended:
+            log.warning("integration %s kept changing; the %s secret's expiry is written next run",
+                        integration_id, ref.role.value)
 
     async def _resolve_stale(self, integration_ids: set[str], stored: dict[str, StoredSecret]) -> None:
         """Resolve open alerts of a replaced secret version or of a deleted (or disabled) integration."""
@@ -276,8 +274,7 @@ class SecretExpiryCheck:
                         and current.version is not None and alert.secret_version != current.version)
             if not (gone or replaced):
                 continue
-            if await update_alert(self._alerts, alert.integration_id, alert.id,
-                                  lambda a: resolved(a, now)) is not None:
+            if await resolve_alert(self._alerts, alert, now):
                 self.report.alerts_resolved += 1
                 log.info("alert %s resolved: %s", alert.id,
                          "integration deleted" if gone else "secret replaced by a new version")

@@ -48,7 +48,7 @@ from shared.services.credentials import app_credential
 from shared.services.diagnosis import diagnose_integration
 from shared.services.jobs import enqueue_tenants, queue_run, queueable
 from shared.stores.queues import Trigger
-from shared.stores.tables import utcnow
+from shared.stores.tables import Contended, utcnow
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 DISCOVERY_BUDGET_SECONDS = 120.0
 DISCOVERY_PREFIX = "Customer discovery"
 TENANT_WRITES_IN_FLIGHT = 32
-WRITE_ATTEMPTS = 4
 CREDENTIAL_CODES = frozenset({ErrorCode.SECRET_EXPIRED, ErrorCode.INVALID_SECRET})
 
 
@@ -165,19 +164,12 @@ async def _update_tenant(
     rt: Runtime, integration_id: str, tenant_id: str,
     change: Callable[[CustomerTenant], CustomerTenant | None],
 ) -> CustomerTenant | None:
-    """ETag-guarded read-change-write; `change` returns None when nothing needs writing."""
-    for _ in range(WRITE_ATTEMPTS):
-        found = await rt.tenants.get_tenant_with_etag(integration_id, tenant_id)
-        if found is None:
-            return None
-        current, etag = found
-        updated = change(current)
-        if updated is None or updated == current:
-            return current
-        if await rt.tenants.replace_if_unchanged(updated, etag):
-            return updated
-    log.warning("tenant %s of %s kept changing; discovery data not written", tenant_id, integration_id)
-    return None
+    """`rt.tenants.update`; a row that kept changing keeps its discovery data until the next run."""
+    try:
+        return await rt.tenants.update(integration_id, tenant_id, change)
+    except Contended:
+        log.warning("tenant %s of %s kept changing; discovery data not written", tenant_id, integration_id)
+        return None
 
 
 def _desired(
@@ -249,32 +241,33 @@ async def record_tenants(rt: Runtime, integration: Integration, discovery: Disco
     return sorted((t for t in [*created, *updated] if t is not None), key=lambda t: t.tenant_id.lower())
 
 
+def discovery_marked(current: Integration, discovery: Discovery) -> Integration | None:
+    """The integration with a discovery failure noted (an error, and `error` status when discovery
+    failed outright), or with the note a previous discovery left cleared; None when nothing changes."""
+    update: dict[str, Any] = {}
+    ours = current.error is not None and current.error.message.startswith(DISCOVERY_PREFIX)
+    if discovery.errors:
+        first = discovery.errors[0].info
+        how = "failed" if discovery.failed else "incomplete"
+        model = ErrorModel(code=first.code.value, message=f"{DISCOVERY_PREFIX} {how}: {first.message}",
+                           action=first.action.replace("{id}", current.id))
+        if current.error != model:
+            update["error"] = model
+        if discovery.failed and current.status == IntegrationStatus.ACTIVE:
+            update["status"] = IntegrationStatus.ERROR
+    elif ours:
+        update["error"] = None
+        if current.status == IntegrationStatus.ERROR:
+            update["status"] = IntegrationStatus.ACTIVE
+    return current.model_copy(update=update) if update else None
+
+
 async def _mark_integration(rt: Runtime, integration_id: str, discovery: Discovery) -> None:
     """Note a discovery failure on the integration, or clear the one a previous discovery noted."""
-    for _ in range(WRITE_ATTEMPTS):
-        found = await rt.integrations.get_integration_with_etag(integration_id)
-        if found is None:
-            return
-        current, etag = found
-        update: dict[str, Any] = {}
-        ours = current.error is not None and current.error.message.startswith(DISCOVERY_PREFIX)
-        if discovery.errors:
-            first = discovery.errors[0].info
-            how = "failed" if discovery.failed else "incomplete"
-            model = ErrorModel(code=first.code.value, message=f"{DISCOVERY_PREFIX} {how}: {first.message}",
-                               action=first.action.replace("{id}", integration_id))
-            if current.error != model:
-                update["error"] = model
-            if discovery.failed and current.status == IntegrationStatus.ACTIVE:
-                update["status"] = IntegrationStatus.ERROR
-        elif ours:
-            update["error"] = None
-            if current.status == IntegrationStatus.ERROR:
-                update["status"] = IntegrationStatus.ACTIVE
-        if not update:
-            return
-        if await rt.integrations.replace_integration_if_unchanged(current.model_copy(update=update), etag):
-            return
+    try:
+        await rt.integrations.update(integration_id, lambda current: discovery_marked(current, discovery))
+    except Contended:
+        log.warning("integration %s kept changing; discovery outcome not noted", integration_id)
 
 
 async def _credential_alert(rt: Runtime, integration: Integration, error: ActionableError) -> None:

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REFRESH_LIFETIME = timedelta(days=90)  # Entra's refresh token lifetime, sliding with each use
-_WRITE_ATTEMPTS = 5
 # AADSTS codes of a refresh token that no longer works: expired by inactivity or age, revoked, or the
 # user's sessions were revoked / password changed.
 EXPIRED_REFRESH_CODES = frozenset({70008, 700082, 700084, 50173, 50133, 700081})
@@ -95,23 +94,18 @@ def grant_error(exc: EntraGrantError, what: str) -> ErrorInfo:
 
 
 async def change_integration(
-    rt: Runtime, integration_id: str, change: Callable[[Integration], Integration], *, etag: str | None = None
+    rt: Runtime, integration_id: str, change: Callable[[Integration], Integration | None]
 ) -> Integration | None:
-    """Write `change(current)` under the record's ETag; with `etag`, only if the record is still that
-    version (a claim), else retried on conflicts. None when the claim was lost."""
-    for _ in range(_WRITE_ATTEMPTS):
-        found = await rt.integrations.get_integration_with_etag(integration_id)
-        if found is None:
-            return None
-        current, current_etag = found
-        if etag is not None and current_etag != etag:
-            return None
-        updated = change(current)
-        if await rt.integrations.replace_integration_if_unchanged(updated, current_etag):
-            return updated
-        if etag is not None:
-            return None
-    raise RuntimeError(f"integration {integration_id} kept changing")
+    """`rt.integrations.update`: the integration after `change`, None when it is gone. A `change` that
+    claims something (a poll, say) raises `Claimed` when someone else holds it; this returns None then."""
+    try:
+        return await rt.integrations.update(integration_id, change)
+    except Claimed:
+        return None
+
+
+class Claimed(Exception):
+    """Raised by a `change` to leave the integration as it is: another request holds what it claims."""
 
 
 async def store_refresh_token(

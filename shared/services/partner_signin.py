@@ -28,6 +28,7 @@ from shared.models import AppRole, ErrorModel, Integration, PartnerSignin
 from shared.services.alerting import resolve_secret_alerts
 from shared.services.consent import ConsentResult, consent_all
 from shared.services.partner_admin import (
+    Claimed,
     change_integration,
     delegated_grants,
     grant_error,
@@ -102,10 +103,7 @@ async def poll_signin(rt: Runtime, integration_id: str) -> SigninOutcome:
             "code within 15 minutes.")))
     if state.next_poll_at is not None and now < state.next_poll_at:
         return SigninOutcome(integration)
-    found = await rt.integrations.get_integration_with_etag(integration.id)
-    if found is None:
-        return SigninOutcome(integration)
-    claimed = await change_integration(rt, integration.id, lambda c: _next_poll(c, now), etag=found[1])
+    claimed = await change_integration(rt, integration.id, lambda c: _next_poll(c, now))
     if claimed is None:  # another request is polling right now
         return SigninOutcome(await load_integration(rt, integration.id))
     grants = await delegated_grants(rt, claimed)
@@ -150,8 +148,11 @@ async def poll_signin(rt: Runtime, integration_id: str) -> SigninOutcome:
 
 
 def _next_poll(current: Integration, now: Any) -> Integration:
+    """This request's claim of the next poll; `Claimed` when the sign-in is no longer pending or another
+    request claimed the poll since this one read the record."""
     state = current.partner_signin
-    assert state is not None
+    if state is None or state.status != "pending" or (state.next_poll_at is not None and now < state.next_poll_at):
+        raise Claimed("another request is polling, or the sign-in ended")
     return current.model_copy(update={"partner_signin": state.model_copy(
         update={"next_poll_at": now + timedelta(seconds=state.interval)})})
 

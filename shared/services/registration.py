@@ -70,7 +70,6 @@ DEFENDER_ROLES = required_roles(Resource.DEFENDER)
 # Entra's default client-secret lifetime in the portal is 180 days ("Recommended: 180 days").
 ASSUMED_SECRET_LIFETIME = timedelta(days=180)
 TOKEN_CHECK_SECONDS = 30.0
-_WRITE_ATTEMPTS = 5
 # Errors about an app's secret or its standing in a tenant (every permanent code but the licence): a
 # secret just proven to work clears them.
 _CREDENTIAL_CODES = PERMANENT_CODES - {ErrorCode.INTUNE_NOT_LICENSED}
@@ -447,17 +446,12 @@ def _rekeyed(current: Integration, written: dict[AppRole, SecretRef]) -> Integra
 async def update_integration(
     rt: Runtime, integration_id: str, change: Callable[[Integration], Integration]
 ) -> Integration:
-    """Apply `change` to the stored integration under its ETag, re-reading when someone wrote in between
-    (the sync and the expiry timer mark integrations too)."""
-    for _ in range(_WRITE_ATTEMPTS):
-        found = await rt.integrations.get_integration_with_etag(integration_id)
-        if found is None:
-            raise NotFound("integration", "id", "List the integrations with GET /api/integrations.")
-        current, etag = found
-        updated = change(current)
-        if updated == current or await rt.integrations.replace_integration_if_unchanged(updated, str(etag)):
-            return updated
-    raise RuntimeError(f"integration changed {_WRITE_ATTEMPTS} times while being updated")
+    """`rt.integrations.update` (the sync and the expiry timer mark integrations too); NotFound when the
+    integration is gone."""
+    updated = await rt.integrations.update(integration_id, change)
+    if updated is None:
+        raise NotFound("integration", "id", "List the integrations with GET /api/integrations.")
+    return updated
 
 
 async def _current_value(rt: Runtime, integration: Integration, role: AppRole) -> SecretStr | None:

@@ -60,7 +60,7 @@ from shared.stores.assets import AssetStore
 from shared.stores.device_software import DeviceSoftwareStore
 from shared.stores.queues import SyncJob
 from shared.stores.runs import RunRecord, RunStore
-from shared.stores.tables import utcnow
+from shared.stores.tables import Contended, utcnow
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -70,7 +70,6 @@ log = logging.getLogger(__name__)
 # host.json functionTimeout is 10 minutes; the reads get 8, the final writes the rest.
 SYNC_BUDGET_SECONDS = 8 * 60.0
 LEASE_MINUTES = 10
-CLAIM_ATTEMPTS = 4
 CREDENTIAL_CODES = frozenset({ErrorCode.SECRET_EXPIRED, ErrorCode.INVALID_SECRET})
 
 
@@ -125,6 +124,7 @@ class Lease:
 
     id: str
     until: datetime
+    run_id: str
 
 
 def lease_expires(tenant: CustomerTenant) -> datetime | None:
@@ -147,10 +147,18 @@ def _belongs(integration: Integration, tenant_id: str) -> bool:
     return True
 
 
-async def _claim(
-    rt: Runtime, integration: Integration, job: SyncJob, started: datetime, attempt: int
-) -> Lease | SyncResult:
-    """Take the tenant's lease for this attempt of the job, or say why not.
+class _Refused(Exception):
+    """Raised by a lease `change` to leave the tenant row as it is, with the outcome to report."""
+
+    def __init__(self, outcome: SyncResult) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+
+
+def claimed(
+    tenant: CustomerTenant, integration: Integration, job: SyncJob, started: datetime, attempt: int, lease: Lease
+) -> CustomerTenant:
+    """The tenant row with this attempt's lease on it, or `_Refused` with why it may not sync now.
 
     A live lease keeps other jobs off the tenant, and also a second copy of this job (a message the
     queue delivered twice). The exception is a redelivery (`attempt` > 1) meeting a lease of its own
@@ -159,49 +167,62 @@ async def _claim(
     attempt's lease is an orphan to take over, not a sync to wait for.
     https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#poison-messages
     """
-    for _ in range(CLAIM_ATTEMPTS):
-        found = await rt.tenants.get_tenant_with_etag(integration.id, job.tenant_id)
-        if found is None or not _belongs(integration, job.tenant_id):
-            return SyncResult("ignored", "the tenant is not one of this integration's tenants")
-        tenant, etag = found
-        if tenant.status == TenantStatus.EXCLUDED or not integration.tenant_filter.admits(job.tenant_id):
-            return SyncResult("ignored", "the tenant is excluded by the integration's tenantFilter")
-        same_run = tenant.last_run_id == job.run_id
-        if lease_live(tenant):
-            if not (same_run and attempt > 1):
-                who = "this job" if same_run else f"run {tenant.last_run_id}"
-                return SyncResult("busy", f"the tenant is being synced by {who} (lease not expired)")
-            log.warning("tenant %s: attempt %d of run %s takes over the lease its previous attempt left "
-                        "(started %s)", job.tenant_id, attempt, job.run_id, tenant.last_sync_started_at)
-        if same_run and tenant.status == TenantStatus.OK:
-            return SyncResult("alreadyDone", "this run already completed for the tenant")
-        lease = Lease(str(uuid.uuid4()), started + timedelta(minutes=LEASE_MINUTES))
-        claimed = tenant.model_copy(update={
-            "status": TenantStatus.SYNCING, "last_sync_started_at": started, "last_run_id": job.run_id,
-            "lease_id": lease.id, "lease_until": lease.until,
-        })
-        if await rt.tenants.replace_if_unchanged(claimed, etag):
-            return lease
-    return SyncResult("busy", "the tenant row kept changing while claiming it")
+    if tenant.status == TenantStatus.EXCLUDED or not integration.tenant_filter.admits(job.tenant_id):
+        raise _Refused(SyncResult("ignored", "the tenant is excluded by the integration's tenantFilter"))
+    same_run = tenant.last_run_id == job.run_id
+    if lease_live(tenant):
+        if not (same_run and attempt > 1):
+            who = "this job" if same_run else f"run {tenant.last_run_id}"
+            raise _Refused(SyncResult("busy", f"the tenant is being synced by {who} (lease not expired)"))
+        log.warning("tenant %s: attempt %d of run %s takes over the lease its previous attempt left "
+                    "(started %s)", job.tenant_id, attempt, job.run_id, tenant.last_sync_started_at)
+    if same_run and tenant.status == TenantStatus.OK:
+        raise _Refused(SyncResult("alreadyDone", "this run already completed for the tenant"))
+    return tenant.model_copy(update={
+        "status": TenantStatus.SYNCING, "last_sync_started_at": started, "last_run_id": job.run_id,
+        "lease_id": lease.id, "lease_until": lease.until,
+    })
+
+
+def released(tenant: CustomerTenant, lease: Lease, apply: dict[str, Any]) -> CustomerTenant:
+    """The tenant row with the final status and no lease, or `_Refused` when another attempt took the
+    lease over meanwhile (an expired lease, or a redelivery of this job that presumed this one dead)."""
+    if tenant.lease_id != lease.id:
+        log.warning("tenant %s: this attempt of run %s lost its lease (now run %s's, status %s); not writing "
+                    "status", tenant.tenant_id, lease.run_id, tenant.last_run_id, tenant.status.value)
+        raise _Refused(SyncResult("busy", "another attempt took the tenant's lease over"))
+    return tenant.model_copy(update={**apply, "lease_id": None, "lease_until": None})
+
+
+async def _claim(
+    rt: Runtime, integration: Integration, job: SyncJob, started: datetime, attempt: int
+) -> Lease | SyncResult:
+    """Take the tenant's lease for this attempt of the job (`claimed`), or say why not."""
+    if not _belongs(integration, job.tenant_id):
+        return SyncResult("ignored", "the tenant is not one of this integration's tenants")
+    lease = Lease(str(uuid.uuid4()), started + timedelta(minutes=LEASE_MINUTES), job.run_id)
+    try:
+        tenant = await rt.tenants.update(
+            integration.id, job.tenant_id, lambda t: claimed(t, integration, job, started, attempt, lease))
+    except _Refused as refused:
+        return refused.outcome
+    except Contended:
+        return SyncResult("busy", "the tenant row kept changing while claiming it")
+    if tenant is None:
+        return SyncResult("ignored", "the tenant is not one of this integration's tenants")
+    return lease
 
 
 async def _release(rt: Runtime, integration_id: str, job: SyncJob, lease: Lease, apply: dict[str, Any]) -> bool:
-    """Write the final status and drop the lease, unless another attempt took the lease over meanwhile
-    (an expired lease, or a redelivery of this job that presumed this attempt dead)."""
-    for _ in range(CLAIM_ATTEMPTS):
-        found = await rt.tenants.get_tenant_with_etag(integration_id, job.tenant_id)
-        if found is None:
-            return False  # the integration was deleted while syncing
-        tenant, etag = found
-        if tenant.lease_id != lease.id:
-            log.warning("tenant %s: this attempt of run %s lost its lease (now run %s's, status %s); not "
-                        "writing status", job.tenant_id, job.run_id, tenant.last_run_id, tenant.status.value)
-            return False
-        released = tenant.model_copy(update={**apply, "lease_id": None, "lease_until": None})
-        if await rt.tenants.replace_if_unchanged(released, etag):
-            return True
-    log.warning("tenant %s: could not write the final status (row kept changing)", job.tenant_id)
-    return False
+    """Write the final status and drop the lease (`released`); False when the lease was lost or the
+    integration deleted meanwhile."""
+    try:
+        return await rt.tenants.update(integration_id, job.tenant_id, lambda t: released(t, lease, apply)) is not None
+    except _Refused:
+        return False
+    except Contended:
+        log.warning("tenant %s: could not write the final status (row kept changing)", job.tenant_id)
+        return False
 
 
 # -- the sync itself -----------------------------------------------------------------------------

@@ -11,13 +11,14 @@ No alert holds a secret value or any part of one (not even Microsoft's three-cha
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from shared import sdk
 from shared.models import AppRole, Camel, ExpiresOnSource
-from shared.stores.tables import ALERTS_TABLE, Tables, iso
+from shared.stores.tables import ALERTS_TABLE, Tables, guarded_update, iso
 
 # Fixed namespace for alert ids (uuid5): the same secret version and mark always give the same id.
 _ALERT_NAMESPACE = uuid.UUID("6f0d3c1e-3b7a-5e52-9a0c-6d656d73796e")
@@ -146,6 +147,19 @@ class AlertStore:
         except (sdk.ResourceModifiedError, sdk.ResourceNotFoundError):
             return None
         return str(metadata.get("etag") or "")
+
+    async def update(
+        self, integration_id: str, alert_id: str, change: Callable[[Alert], Alert | None]
+    ) -> Alert | None:
+        """The alert after `change` (a pure function of the stored alert; None for no write), written
+        under its ETag and retried on lost races (`guarded_update`); None when there is no such alert."""
+
+        async def replace(alert: Alert, etag: str) -> bool:
+            return await self.replace_if_unchanged(alert, etag) is not None
+
+        return await guarded_update(
+            lambda: self.get_alert(integration_id, alert_id), replace, change, f"alert {alert_id}",
+        )
 
     async def _query(self, query: str, parameters: dict[str, Any]) -> list[tuple[Alert, str]]:
         return [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from shared import sdk
@@ -13,6 +13,7 @@ from shared.stores.tables import (
     TENANTS_TABLE,
     Tables,
     dumps,
+    guarded_update,
     loads,
     odata_quote,
 )
@@ -74,6 +75,16 @@ class IntegrationStore:
         except (sdk.ResourceModifiedError, sdk.ResourceNotFoundError):
             return False
         return True
+
+    async def update(
+        self, integration_id: str, change: Callable[[Integration], Integration | None]
+    ) -> Integration | None:
+        """The integration after `change` (a pure function of the stored record; None for no write),
+        written under its ETag and retried on lost races (`guarded_update`); None when there is none."""
+        return await guarded_update(
+            lambda: self.get_integration_with_etag(integration_id), self.replace_integration_if_unchanged,
+            change, f"integration {integration_id}",
+        )
 
     async def list_integrations(self) -> list[Integration]:
         query = f"PartitionKey eq {odata_quote(_INTEGRATION_PK)}"
@@ -154,6 +165,16 @@ class TenantStore:
         except sdk.ResourceModifiedError:
             return False
         return True
+
+    async def update(
+        self, integration_id: str, tenant_id: str, change: Callable[[CustomerTenant], CustomerTenant | None]
+    ) -> CustomerTenant | None:
+        """The tenant after `change` (a pure function of the stored record; None for no write), written
+        under its ETag and retried on lost races (`guarded_update`); None when there is no such tenant."""
+        return await guarded_update(
+            lambda: self.get_tenant_with_etag(integration_id, tenant_id), self.replace_if_unchanged,
+            change, f"tenant {tenant_id} of integration {integration_id}",
+        )
 
     async def create_if_absent(self, tenant: CustomerTenant) -> bool:
         try:

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared import sdk
 
@@ -55,6 +56,46 @@ def table_service(settings: Settings, credential: AsyncTokenCredential | None) -
         f"https://{settings.storage_account_name}.table.core.windows.net"
     )
     return sdk.TableServiceClient(endpoint=endpoint, credential=credential)
+
+
+T = TypeVar("T")
+
+# How often a guarded update re-reads and retries when someone else wrote the record in between. Writers
+# of one record are few (the sync's lease, discovery, diagnosis, the expiry timer, an admin's request), so
+# eight lost races in a row mean something is rewriting the row in a loop: better said than spun on.
+WRITE_ATTEMPTS = 8
+
+
+class Contended(RuntimeError):
+    """The record changed between the read and the guarded write `WRITE_ATTEMPTS` times in a row."""
+
+
+async def guarded_update(
+    read: Callable[[], Awaitable[tuple[T, str] | None]],
+    replace: Callable[[T, str], Awaitable[bool]],
+    change: Callable[[T], T | None],
+    what: str,
+) -> T | None:
+    """Optimistic concurrency for one record: read it with its ETag, apply `change`, write the result
+    If-Match that ETag, and start again from a fresh read when someone wrote in between.
+    (Update Entity with If-Match: https://learn.microsoft.com/rest/api/storageservices/update-entity2)
+
+    `change` is a pure function of the stored record: it returns the record to write, or None (or the
+    record unchanged) for no write; it may raise to abandon the update, and the exception reaches the
+    caller untouched. Returns the record as stored after the call, or None when there is no such record.
+    Raises `Contended` after `WRITE_ATTEMPTS` lost races.
+    """
+    for _ in range(WRITE_ATTEMPTS):
+        found = await read()
+        if found is None:
+            return None
+        current, etag = found
+        updated = change(current)
+        if updated is None or updated == current:
+            return current
+        if await replace(updated, etag):
+            return updated
+    raise Contended(f"{what} changed under {WRITE_ATTEMPTS} guarded writes in a row; not written")
 
 
 class Tables:

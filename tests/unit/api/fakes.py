@@ -18,6 +18,7 @@ from shared.auth import AppCredential
 from shared.errors import ActionableError, from_aadsts
 from shared.models import CustomerTenant, Integration
 from shared.settings import load_settings
+from shared.stores.tables import guarded_update
 
 
 def jwt_with_roles(roles: list[str]) -> str:
@@ -102,6 +103,10 @@ class FakeIntegrations:
             return False
         self.records[integration.id] = (integration.model_dump_json(by_alias=True), found[1] + 1)
         return True
+
+    async def update(self, integration_id: str, change: Any) -> Integration | None:
+        return await guarded_update(lambda: self.get_integration_with_etag(integration_id),
+                                    self.replace_integration_if_unchanged, change, f"integration {integration_id}")
 
     async def upsert_integration(self, integration: Integration) -> None:
         etag = self.records.get(integration.id, ("", 0))[1]
