@@ -367,7 +367,8 @@ def unreachable(service: str, detail: str) -> ActionableError:
 def throttled(service: str) -> ActionableError:
     return ActionableError(
         ErrorCode.THROTTLED,
-        f"{service} kept answering 429 Too Many Requests past the sync's time budget.",
+        f"{service} kept answering 429 Too Many Requests past the sync's time budget or its allowance of "
+        "throttled retries.",
         "No action needed unless it repeats: memsync retries; other tools using the same app in this "
         "tenant share Microsoft's per-app limits.",
     )

@@ -2,8 +2,10 @@
 
 Errors are split in two (tap-github's RetriableAPIError / FatalAPIError): `RetriableApiError` after the
 retries and the budget are spent, `FatalApiError` at once for a 4xx that no retry can fix. A 429 is
-waited out for as long as `Retry-After` says (fractional seconds too) and repeated while 429 repeats;
-without the header, and on 5xx, timeouts and resets, the wait backs off exponentially with jitter.
+waited out for as long as `Retry-After` says (fractional seconds too, but never less than
+`MIN_RETRY_AFTER_SECONDS`) and repeated while 429 repeats, until the execution's `Budget` runs out of time
+or of throttled retries (`MAX_THROTTLED_RETRIES`, shared by every client of one tenant's sync); without
+the header, and on 5xx, timeouts and resets, the wait backs off exponentially with jitter.
 https://learn.microsoft.com/graph/throttling#best-practices-to-handle-throttling
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +29,26 @@ log = logging.getLogger(__name__)
 
 RETRIABLE_STATUS = frozenset({500, 502, 503, 504})
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+# The shortest wait a `Retry-After` (on a 429 or a 5xx) is taken to ask for. Graph's guidance is to wait
+# what the header says and to "avoid immediate retries, because all requests accrue against your usage
+# limits" (https://learn.microsoft.com/graph/throttling#best-practices-to-handle-throttling). A value of 0,
+# a negative one or a few milliseconds asks for exactly such an immediate retry, and a server repeating it
+# turned the retry loop into a storm of thousands of requests a minute. The header counts seconds (RFC 9110,
+# section 10.2.3), so one second is the shortest wait that is not immediate; Graph's own fractional values
+# (2.128 in its documented 429) are longer and are honoured unchanged. Microsoft's Python SDK is stricter
+# still: it treats a Retry-After of 0 as absent and backs off from 3 seconds (kiota's RetryHandler).
+MIN_RETRY_AFTER_SECONDS = 1.0
+
+# Throttled retries one execution may make (a tenant's sync, a discovery, one consent), counted on the
+# `Budget` that all its clients share: past them the execution gives way as throttled instead of waiting
+# out its whole time budget. Microsoft's Graph SDKs retry one request at most 10 times
+# (RetryHandlerOption.MAX_MAX_RETRIES, https://github.com/microsoft/kiota-python/blob/main/packages/http/
+# httpx/kiota_http/middleware/options/retry_handler_option.py), and a tenant's sync has five concurrent
+# readers (organization, devices, software, Defender, per-device software): 10 x 5 = 50. With the floor
+# above, a service that never stops answering 429 gets at most 50 requests beyond the readers' first ones,
+# spread over 10 seconds or more, where the time budget alone let a Retry-After of 0 repeat for 8 minutes.
+MAX_THROTTLED_RETRIES = 50
 
 
 class ApiError(Exception):
@@ -78,11 +101,15 @@ class CallStats:
 
 @dataclass
 class Budget:
-    """A deadline shared by every call of one sync, so a job ends inside the function timeout."""
+    """What one execution (a tenant's sync, a discovery) may spend, shared by every call and client of it:
+    a deadline, so a job ends inside the function timeout, and a number of throttled retries, so a service
+    that keeps answering 429 is given way to instead of being asked again until the deadline."""
 
     seconds: float
     clock: Callable[[], float] = time.monotonic
+    max_throttled_retries: int = MAX_THROTTLED_RETRIES
     started: float = field(init=False)
+    throttled_retries: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -90,20 +117,35 @@ class Budget:
     def remaining(self) -> float:
         return self.seconds - (self.clock() - self.started)
 
+    def take_throttled_retry(self) -> bool:
+        """Count one throttled retry; False, and nothing counted, when none is left."""
+        if self.throttled_retries >= self.max_throttled_retries:
+            return False
+        self.throttled_retries += 1
+        return True
+
 
 TokenSource = Callable[[bool], Awaitable[str]]
 """Returns a bearer token; called with True to force a fresh one after a 401."""
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After` in seconds; Graph sends fractional values such as 2.128. HTTP dates are not used."""
+    """`Retry-After` in seconds; Graph sends fractional values such as 2.128. HTTP dates are not used.
+    The value as sent, down to 0 (a negative one is 0); `retry_wait` puts the floor under it."""
     if not value:
         return None
     try:
         seconds = float(value)
     except ValueError:
         return None
+    if math.isnan(seconds):
+        return None
     return max(0.0, seconds)
+
+
+def retry_wait(retry_after: float) -> float:
+    """How long to wait when a server named `retry_after` seconds: that, but at least the floor."""
+    return max(retry_after, MIN_RETRY_AFTER_SECONDS)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -179,6 +221,12 @@ class ApiClient:
             raise RetriableApiError(
                 self.service, status, f"{reason}; the sync's time budget is spent", throttled=throttled
             )
+        if throttled and not self._budget.take_throttled_retry():
+            raise RetriableApiError(
+                self.service, status,
+                f"{reason}; the sync's {self._budget.max_throttled_retries} throttled retries are spent",
+                throttled=True,
+            )
         self.stats.retries += 1
         if throttled:
             self.stats.throttled += 1
@@ -220,11 +268,14 @@ class ApiClient:
             if status < 400:
                 return response
             if status == 429:
-                # Keep waiting while 429 repeats (Graph throttling guidance); only the budget ends it.
-                delay = parse_retry_after(response.headers.get("Retry-After"))
-                if delay is None:
+                # Keep waiting while 429 repeats (Graph throttling guidance), never less than the floor;
+                # the budget ends it: its time, or the throttled retries the whole sync may make.
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if retry_after is None:
                     failures += 1
                     delay = self._backoff(failures)
+                else:
+                    delay = retry_wait(retry_after)
                 await self._wait(delay, status=429, reason="429 Too Many Requests", throttled=True)
                 continue
             if status in RETRIABLE_STATUS:
@@ -232,7 +283,8 @@ class ApiClient:
                 reason = f"HTTP {status} on {method} {httpx.URL(url).path}"
                 if failures >= self._max_attempts:
                     raise RetriableApiError(self.service, status, reason)
-                delay = parse_retry_after(response.headers.get("Retry-After")) or self._backoff(failures)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                delay = self._backoff(failures) if retry_after is None else retry_wait(retry_after)
                 await self._wait(delay, status=status, reason=reason, throttled=False)
                 continue
             if status == 401 and not refreshed:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import SecretStr
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.unit
 
 
 class FakeCredential:
-    built: list[FakeCredential] = []
-    refuse: bool = False
+    built: ClassVar[list[FakeCredential]] = []
+    refuse: ClassVar[bool] = False
 
     def __init__(self, tenant_id: str, client_id: str, secret: str, **_: Any) -> None:
         self.closed = False
