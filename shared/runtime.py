@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.auth import TenantTokens, host_credential
+from shared.clients.apis import Apis, Service
 from shared.clients.keyvault import SecretStore, secret_client
 from shared.http import new_http_client
 from shared.ratelimit import RateLimits
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     import httpx
     from azure.core.credentials_async import AsyncTokenCredential
 
+    from shared.auth import AppCredential
+    from shared.http import ApiClient, Budget, CallStats
     from shared.settings import Settings
 
 
@@ -56,6 +59,17 @@ class Runtime:
             http=new_http_client(),
             tokens=TenantTokens(settings),
         )
+
+    @property
+    def apis(self) -> Apis:
+        return Apis(self.settings, self.http, self.tokens, self.limits)
+
+    def api(
+        self, tenant_id: str, app: AppCredential, area: str, budget: Budget, stats: CallStats, *,
+        service: Service = "graph", label: str | None = None,
+    ) -> ApiClient:
+        """An app-only client for Microsoft's `service` in `tenant_id` (`shared.clients.apis`)."""
+        return self.apis.api(tenant_id, app, area, budget, stats, service=service, label=label)
 
     async def start(self) -> Runtime:
         await self.tables.ensure()

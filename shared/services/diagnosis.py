@@ -30,7 +30,7 @@ from shared.auth import token_roles
 from shared.clients.gdap import CONSENT_ROLES, DelegatedAdminRelationships, allows_consent, is_active
 from shared.clients.graph import GraphClient
 from shared.errors import ActionableError, ErrorCode
-from shared.http import ApiClient, ApiError, Budget
+from shared.http import ApiError, Budget
 from shared.models import (
     AppRole,
     CustomerTenant,
@@ -304,14 +304,7 @@ async def collect_relationships(
     except ActionableError as exc:
         log.info("integration %s: GDAP relationships not listed (%s)", integration.id, exc.code.value)
         return None
-    partner_tenant = integration.home_tenant_id
-    scope = rt.settings.cloud.graph_scope
-
-    async def token(fresh: bool) -> str:
-        return await rt.tokens.get_token(partner_tenant, app, scope, fresh=fresh)
-
-    api = ApiClient(rt.http, service="graph", token=token, budget=Budget(RELATIONSHIP_BUDGET_SECONDS),
-                    stats=stats, limiter=rt.limits.bucket("partnerDirectory", partner_tenant, app.app_id))
+    api = rt.api(integration.home_tenant_id, app, "partnerDirectory", Budget(RELATIONSHIP_BUDGET_SECONDS), stats)
     graph = GraphClient(rt.settings.graph_url + "/v1.0", directory=api)
     try:
         return await DelegatedAdminRelationships(graph, api).by_customer()

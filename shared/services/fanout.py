@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from shared.clients.graph import GraphClient, graph_error
 from shared.clients.partner_center import PartnerCenterClient
 from shared.errors import ActionableError, ErrorCode, throttled, unreachable
-from shared.http import ApiClient, ApiError, Budget, CallStats, FatalApiError, RetriableApiError
+from shared.http import ApiError, Budget, CallStats, FatalApiError, RetriableApiError
 from shared.mapping.tenants import (
     SINGLE,
     DiscoveredTenant,
@@ -126,16 +126,10 @@ async def discover_customers(rt: Runtime, integration: Integration, stats: CallS
     settings = rt.settings
     budget = Budget(DISCOVERY_BUDGET_SECONDS)
 
-    def api(service: str, scope: str) -> ApiClient:
-        async def token(fresh: bool) -> str:
-            return await rt.tokens.get_token(partner_tenant, app, scope, fresh=fresh)
-
-        return ApiClient(rt.http, service=service, token=token, budget=budget, stats=stats,
-                         limiter=rt.limits.bucket("partnerDirectory", partner_tenant, app.app_id))
-
-    partner_center = PartnerCenterClient(settings.partner_center_url,
-                                         api("partnerCenter", settings.cloud.partner_center_scope))
-    graph = GraphClient(settings.graph_url + "/v1.0", directory=api("graph", settings.cloud.graph_scope))
+    partner_center = PartnerCenterClient(settings.partner_center_url, rt.api(
+        partner_tenant, app, "partnerDirectory", budget, stats, service="partnerCenter"))
+    graph = GraphClient(settings.graph_url + "/v1.0",
+                        directory=rt.api(partner_tenant, app, "partnerDirectory", budget, stats))
     sources = {
         "partnerCenter": _collect(partner_center.customers(), from_partner_center_customer),
         "contracts": _collect(graph.contracts(), from_contract),

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from shared.auth import AppCredential, token_roles
+from shared.clients.apis import Apis, Service
 from shared.clients.defender import DefenderClient, defender_not_found, defender_unavailable
 from shared.clients.exports import EXPORT_MAX_WAIT_SECONDS, ExportJobsClient
 from shared.clients.graph import GraphClient, graph_error, missing_permissions
@@ -236,15 +237,18 @@ class ListingResult:
 
 @dataclass
 class TenantSync:
-    """Reads one tenant and writes its assets; built per job, with the runtime's long-lived clients."""
+    """Reads one tenant and writes its assets; built per job from what it uses: Microsoft's APIs
+    (`Apis`, which the runtime holds), the sync app's credential, and the asset and inventory stores."""
 
-    rt: Runtime
+    apis: Apis
+    credential: Callable[[], Awaitable[AppCredential]]
     integration: Integration
     tenant_id: str
     stats: CallStats
     budget: Budget
     now: str
     assets: AssetStore
+    inventory_store: DeviceSoftwareStore
     notes: list[ErrorInfo] = field(default_factory=list)
     display_name: str | None = None
     default_domain_name: str | None = None
@@ -256,19 +260,10 @@ class TenantSync:
     _roles: frozenset[str] = frozenset()
     _devices_answered: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def _credential(self) -> AppCredential:
-        return await app_credential(self.rt, self.integration, AppRole.SYNC)
-
-    def _api(self, service: str, scope: str, area: str) -> ApiClient:
-        app = self._app
-        assert app is not None
-        tokens, tenant_id = self.rt.tokens, self.tenant_id
-
-        async def token(fresh: bool) -> str:
-            return await tokens.get_token(tenant_id, app, scope, fresh=fresh)
-
-        return ApiClient(self.rt.http, service=service, token=token, budget=self.budget, stats=self.stats,
-                         limiter=self.rt.limits.bucket(area, tenant_id, app.app_id))
+    def _api(self, area: str, *, service: Service = "graph", label: str | None = None) -> ApiClient:
+        assert self._app is not None
+        return self.apis.api(self.tenant_id, self._app, area, self.budget, self.stats, service=service,
+                             label=label or area)
 
     def _graph_error(self, exc: ApiError, area: str) -> ActionableError:
         assert self._app is not None
@@ -276,19 +271,19 @@ class TenantSync:
                            roles=self._roles)
 
     async def run(self) -> tuple[ListingResult, ListingResult]:
-        settings = self.rt.settings
-        self._app = await self._credential()
+        settings = self.apis.settings
+        self._app = await self.credential()
         # The first token proves the credential; a refusal here (expired secret, no consent) is final.
-        graph_token = await self.rt.tokens.get_token(self.tenant_id, self._app, settings.cloud.graph_scope)
+        graph_token = await self.apis.tokens.get_token(self.tenant_id, self._app, settings.cloud.graph_scope)
         self._roles = token_roles(graph_token)
         missing = missing_permissions("devices", self._roles)
         if missing:
             raise permission_missing(missing, app_id=self._app.app_id, tenant_id=self.tenant_id)
         graph = GraphClient(
             settings.graph_url + "/v1.0",
-            directory=self._api("graph", settings.cloud.graph_scope, "graphDirectory"),
-            devices=self._api("intuneDevices", settings.cloud.graph_scope, "intuneDevices"),
-            apps=self._api("intuneApps", settings.cloud.graph_scope, "intuneApps"),
+            directory=self._api("graphDirectory", label="graph"),
+            devices=self._api("intuneDevices"),
+            apps=self._api("intuneApps"),
         )
         # Stored state loads while the first pages are on their way (a listing needs it only to diff).
         async with asyncio.timeout(max(1.0, self.budget.remaining())), asyncio.TaskGroup() as tasks:
@@ -307,13 +302,13 @@ class TenantSync:
 
     async def _sync_inventory(self, graph: GraphClient, software: asyncio.Task[ListingResult]) -> None:
         """Per-device software from one export job (fallback: per app); a failure is only a note."""
-        store = DeviceSoftwareStore(self.rt.tables)
+        store = self.inventory_store
         stored = asyncio.ensure_future(store.load_hashes(self.integration.id, self.tenant_id))
         try:
             # Started once Intune answered the device listing: a tenant without Intune (or without the
             # permission) gets no export request after its refusal.
             await self._devices_answered.wait()
-            exports = ExportJobsClient(self.rt.settings.graph_url + "/v1.0", graph.apps_api, self.rt.http,
+            exports = ExportJobsClient(self.apis.settings.graph_url + "/v1.0", graph.apps_api, self.apis.http,
                                        budget=self.budget, max_wait=self.export_max_wait)
 
             async def app_ids() -> list[str]:
@@ -341,11 +336,10 @@ class TenantSync:
     async def _defender_index(self) -> DefenderIndex | ActionableError:
         """Every Defender machine of the tenant, by Entra device id; or why Defender is unavailable."""
         assert self._app is not None
-        app, settings = self._app, self.rt.settings
+        app, settings = self._app, self.apis.settings
         index = DefenderIndex()
         try:
-            client = DefenderClient(settings.defender_url,
-                                    self._api("defender", settings.cloud.defender_scope, "defender"))
+            client = DefenderClient(settings.defender_url, self._api("defender", service="defender"))
             async for page in client.machines():
                 for machine in page:
                     index.add(machine)
@@ -400,7 +394,7 @@ class TenantSync:
         if entity.source.service != "graph":
             # Only Graph collections are paged here today; another service needs its pager first.
             raise NotImplementedError(f"{entity.name}: the listing loop pages Microsoft Graph only")
-        api = self._api(entity.rate_limit_area, self.rt.settings.cloud.graph_scope, entity.rate_limit_area)
+        api = self._api(entity.rate_limit_area)
         writer = self.assets.writer(entity.name, self.integration.id, self.tenant_id)
         failure: ActionableError | None = None
         pages = graph.pages(api, entity.source.path, entity.source.params())
@@ -532,8 +526,9 @@ async def sync_tenant(
 
     stats = CallStats()
     run = RunRecord(integration.id, job.tenant_id.lower(), job.run_id, job.trigger, started, attempt=attempt)
-    sync = TenantSync(rt, integration, job.tenant_id.lower(), stats, Budget(budget_seconds), stamp(started),
-                      AssetStore(rt.tables), export_max_wait=export_max_wait)
+    sync = TenantSync(rt.apis, lambda: app_credential(rt, integration, AppRole.SYNC), integration,
+                      job.tenant_id.lower(), stats, Budget(budget_seconds), stamp(started), AssetStore(rt.tables),
+                      DeviceSoftwareStore(rt.tables), export_max_wait=export_max_wait)
     error: ActionableError | None = None
     devices: ListingResult | None = None
     software: ListingResult | None = None
