@@ -37,6 +37,12 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 100
 
+// Private networking (resources.bicep, docs/deploy.md Deployment hardening); off by default.
+param privateNetworking bool = false
+param virtualNetworkAddressPrefix string = '10.0.0.0/16'
+param appSubnetPrefix string = '10.0.1.0/24'
+param privateEndpointSubnetPrefix string = '10.0.2.0/24'
+
 var tags = { 'azd-env-name': environmentName, application: 'memsync' }
 
 resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
@@ -64,6 +70,10 @@ module resources 'resources.bicep' = {
     alertWebhookFormat: alertWebhookFormat
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    privateNetworking: privateNetworking
+    virtualNetworkAddressPrefix: virtualNetworkAddressPrefix
+    appSubnetPrefix: appSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
   }
 }
 

@@ -64,6 +64,20 @@ param keyVaultSoftDeleteRetentionInDays int = 90
 
 param tags object = {}
 
+// ---- network (docs/deploy.md, Deployment hardening) --------------------------------------------------------
+
+@description('Private networking: a virtual network with the Function App\'s virtual network integration, private endpoints (and private DNS zones) for the storage account\'s blob, queue and table services and for the vault, and public network access off on both. Off (the default): no network is created and the storage account and the vault accept public traffic as before, each request still authenticated with Entra ID and authorized by an RBAC role.')
+param privateNetworking bool = false
+
+@description('Address space of the virtual network (privateNetworking only).')
+param virtualNetworkAddressPrefix string = '10.0.0.0/16'
+
+@description('Subnet of the Function App\'s virtual network integration, delegated to Microsoft.App/environments (privateNetworking only).')
+param appSubnetPrefix string = '10.0.1.0/24'
+
+@description('Subnet of the four private endpoints (privateNetworking only).')
+param privateEndpointSubnetPrefix string = '10.0.2.0/24'
+
 // ---- names -----------------------------------------------------------------------------------------
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
@@ -76,6 +90,8 @@ var names = {
   logAnalytics: 'log-memsync-${token}'
   appInsights: 'appi-memsync-${token}'
   deploymentContainer: 'app-package'
+  vnet: 'vnet-memsync-${token}'
+  privateEndpoints: 'pe-memsync-${token}'
 }
 // The sync queue of docs/api.md (shared/settings.py SYNC_QUEUE, SYNC_POISON_QUEUE).
 var queueNames = ['memsync-sync', 'memsync-sync-poison']
@@ -100,6 +116,8 @@ module storage 'modules/storage.bicep' = {
     skuName: storageSkuName
     deploymentContainerName: names.deploymentContainer
     queueNames: queueNames
+    privateNetworking: privateNetworking
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -112,6 +130,23 @@ module vault 'modules/keyvault.bicep' = {
     softDeleteRetentionInDays: keyVaultSoftDeleteRetentionInDays
     alertWebhookUrl: alertWebhookUrl
     alertWebhookSecretName: alertWebhookSecretName
+    privateNetworking: privateNetworking
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+  }
+}
+
+module network 'modules/network.bicep' = if (privateNetworking) {
+  name: 'memsync-network'
+  params: {
+    location: location
+    tags: allTags
+    virtualNetworkName: names.vnet
+    addressPrefix: virtualNetworkAddressPrefix
+    appSubnetPrefix: appSubnetPrefix
+    privateEndpointSubnetPrefix: privateEndpointSubnetPrefix
+    privateEndpointNamePrefix: names.privateEndpoints
+    storageAccountId: storage.outputs.id
+    keyVaultId: vault.outputs.id
   }
 }
 
@@ -132,6 +167,7 @@ module functionApp 'modules/function-app.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     keyVaultName: vault.outputs.name
     keyVaultUri: vault.outputs.vaultUri
+    virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
     cloud: cloud
     authorityHost: authorityHost
     graphUrl: graphUrl
@@ -151,6 +187,9 @@ module roles 'modules/role-assignments.bicep' = {
   params: {
     principalId: functionApp.outputs.principalId
     storageAccountName: storage.outputs.name
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    hostsContainerName: storage.outputs.hostsContainerName
+    secretsContainerName: storage.outputs.secretsContainerName
     keyVaultName: vault.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
   }

@@ -27,6 +27,8 @@ param deploymentContainerUrl string
 param appInsightsConnectionString string
 param keyVaultName string
 param keyVaultUri string
+@description('Subnet (delegated to Microsoft.App/environments) of the virtual network integration; empty = none, the default.')
+param virtualNetworkSubnetId string = ''
 
 // memsync's own settings (docs/api.md, Settings). Empty means "not set": the settings module ignores empty
 // values, so the cloud's defaults apply.
@@ -68,6 +70,14 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Virtual network integration (privateNetworking, network.bicep): on Flex Consumption a site property,
+    // not part of functionAppConfig; the subnet must be delegated to Microsoft.App/environments. Flex
+    // Consumption routes the app's traffic to private endpoints through the subnet by itself, Key Vault
+    // references included: no vnetRouteAllEnabled, which other Linux plans need for that.
+    // https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#considerations
+    // https://learn.microsoft.com/azure/templates/microsoft.web/sites (virtualNetworkSubnetId)
+    // https://learn.microsoft.com/azure/app-service/app-service-key-vault-references#access-network-restricted-vaults
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     clientAffinityEnabled: false
     // Key Vault references in app settings (the webhook URL) resolve as the system-assigned identity.
     keyVaultReferenceIdentity: 'SystemAssigned'

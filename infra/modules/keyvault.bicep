@@ -11,6 +11,10 @@ param softDeleteRetentionInDays int = 90
 param alertWebhookUrl string = ''
 @description('Name of the secret that holds the webhook URL. Not `memsync-...`: that prefix marks integration secrets, which the expiry scan lists.')
 param alertWebhookSecretName string = 'alert-webhook-url'
+@description('Private networking (docs/deploy.md, Deployment hardening): public network access off, reached through a private endpoint only. Off: the public endpoint stays open as before (every request still needs Entra ID and an RBAC role).')
+param privateNetworking bool = false
+@description('Log Analytics workspace that receives the vault\'s audit log (every secret read, write, list and delete, and who did it).')
+param logAnalyticsWorkspaceId string
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
@@ -29,10 +33,14 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
-    publicNetworkAccess: 'Enabled'
+    // Off (the default): public endpoint open, as before. On: the private endpoint of network.bicep only;
+    // `Disabled` blocks everything but private endpoints and trusted services, whatever the rules say.
+    // https://learn.microsoft.com/azure/key-vault/general/network-security
+    // https://learn.microsoft.com/azure/templates/microsoft.keyvault/vaults (publicNetworkAccess, networkAcls)
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: privateNetworking ? 'Deny' : 'Allow'
     }
   }
 }
@@ -43,6 +51,26 @@ resource alertWebhookSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if 
   properties: {
     value: alertWebhookUrl
     contentType: 'url'
+  }
+}
+
+// The audit log: every request to the vault (`AuditEvent`, in the `audit` category group) and its metrics,
+// in the Log Analytics workspace (table AzureDiagnostics: the default destination type).
+// https://learn.microsoft.com/azure/key-vault/general/logging
+// https://learn.microsoft.com/azure/key-vault/general/monitor-key-vault-reference
+// https://learn.microsoft.com/azure/azure-monitor/essentials/diagnostic-settings (category groups)
+// https://learn.microsoft.com/azure/templates/microsoft.insights/diagnosticsettings (2021-05-01-preview)
+resource auditDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      { categoryGroup: 'audit', enabled: true }
+    ]
+    metrics: [
+      { category: 'AllMetrics', enabled: true }
+    ]
   }
 }
 

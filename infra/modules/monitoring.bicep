@@ -35,6 +35,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
+output logAnalyticsId string = logAnalytics.id
 output appInsightsName string = appInsights.name
 output appInsightsId string = appInsights.id
 output connectionString string = appInsights.properties.ConnectionString

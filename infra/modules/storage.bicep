@@ -9,6 +9,16 @@ param skuName string = 'Standard_LRS'
 param deploymentContainerName string
 @description('Queues of docs/api.md (The sync queue) (the poison queue is created here so that it exists before the first failure).')
 param queueNames array
+@description('Private networking (docs/deploy.md, Deployment hardening): public network access off, reached through private endpoints only. Off: the public endpoint stays open as before (every request still needs Entra ID and an RBAC role).')
+param privateNetworking bool = false
+@description('Log Analytics workspace that receives the blob, queue and table service logs and the transaction metrics.')
+param logAnalyticsWorkspaceId string
+
+// The Functions host's own containers (AzureWebJobsStorage): `azure-webjobs-hosts` (timer schedules and
+// singleton leases) and `azure-webjobs-secrets` (function keys). They are created here, so that the app's
+// identity gets its blob role on these containers and the deployment container only, never on the account
+// (role-assignments.bicep).
+var hostContainerNames = ['azure-webjobs-hosts', 'azure-webjobs-secrets']
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -26,10 +36,14 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowCrossTenantReplication: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    // Off (the default): public endpoint open, as before. On: private endpoints only (network.bicep);
+    // `Disabled` also overrides the firewall rules below.
+    // https://learn.microsoft.com/azure/storage/common/storage-network-security
+    // https://learn.microsoft.com/azure/templates/microsoft.storage/storageaccounts (publicNetworkAccess, networkAcls)
+    publicNetworkAccess: privateNetworking ? 'Disabled' : 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: privateNetworking ? 'Deny' : 'Allow'
     }
     encryption: {
       keySource: 'Microsoft.Storage'
@@ -56,6 +70,14 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+resource hostContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for containerName in hostContainerNames: {
+  parent: blobService
+  name: containerName
+  properties: {
+    publicAccess: 'None'
+  }
+}]
+
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -66,6 +88,68 @@ resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-
   name: queueName
 }]
 
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// ---- diagnostic settings: who read, wrote and deleted what, in the Log Analytics workspace -----------------
+// Resource logs exist per service (blobServices/queueServices/tableServices `default`), not on the account;
+// the account itself exports metrics only.
+// https://learn.microsoft.com/azure/storage/blobs/monitor-blob-storage (collection and routing)
+// https://learn.microsoft.com/azure/storage/blobs/monitor-blob-storage-reference (StorageRead, StorageWrite, StorageDelete; Transaction)
+// https://learn.microsoft.com/azure/storage/queues/monitor-queue-storage-reference
+// https://learn.microsoft.com/azure/storage/tables/monitor-table-storage-reference
+// https://learn.microsoft.com/azure/azure-functions/functions-infrastructure-as-code (Storage logs)
+// https://learn.microsoft.com/azure/templates/microsoft.insights/diagnosticsettings (2021-05-01-preview)
+var serviceLogs = [
+  { category: 'StorageRead', enabled: true }
+  { category: 'StorageWrite', enabled: true }
+  { category: 'StorageDelete', enabled: true }
+]
+var transactionMetrics = [
+  { category: 'Transaction', enabled: true }
+]
+
+resource accountDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: storage
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    metrics: transactionMetrics
+  }
+}
+
+resource blobDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: serviceLogs
+    metrics: transactionMetrics
+  }
+}
+
+resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: queueService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: serviceLogs
+    metrics: transactionMetrics
+  }
+}
+
+resource tableDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'to-log-analytics'
+  scope: tableService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: serviceLogs
+    metrics: transactionMetrics
+  }
+}
+
 output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
@@ -75,3 +159,7 @@ output blobServiceUri string = 'https://${storage.name}.blob.${environment().suf
 output queueServiceUri string = 'https://${storage.name}.queue.${environment().suffixes.storage}'
 output tableServiceUri string = 'https://${storage.name}.table.${environment().suffixes.storage}'
 output deploymentContainerUrl string = '${storage.properties.primaryEndpoints.blob}${deploymentContainer.name}'
+// The containers the app's identity may use (and nothing else of the blob service).
+output deploymentContainerName string = deploymentContainer.name
+output hostsContainerName string = hostContainers[0].name
+output secretsContainerName string = hostContainers[1].name

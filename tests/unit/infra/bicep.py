@@ -7,6 +7,7 @@ by bracket matching that skips string literals, so that a `}` inside a descripti
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -106,6 +107,8 @@ class Resource:
     body: str
     existing: bool
     file: str
+    # What stands between `=` and the body: `if (cond)`, `[for x in xs:`, `[for (x, i) in xs:` or nothing.
+    header: str = ""
 
     @property
     def props(self) -> dict[str, str]:
@@ -148,6 +151,8 @@ class BicepFile:
     params: dict[str, Param] = field(default_factory=dict)
     modules: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)  # symbol -> (path, params)
     outputs: dict[str, str] = field(default_factory=dict)  # name -> value text
+    module_headers: dict[str, str] = field(default_factory=dict)  # symbol -> `if (cond)` or ""
+    variables: dict[str, str] = field(default_factory=dict)  # name -> value text (a whole block if bracketed)
 
 
 def literal(token: str) -> str:
@@ -163,11 +168,43 @@ def _decl_body(text: str, match: re.Match[str]) -> str:
     return block(text, brace)
 
 
+def _decl_header(text: str, match: re.Match[str]) -> str:
+    """`if (cond)` / `[for ... :` between a declaration's `=` and its body's `{`, stripped."""
+    return text[match.end() : text.index("{", match.end())].strip()
+
+
+def _variables(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for m in re.finditer(r"^var\s+(\w+)\s*=\s*", text, re.M):
+        start = m.end()
+        if text[start] in _OPEN:
+            found[m[1]] = text[start] + block(text, start) + _OPEN[text[start]]
+        else:
+            end = text.find("\n", start)
+            found[m[1]] = text[start : None if end < 0 else end].strip()
+    return found
+
+
+def array_items(value: str) -> list[str]:
+    """The items of a Bicep array literal `[ ... ]` (raw text each)."""
+    value = value.strip()
+    assert value.startswith("["), f"not an array: {value[:40]!r}"
+    return split_top(block(value, 0))
+
+
+def object_keys(value: str) -> dict[str, str]:
+    """The `key: value` pairs of a Bicep object literal `{ ... }` (raw values)."""
+    value = value.strip()
+    assert value.startswith("{"), f"not an object: {value[:40]!r}"
+    return top_level_keys(block(value, 0))
+
+
 @cache
 def load(path: Path) -> BicepFile:
     text = strip_comments(path.read_text(encoding="utf-8"))
     resources = [
-        Resource(m["symbol"], m["type"], m["version"], _decl_body(text, m), bool(m["existing"]), path.name)
+        Resource(m["symbol"], m["type"], m["version"], _decl_body(text, m), bool(m["existing"]), path.name,
+                 _decl_header(text, m))
         for m in re.finditer(
             r"^resource\s+(?P<symbol>\w+)\s+'(?P<type>[^'@]+)@(?P<version>[^']+)'\s*(?P<existing>existing)?\s*=",
             text, re.M)
@@ -186,12 +223,14 @@ def load(path: Path) -> BicepFile:
         if stripped or idx == len(lines) - 1:
             decorators = []
     modules = {}
+    module_headers = {}
     for m in re.finditer(r"^module\s+(\w+)\s+'([^']+)'\s*=", text, re.M):
         body = _decl_body(text, m)
         params_text = top_level_keys(body).get("params", "{}")
         modules[m[1]] = (m[2], top_level_keys(block(params_text, 0)))
+        module_headers[m[1]] = _decl_header(text, m)
     outputs = {m[1]: m[2].strip() for m in re.finditer(r"^output\s+(\w+)\s+\w+\s*=\s*(.+)$", text, re.M)}
-    return BicepFile(path, text, resources, params, modules, outputs)
+    return BicepFile(path, text, resources, params, modules, outputs, module_headers, _variables(text))
 
 
 def all_files() -> list[BicepFile]:
@@ -214,3 +253,78 @@ def app_settings() -> dict[str, str]:
                 assert name not in found, f"app setting {name} declared twice"
                 found[name] = pairs.get("value", "")
     return found
+
+
+def _top_level_find(expr: str, char: str) -> int:
+    """Index of the first `char` outside strings and brackets, or -1."""
+    depth, i = 0, 0
+    while i < len(expr):
+        ch = expr[i]
+        if ch == "'":
+            i += 1
+            while i < len(expr) and expr[i] != "'":
+                i += 2 if expr[i] == "\\" else 1
+        elif ch in _OPEN:
+            depth += 1
+        elif ch in "}])":
+            depth -= 1
+        elif ch == char and depth == 0:
+            return i
+        i += 1
+    return -1
+
+
+def _string_end(text: str, start: int) -> int:
+    """Index of the quote that closes the string literal opening at `start`."""
+    i = start + 1
+    while i < len(text) and text[i] != "'":
+        i += 2 if text[i] == "\\" else 1
+    return i
+
+
+def evaluate(expr: str, names: Mapping[str, object]) -> object:
+    """Just enough Bicep evaluation for the infra tests: literals, `'...${x}...'`, `cond ? a : b`, `!x`,
+    `empty(x)`, `replace(s, old, new)`, and the names given (parameters, or `environment().suffixes.storage`
+    and the like, looked up by their text). Anything else is an error, so a test cannot pass by accident."""
+    expr = expr.strip()
+    question = _top_level_find(expr, "?")
+    if question >= 0:
+        rest = expr[question + 1 :]
+        colon = _top_level_find(rest, ":")
+        assert colon >= 0, f"ternary without ':' in {expr!r}"
+        chosen = rest[:colon] if evaluate(expr[:question], names) else rest[colon + 1 :]
+        return evaluate(chosen, names)
+    if expr.startswith("!"):
+        return not evaluate(expr[1:], names)
+    if expr.startswith("(") and expr.endswith(")") and block(expr, 0) == expr[1:-1]:
+        return evaluate(expr[1:-1], names)
+    if expr.startswith("'") and _string_end(expr, 0) == len(expr) - 1:
+        out, i, body = [], 0, expr[1:-1]
+        while i < len(body):
+            if body.startswith("${", i):
+                inner = block(body, i + 1)
+                out.append(str(evaluate(inner, names)))
+                i += len(inner) + 3
+            elif body[i] == "\\":
+                out.append(body[i + 1])
+                i += 2
+            else:
+                out.append(body[i])
+                i += 1
+        return "".join(out)
+    if expr in names:
+        return names[expr]
+    if expr in ("true", "false"):
+        return expr == "true"
+    if re.fullmatch(r"-?\d+", expr):
+        return int(expr)
+    call = re.fullmatch(r"(\w+)\((.*)\)", expr, re.S)
+    if call and block(expr, len(call[1])) == call[2]:
+        args = [evaluate(a, names) for a in split_top(call[2].replace("\n", " ")) if a]
+        if call[1] == "empty":
+            return not args[0]
+        if call[1] == "replace":
+            text, old, new = args
+            assert isinstance(text, str) and isinstance(old, str) and isinstance(new, str)
+            return text.replace(old, new)
+    raise AssertionError(f"cannot evaluate {expr!r} with {sorted(names)}")

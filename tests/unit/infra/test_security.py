@@ -50,8 +50,9 @@ def test_storage_account_takes_no_shared_keys_no_anonymous_blobs_and_tls_1_2():
     assert storage.get("properties.allowBlobPublicAccess") == "false"
     assert storage.get("properties.supportsHttpsTrafficOnly") == "true"
     assert storage.get("properties.defaultToOAuthAuthentication") == "true"
-    container = one("Microsoft.Storage/storageAccounts/blobServices/containers")
-    assert container.get("properties.publicAccess") == "'None'"
+    containers = bicep.resources_of("Microsoft.Storage/storageAccounts/blobServices/containers")
+    assert {c.symbol for c in containers} == {"deploymentContainer", "hostContainers"}
+    assert all(c.get("properties.publicAccess") == "'None'" for c in containers)
 
 
 def test_sync_queues_are_the_contracts():
@@ -127,29 +128,37 @@ def test_application_insights_sits_on_log_analytics_with_entra_only_ingestion():
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "'Authorization=AAD'"
 
 
+# The resources a role may be scoped to (role-assignments.bicep): the account for queues and tables, the
+# three containers the app and its host use for blobs, the vault, the Application Insights component.
+SCOPES = {"storage", "deploymentContainer", "hostsContainer", "secretsContainer", "vault", "appInsights"}
+
+
 def test_role_assignments_are_the_least_privileged_built_in_roles_for_a_service_principal():
     assignments = bicep.resources_of("Microsoft.Authorization/roleAssignments")
-    used: dict[str, str] = {}
-    role_vars = bicep.load(bicep.INFRA / "modules" / "role-assignments.bicep").text
-    ids = dict(re.findall(r"^\s*(\w+):\s*'(" + GUID.pattern + r")'", role_vars, re.M))
+    used: dict[str, set[str]] = {}
+    roles_file = bicep.load(bicep.INFRA / "modules" / "role-assignments.bicep")
+    ids = dict(re.findall(r"^\s*(\w+):\s*'(" + GUID.pattern + r")'", roles_file.text, re.M))
+    declared = {r.symbol for r in roles_file.resources if r.existing}
     for a in assignments:
         assert a.get("properties.principalType") == "'ServicePrincipal'", a.symbol
         assert a.get("properties.principalId") == "principalId", a.symbol
         scope = a.get("scope")
-        assert scope in {"storage", "vault", "appInsights"}, f"{a.symbol}: scoped to {scope}, not a resource"
+        assert scope in SCOPES and scope in declared, f"{a.symbol}: scoped to {scope}, not a resource"
         definition = a.get("properties.roleDefinitionId") or ""
         m = re.fullmatch(
             r"subscriptionResourceId\('Microsoft\.Authorization/roleDefinitions', roles\.(\w+)\)", definition)
         assert m, f"{a.symbol}: {definition}"
-        used[ids[m[1]]] = scope
+        used.setdefault(ids[m[1]], set()).add(scope)
         # The assignment name is deterministic per (scope, principal, role), so redeploys are idempotent.
         assert (a.get("name") or "").startswith(f"guid({scope}.id, principalId, roles.{m[1]})")
     assert set(used) == set(ROLE_IDS), {ROLE_IDS.get(r, r) for r in set(used) ^ set(ROLE_IDS)}
-    assert used["b86a8fe4-44ce-4948-aee5-eccb2c155cd7"] == "vault"
-    assert used["3913510d-42f4-4e42-8a64-420c390055eb"] == "appInsights"
-    for storage_role in ("974c5e8b-45b9-4653-ba55-5f855dd0fb88", "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
-                         "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"):
-        assert used[storage_role] == "storage"
+    assert used["b86a8fe4-44ce-4948-aee5-eccb2c155cd7"] == {"vault"}
+    assert used["3913510d-42f4-4e42-8a64-420c390055eb"] == {"appInsights"}
+    for storage_role in ("974c5e8b-45b9-4653-ba55-5f855dd0fb88", "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"):
+        assert used[storage_role] == {"storage"}
+    # Blob data: the deployment container and the host's two containers, never the whole account
+    # (test_hardening.py follows each container to its name).
+    assert used["b7e6dc6d-f1e8-4753-8033-0f276bb0955b"] == {"deploymentContainer", "hostsContainer", "secretsContainer"}
 
 
 def test_no_broad_role_appears_anywhere():
