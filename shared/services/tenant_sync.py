@@ -71,6 +71,10 @@ log = logging.getLogger(__name__)
 # host.json functionTimeout is 10 minutes; the reads get 8, the final writes the rest.
 SYNC_BUDGET_SECONDS = 8 * 60.0
 LEASE_MINUTES = 10
+# host.json's extensions.queues.maxDequeueCount: the host moves a message to `memsync-sync-poison` after
+# this many failed deliveries (a unit test keeps the two equal).
+# https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json
+MAX_DELIVERIES = 5
 CREDENTIAL_CODES = frozenset({ErrorCode.SECRET_EXPIRED, ErrorCode.INVALID_SECRET})
 
 
@@ -538,12 +542,12 @@ async def sync_tenant(
         cause = _first_error(group)
         error = _as_actionable(cause)
         if error is None:
+            await _crashed(rt, integration.id, job, lease, run, stats, attempt, cause)
             raise cause from None
     except (ActionableError, RetriableApiError, TimeoutError) as exc:
         error = _as_actionable(exc)
-    except BaseException:
-        # A bug or cancellation: the host redelivers the message, and that attempt takes the lease over.
-        log.exception("tenant %s: sync crashed", job.tenant_id)
+    except Exception as exc:
+        await _crashed(rt, integration.id, job, lease, run, stats, attempt, exc)
         raise
 
     finished = utcnow()
@@ -592,6 +596,41 @@ async def sync_tenant(
     if error.retriable:
         raise TransientSyncError(error.info)
     return SyncResult("error", error.info.message, error.info, run)
+
+
+def crashed(job: SyncJob, exc: BaseException) -> ErrorInfo:
+    """Why a tenant whose sync job was poisoned is in `error`: the exception's type only (its text may
+    quote customer data), the run, and what to do."""
+    return ErrorInfo(
+        ErrorCode.INTERNAL,
+        f"The sync of this tenant failed on each of its {MAX_DELIVERIES} attempts with an unexpected "
+        f"{type(exc).__name__}; its job was moved to the memsync-sync-poison queue.",
+        f"memsync tries again on the next scheduled run, or POST /api/integrations/{job.integration_id}/sync "
+        f"now. If it fails again, look up run {job.run_id} in the function logs (sync_tenant) and report "
+        "the error with that log; the tenant's other data is kept as it was.",
+    )
+
+
+async def _crashed(rt: Runtime, integration_id: str, job: SyncJob, lease: Lease, run: RunRecord,
+                   stats: CallStats, attempt: int, exc: BaseException) -> None:
+    """A bug: the host redelivers the message, and that attempt takes the lease over. After the last
+    delivery the message goes to the poison queue, and the tenant says so (`crashed`) instead of staying
+    `syncing`, with the run recorded; best effort, since storage may be what failed. A cancellation (the
+    host stopping) is not a crash: the redelivery goes on."""
+    if isinstance(exc, asyncio.CancelledError):
+        return
+    log.error("tenant %s: sync crashed (delivery %d of %d)", job.tenant_id, attempt, MAX_DELIVERIES,
+              exc_info=exc)
+    if attempt < MAX_DELIVERIES:
+        return
+    info = crashed(job, exc)
+    finished = utcnow()
+    run.finished_at, run.status, run.error, run.calls = finished, "error", info.to_json(), stats.to_json()
+    status = {"status": TenantStatus.ERROR, "error": ErrorModel.of(info), "last_sync_finished_at": finished}
+    try:
+        await asyncio.gather(_release(rt, integration_id, job, lease, status), RunStore(rt.tables).record(run))
+    except Exception:  # the crash is what the host reports; this is only its trace
+        log.exception("tenant %s: the crash of run %s could not be recorded", job.tenant_id, job.run_id)
 
 
 def _ignored(job: SyncJob, reason: str) -> SyncResult:

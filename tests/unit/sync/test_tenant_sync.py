@@ -13,6 +13,8 @@ import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -25,14 +27,17 @@ from shared.clients.apis import Apis
 from shared.errors import ActionableError, ErrorCode
 from shared.http import Budget, CallStats
 from shared.mapping.changes import stamp
-from shared.models import Integration, IntegrationKind
+from shared.clients.keyvault import secret_name
+from shared.models import AppRole, CustomerTenant, Integration, IntegrationKind, SecretRef, TenantStatus
 from shared.ratelimit import RateLimits
-from shared.services.tenant_sync import TenantSync
+from shared.services.tenant_sync import MAX_DELIVERIES, TenantSync, sync_tenant
 from shared.settings import load_settings
 from shared.stores.assets import AssetStore, partition_key
 from shared.stores.device_software import DeviceSoftwareStore
-from shared.stores.tables import DEVICES_TABLE, SOFTWARE_TABLE
-from tests.unit.api.fakes import ALL_ROLES, jwt_with_roles
+from shared.stores.integrations import IntegrationStore, TenantStore
+from shared.stores.queues import SyncJob
+from shared.stores.tables import DEVICES_TABLE, RUNS_TABLE, SOFTWARE_TABLE
+from tests.unit.api.fakes import ALL_ROLES, FakeSecrets, jwt_with_roles
 from tests.unit.memtables import MemoryTables
 
 pytestmark = pytest.mark.unit
@@ -220,3 +225,62 @@ async def test_a_token_without_the_devices_permission_stops_before_any_read():
     assert "DeviceManagementManagedDevices.Read.All" in refused.value.info.message + refused.value.info.action
     assert harness.microsoft.requests == []
     assert harness.rows(DEVICES_TABLE) == {}
+
+
+# -- the job around it: lease, status, and the last delivery of a job that keeps crashing ----------
+
+
+class Crash(Exception):
+    """A bug memsync did not foresee (here: the transport itself raising)."""
+
+
+async def _runtime(microsoft: Any) -> SimpleNamespace:
+    tables = MemoryTables()
+    integration = INTEGRATION.model_copy(update={"include_defender": False, "secrets": [
+        SecretRef(name=secret_name(INTEGRATION.id, AppRole.SYNC), role=AppRole.SYNC, app_id=APP.app_id)]})
+    rt = SimpleNamespace(settings=SETTINGS, tables=tables, integrations=IntegrationStore(tables),
+                         tenants=TenantStore(tables), secrets=FakeSecrets(),
+                         apis=Apis(SETTINGS, httpx.AsyncClient(transport=httpx.MockTransport(microsoft)),
+                                   Tokens(), RateLimits()))
+    await rt.secrets.set_secret(secret_name(INTEGRATION.id, AppRole.SYNC), APP.secret, expires_on=None, tags={})
+    await rt.integrations.create_integration(integration)
+    await rt.tenants.create_if_absent(CustomerTenant(integration_id=INTEGRATION.id, tenant_id=TENANT))
+    return rt
+
+
+def _job() -> SyncJob:
+    return SyncJob.model_validate({"integrationId": INTEGRATION.id, "tenantId": TENANT, "runId": "run-1",
+                                   "trigger": "schedule"})
+
+
+def test_the_last_delivery_matches_host_json():
+    host = json.loads((Path(__file__).resolve().parents[3] / "host.json").read_text())
+    assert host["extensions"]["queues"]["maxDequeueCount"] == MAX_DELIVERIES
+
+
+async def test_a_crash_before_the_last_delivery_leaves_the_lease_for_the_redelivery():
+    def crash(request: httpx.Request) -> httpx.Response:
+        raise Crash("unforeseen")
+
+    rt = await _runtime(crash)
+    with pytest.raises(Crash):
+        await sync_tenant(rt, _job(), attempt=1, export_max_wait=0)  # type: ignore[arg-type]
+    tenant = await rt.tenants.get_tenant(INTEGRATION.id, TENANT)
+    assert tenant is not None and tenant.status == TenantStatus.SYNCING and tenant.lease_id
+
+
+async def test_a_crash_on_the_last_delivery_ends_the_tenant_in_error_with_the_reason_and_an_action():
+    def crash(request: httpx.Request) -> httpx.Response:
+        raise Crash("customer text that must not be quoted")
+
+    rt = await _runtime(crash)
+    with pytest.raises(Crash):  # the host still sees the failure and poisons the message
+        await sync_tenant(rt, _job(), attempt=MAX_DELIVERIES, export_max_wait=0)  # type: ignore[arg-type]
+
+    tenant = await rt.tenants.get_tenant(INTEGRATION.id, TENANT)
+    assert tenant is not None and tenant.status == TenantStatus.ERROR and tenant.lease_id is None
+    assert tenant.error is not None and tenant.error.code == ErrorCode.INTERNAL.value
+    assert "Crash" in tenant.error.message and "memsync-sync-poison" in tenant.error.message
+    assert "run-1" in tenant.error.action and "customer text" not in tenant.error.message + tenant.error.action
+    runs = rt.tables.rows(RUNS_TABLE)
+    assert [json.loads(r["record"])["status"] for r in runs.values()] == ["error"]
