@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -55,6 +56,12 @@ def read_body(req: func.HttpRequest, *, required: bool = True) -> dict[str, Any]
 def next_link(req: func.HttpRequest, query: Mapping[str, object]) -> str:
     """This URL with `query` (the validated parameters and the new continuation) as its query string.
 
+    The link is absolute only when the request came in through the host name the platform gives the
+    app (`WEBSITE_HOSTNAME`: https://learn.microsoft.com/azure/app-service/reference-app-settings ;
+    Core Tools and the devstack host set it to the address they serve). Any other `Host` header (a
+    custom domain, or a forged one) gets a relative link (path and query), resolved against the URL the
+    client asked: a `Host` header is never reflected into a link a client follows with its key.
+
     The function key is not carried over (`code` would put a credential into every page); send it in
     the x-functions-key header when following nextLink.
     """
@@ -64,7 +71,10 @@ def next_link(req: func.HttpRequest, query: Mapping[str, object]) -> str:
         for k, v in query.items()
         if v is not None
     }
-    return str(urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs), "")))
+    served = os.environ.get("WEBSITE_HOSTNAME", "").strip().lower()
+    if served and parts.netloc.lower() == served:
+        return str(urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(pairs), "")))
+    return str(urlunsplit(("", "", parts.path, urlencode(pairs), "")))
 
 
 def _where(exc: BaseException) -> str:

@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log.error("local.settings.json is invalid: %s", exc)
         return 1
+    # Core Tools sets WEBSITE_HOSTNAME to the address it serves, as the platform sets the app's host name.
+    served = "localhost" if args.host in ("0.0.0.0", "::") else args.host
+    os.environ.setdefault("WEBSITE_HOSTNAME", f"{served}:{args.port}")
     host = FunctionsHost(
         app_dir,
         host=args.host,

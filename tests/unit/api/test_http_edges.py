@@ -11,6 +11,8 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from functions.http_problems import next_link
+
 from .appfunctions import user_functions
 
 pytestmark = pytest.mark.unit
@@ -269,3 +271,26 @@ async def test_openapi_is_served_anonymously_as_json():
     assert status == 200
     assert response.mimetype == "application/json"
     assert doc["openapi"].startswith("3.1")
+
+
+@pytest.mark.parametrize(("host", "absolute"), [
+    ("memsync.azurewebsites.net", True),
+    ("MEMSYNC.azurewebsites.net", True),
+    ("evil.example", False),
+    ("memsync.azurewebsites.net.evil.example", False),
+    ("memsync.azurewebsites.net:8443", False),
+])
+def test_next_link_is_absolute_only_on_the_platform_host_name(monkeypatch, host, absolute):
+    monkeypatch.setenv("WEBSITE_HOSTNAME", "memsync.azurewebsites.net")
+    req = func.HttpRequest(method="GET", url=f"https://{host}/api/integrations?top=1&code=k3y", headers={},
+                           params={}, body=b"")
+    link = next_link(req, {"top": 1, "continuation": "abc", "search": None})
+    expected_path = "/api/integrations?top=1&continuation=abc"
+    assert link == (f"https://{host}{expected_path}" if absolute else expected_path)
+
+
+def test_next_link_is_relative_without_a_platform_host_name(monkeypatch):
+    monkeypatch.delenv("WEBSITE_HOSTNAME", raising=False)
+    req = func.HttpRequest(method="GET", url="http://127.0.0.1:7071/api/integrations", headers={}, params={},
+                           body=b"")
+    assert next_link(req, {"top": 5}) == "/api/integrations?top=5"
