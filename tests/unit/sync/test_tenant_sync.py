@@ -24,10 +24,10 @@ from pydantic import SecretStr
 from devstack.cloudsim.generate import generate_detected_apps, generate_devices, machine_for_device
 from shared.auth import AppCredential
 from shared.clients.apis import Apis
+from shared.clients.keyvault import secret_name
 from shared.errors import ActionableError, ErrorCode
 from shared.http import Budget, CallStats
 from shared.mapping.changes import stamp
-from shared.clients.keyvault import secret_name
 from shared.models import AppRole, CustomerTenant, Integration, IntegrationKind, SecretRef, TenantStatus
 from shared.ratelimit import RateLimits
 from shared.services.tenant_sync import MAX_DELIVERIES, TenantSync, sync_tenant
