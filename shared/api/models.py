@@ -353,6 +353,10 @@ class TenantOut(ResponseModel):
     counts: TenantCountsOut
     error: ErrorOut | None
     access: AccessOut | None = Field(default=None, description="Multi-tenant only; null until diagnosed.")
+    lease_until: datetime | None = Field(
+        default=None,
+        description="While `syncing`: when the running sync's lease lapses. A sync whose worker died holds the "
+                    "tenant until then; a manual sync asked for meanwhile runs at that time.")
 
 
 class TenantList(ResponseModel):

@@ -21,8 +21,9 @@ from shared.api.models import (
     TenantOut,
 )
 from shared.entities import entity
-from shared.models import CustomerTenant, ErrorModel, Integration, IntegrationKind
+from shared.models import CustomerTenant, ErrorModel, Integration, IntegrationKind, TenantStatus
 from shared.services.diagnosis import current_access
+from shared.services.tenant_sync import lease_expires
 
 if TYPE_CHECKING:
     from shared.services.consent import ConsentResult
@@ -82,6 +83,7 @@ def tenant_view(tenant: CustomerTenant) -> dict[str, Any]:
         last_success_at=tenant.last_success_at,
         counts=TenantCountsOut.model_validate(tenant.counts.model_dump()),
         error=_error(tenant.error),
+        lease_until=lease_expires(tenant) if tenant.status == TenantStatus.SYNCING else None,
     ).model_dump(mode="json", by_alias=True)
     view["access"] = access_view(tenant)
     return view

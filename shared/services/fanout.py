@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.clients.graph import GraphClient, graph_error
 from shared.clients.partner_center import PartnerCenterClient
-from shared.errors import ActionableError, ErrorCode, throttled, unreachable
+from shared.errors import ActionableError, ErrorCode, ServiceUnavailable, throttled, unreachable
 from shared.http import ApiError, Budget, CallStats, FatalApiError, RetriableApiError
 from shared.mapping.tenants import (
     SINGLE,
@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DISCOVERY_BUDGET_SECONDS = 120.0
+# A person waits for a manual sync's answer: discovery then gets a few seconds, not the timer's two minutes
+# of retries, and a Microsoft that cannot answer in that time is a 503 to retry, not a 40-second wait.
+REQUEST_DISCOVERY_SECONDS = 10.0
 DISCOVERY_PREFIX = "Customer discovery"
 TENANT_WRITES_IN_FLIGHT = 32
 CREDENTIAL_CODES = frozenset({ErrorCode.SECRET_EXPIRED, ErrorCode.INVALID_SECRET})
@@ -113,8 +116,10 @@ async def _collect(
     return found
 
 
-async def discover_customers(rt: Runtime, integration: Integration, stats: CallStats) -> Discovery:
-    """The integration's customer tenants, and what could not be listed."""
+async def discover_customers(
+    rt: Runtime, integration: Integration, stats: CallStats, *, budget_seconds: float = DISCOVERY_BUDGET_SECONDS
+) -> Discovery:
+    """The integration's customer tenants, and what could not be listed (within `budget_seconds`)."""
     if integration.kind == IntegrationKind.SINGLE_TENANT:
         tid = integration.home_tenant_id.lower()
         return Discovery({tid: DiscoveredTenant(tid, discovered_by=[SINGLE])})
@@ -124,7 +129,7 @@ async def discover_customers(rt: Runtime, integration: Integration, stats: CallS
     except ActionableError as exc:
         return Discovery({}, sources=1, errors=[exc])
     settings = rt.settings
-    budget = Budget(DISCOVERY_BUDGET_SECONDS)
+    budget = Budget(budget_seconds)
 
     partner_center = PartnerCenterClient(settings.partner_center_url, rt.api(
         partner_tenant, app, "partnerDirectory", budget, stats, service="partnerCenter"))
@@ -293,20 +298,27 @@ async def _diagnose(
 
 
 async def enqueue_integration(
-    rt: Runtime, integration: Integration, trigger: Trigger, tenant_ids: list[str] | None = None
+    rt: Runtime, integration: Integration, trigger: Trigger, tenant_ids: list[str] | None = None, *,
+    waiting: bool = False,
 ) -> int:
     """Queue one sync job per tenant of the integration (or per named tenant); returns how many.
 
     Without `tenant_ids` the customers are discovered first. With them, the known tenants named are
-    queued (unknown ones are skipped). Discovery failures are recorded on the integration, not raised.
+    queued (unknown ones are skipped). Discovery failures are recorded on the integration, not raised;
+    except when someone is `waiting` for the answer (a manual sync): discovery then has
+    `REQUEST_DISCOVERY_SECONDS`, and when Microsoft could not be reached at all in that time the caller
+    gets `ServiceUnavailable` (a 503 with Retry-After) and nothing is queued.
     """
     if integration.status == IntegrationStatus.DISABLED:
         return 0
     if tenant_ids is not None:
         return await enqueue_tenants(rt, integration, trigger, tenant_ids)
     stats = CallStats()
-    discovery = await discover_customers(rt, integration, stats)
+    discovery = await discover_customers(
+        rt, integration, stats, budget_seconds=REQUEST_DISCOVERY_SECONDS if waiting else DISCOVERY_BUDGET_SECONDS)
     await _mark_integration(rt, integration.id, discovery)
+    if waiting and discovery.failed and all(e.retriable for e in discovery.errors):
+        raise ServiceUnavailable.of(discovery.errors[0])
     for error in discovery.errors:
         if error.code in CREDENTIAL_CODES:
             await _credential_alert(rt, integration, error)
@@ -315,7 +327,9 @@ async def enqueue_integration(
     tenants = await _diagnose(rt, integration, tenants, stats)
     log.info("integration %s: %d tenant(s) known, discovery %s (%d requests)", integration.id,
              len(tenants), "complete" if discovery.complete else "incomplete", stats.requests)
-    return await queue_run(rt, integration, [t for t in tenants if queueable(t, integration, named=False)], trigger)
+    # A manual sync also queues tenants whose lease is held, to run when it lapses (jobs.delay).
+    targets = [t for t in tenants if queueable(t, integration, named=False, defer=trigger == "manual")]
+    return await queue_run(rt, integration, targets, trigger)
 
 
 async def enqueue_all(rt: Runtime, trigger: Trigger = "schedule") -> dict[str, Any]:

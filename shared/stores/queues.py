@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,7 +48,7 @@ def queue_client(settings: Settings, credential: AsyncTokenCredential | None, na
         raise ValueError("identity-based storage needs memsync's credential")
     endpoint = settings.storage_queue_service_uri or f"https://{settings.storage_account_name}.queue.core.windows.net"
     return sdk.QueueClient(account_url=endpoint, queue_name=name, credential=credential,
-                       message_encode_policy=encode, message_decode_policy=decode)
+                           message_encode_policy=encode, message_decode_policy=decode)
 
 
 class SyncQueue:
@@ -61,17 +62,21 @@ class SyncQueue:
     async def _ensure(self) -> None:
         if self._created:
             return
-
         with contextlib.suppress(sdk.ResourceExistsError):
             await self._client.create_queue()
         self._created = True
 
-    async def enqueue(self, jobs: list[SyncJob]) -> int:
+    async def enqueue(self, jobs: list[SyncJob], *, delays: Mapping[str, int] | None = None) -> int:
+        """Send each job; one whose tenant id is in `delays` stays invisible for that many seconds (Put
+        Message's visibilitytimeout, at most 7 days:
+        https://learn.microsoft.com/rest/api/storageservices/put-message)."""
         await self._ensure()
+        delays = delays or {}
 
         async def send(job: SyncJob) -> None:
+            wait = delays.get(job.tenant_id.lower())
             async with self._concurrency:
-                await self._client.send_message(job.to_message().encode())
+                await self._client.send_message(job.to_message().encode(), visibility_timeout=wait or None)
 
         await asyncio.gather(*(send(j) for j in jobs))
         return len(jobs)
