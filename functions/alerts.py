@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
 from functions.http_problems import json_response, next_link, problem_boundary
 from functions.runtime import runtime
 from shared.api.models import is_guid
-from shared.api.parsing import decode_continuation, encode_continuation, parse_top
+from shared.api.parsing import Continuation, parse_top, read_continuation, sign_continuation, verify_continuation
 from shared.api.problems import FieldError, invalid_request
 from shared.clock import SystemClock
 from shared.services import alerting
@@ -36,22 +36,24 @@ _PARAMETERS = ("top", "continuation", "integrationId", "status", "code")
 @bp.route(route="alerts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @problem_boundary
 async def list_alerts(req: func.HttpRequest) -> func.HttpResponse:
-    top, integration_id, status, continuation, scope = _parse_alert_query(req.params)
+    top, integration_id, status, token, scope = _parse_alert_query(req.params)
+    rt = await runtime.get()
+    continuation = await verify_continuation(token, scope, rt.continuation_keys)
     items, position = await alerting.list_alerts(
-        await runtime.get(), top=top, integration_id=integration_id, status=status, continuation=continuation
+        rt, top=top, integration_id=integration_id, status=status, continuation=continuation
     )
     body: dict[str, object] = {"value": items}
     if position is not None:
         body["nextLink"] = next_link(req, {
             "top": top, "integrationId": integration_id, "status": status.value if status else None,
-            "continuation": encode_continuation(position, scope),
+            "continuation": await sign_continuation(position, scope, rt.continuation_keys),
         })
     return json_response(body)
 
 
 def _parse_alert_query(
     params: Mapping[str, str],
-) -> tuple[int, str | None, AlertStatus | None, Any, dict[str, object]]:
+) -> tuple[int, str | None, AlertStatus | None, Continuation | None, dict[str, object]]:
     """`top`, `integrationId` (a GUID), `status` (open|resolved) and `continuation`, every problem at once."""
     errors: list[FieldError] = []
     for name in sorted(k for k in params if k not in _PARAMETERS)[:10]:
@@ -76,10 +78,10 @@ def _parse_alert_query(
             errors.append(FieldError("status", "invalidValue", "status must be open or resolved",
                                      "Send ?status=open or ?status=resolved, or leave it out for both."))
     scope: dict[str, object] = {"kind": "alerts", "i": integration_id, "s": status.value if status else None}
-    continuation = decode_continuation(params, scope, errors)
+    token = read_continuation(params, errors)
     if errors:
         raise invalid_request(errors)
-    return top, integration_id, status, continuation, scope
+    return top, integration_id, status, token, scope
 
 
 @bp.timer_trigger(schedule="%MEMSYNC_EXPIRY_SCHEDULE%", arg_name="timer", run_on_startup=False,

@@ -16,13 +16,14 @@ from functions.runtime import runtime
 from shared.api.models import SecretRotation, SyncAccepted, SyncRequest
 from shared.api.openapi import build_openapi
 from shared.api.parsing import (
-    encode_continuation,
     parse_asset_query,
     parse_bool,
     parse_guid,
     parse_model,
     parse_page,
     parse_registration,
+    sign_continuation,
+    verify_continuation,
 )
 from shared.api.problems import FieldError, invalid_request
 from shared.api.views import CsvWriter, csv_columns, integration_view, tenant_view
@@ -50,11 +51,14 @@ async def register_integration(req: func.HttpRequest) -> func.HttpResponse:
 @problem_boundary
 async def list_integrations(req: func.HttpRequest) -> func.HttpResponse:
     scope = {"kind": "integrations"}
-    top, after = parse_page(req.params, scope)
-    page, position = await queries.list_integrations(await runtime.get(), top=top, after=after)
+    top, token = parse_page(req.params)
+    rt = await runtime.get()
+    after = await verify_continuation(token, scope, rt.continuation_keys)
+    page, position = await queries.list_integrations(rt, top=top, after=after)
     body: dict[str, object] = {"value": [integration_view(i) for i in page]}
     if position is not None:
-        body["nextLink"] = next_link(req, {"top": top, "continuation": encode_continuation(position, scope)})
+        continuation = await sign_continuation(position, scope, rt.continuation_keys)
+        body["nextLink"] = next_link(req, {"top": top, "continuation": continuation})
     return json_response(body)
 
 
@@ -106,13 +110,14 @@ async def delete_integration(req: func.HttpRequest) -> func.HttpResponse:
 async def list_integration_tenants(req: func.HttpRequest) -> func.HttpResponse:
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     scope = {"kind": "tenants", "i": integration_id}
-    top, continuation = parse_page(req.params, scope)
-    tenants, position = await queries.list_tenants(
-        await runtime.get(), integration_id, top=top, continuation=continuation
-    )
+    top, token = parse_page(req.params)
+    rt = await runtime.get()
+    after = await verify_continuation(token, scope, rt.continuation_keys)
+    tenants, position = await queries.list_tenants(rt, integration_id, top=top, continuation=after)
     body: dict[str, object] = {"value": [tenant_view(t) for t in tenants]}
     if position:
-        body["nextLink"] = next_link(req, {"top": top, "continuation": encode_continuation(position, scope)})
+        continuation = await sign_continuation(position, scope, rt.continuation_keys)
+        body["nextLink"] = next_link(req, {"top": top, "continuation": continuation})
     return json_response(body)
 
 
@@ -123,6 +128,8 @@ async def _assets(req: func.HttpRequest, kind: str) -> func.HttpResponse:
         req.params, req.headers.get("accept"), kind=kind, integration_id=integration_id, tenant_id=tenant_id
     )
     rt = await runtime.get()
+    scope = query.scope(kind, integration_id, tenant_id)
+    query = query.at(await verify_continuation(query.token, scope, rt.continuation_keys))
     if query.csv:
         # The Python worker buffers an HttpResponse whole (streaming needs the FastAPI extension), so the
         # export is assembled page by page and sent at once.
@@ -142,9 +149,8 @@ async def _assets(req: func.HttpRequest, kind: str) -> func.HttpResponse:
     items, position = await queries.list_assets(rt, kind, integration_id, tenant_id, query)
     body: dict[str, object] = {"value": items}
     if position:
-        scope = query.scope(kind, integration_id, tenant_id)
-        link = {"top": query.top, "search": query.search, "continuation": encode_continuation(position, scope),
-                **query.filters}
+        continuation = await sign_continuation(position, scope, rt.continuation_keys)
+        link = {"top": query.top, "search": query.search, "continuation": continuation, **query.filters}
         body["nextLink"] = next_link(req, link)
     return json_response(body)
 

@@ -9,15 +9,25 @@ The answers come from the inventory the sync stored (shared.services.inventory).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
 from functions.http_problems import json_response, next_link, problem_boundary
 from functions.runtime import runtime
-from shared.api.parsing import decode_continuation, encode_continuation, parse_guid, parse_top
+from shared.api.parsing import (
+    Continuation,
+    parse_guid,
+    parse_top,
+    read_continuation,
+    sign_continuation,
+    verify_continuation,
+)
 from shared.api.problems import FieldError, invalid_request
 from shared.services.inventory import device_software, software_devices
+
+if TYPE_CHECKING:
+    from shared.runtime import Runtime
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions ships it unannotated
 
@@ -27,19 +37,17 @@ _SOFTWARE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 _ALLOWED = {"top", "continuation", "code"}
 
 
-def _query(req: func.HttpRequest, scope: dict[str, object]) -> tuple[int, Any]:
+def _query(req: func.HttpRequest) -> tuple[int, Continuation | None]:
     errors: list[FieldError] = []
     for name in sorted(k for k in req.params if k not in _ALLOWED)[:10]:
         shown = name if len(name) <= 40 else name[:37] + "..."
         errors.append(FieldError(shown, "unknownParameter", f"{shown} is not a query parameter of this list",
                                  "Use top and continuation."))
     top = parse_top(req.params, errors)
-    after = decode_continuation(req.params, scope, errors)
-    if after is not None and not isinstance(after, str):
-        after = None
+    token = read_continuation(req.params, errors, text_only=True)  # the position is the last id shown
     if errors:
         raise invalid_request(errors)
-    return top, after
+    return top, token
 
 
 def _software_id(value: str | None) -> str:
@@ -50,11 +58,12 @@ def _software_id(value: str | None) -> str:
     return value
 
 
-def _page(req: func.HttpRequest, items: list[dict[str, Any]], last: str | None, top: int,
-          scope: dict[str, object]) -> func.HttpResponse:
+async def _page(req: func.HttpRequest, rt: Runtime, items: list[dict[str, Any]], last: str | None, top: int,
+                scope: dict[str, object]) -> func.HttpResponse:
     body: dict[str, object] = {"value": items}
     if last is not None:
-        body["nextLink"] = next_link(req, {"top": top, "continuation": encode_continuation(last, scope)})
+        continuation = await sign_continuation(last, scope, rt.continuation_keys)
+        body["nextLink"] = next_link(req, {"top": top, "continuation": continuation})
     return json_response(body)
 
 
@@ -66,10 +75,11 @@ async def list_device_software(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = parse_guid(req.route_params.get("tenantId"), "tenantId", "a tenant of the integration")
     device_id = parse_guid(req.route_params.get("deviceId"), "deviceId", "an Intune managed device")
     scope: dict[str, object] = {"kind": "deviceSoftware", "i": integration_id, "t": tenant_id, "d": device_id}
-    top, after = _query(req, scope)
-    items, last = await device_software(await runtime.get(), integration_id, tenant_id, device_id,
-                                        top=top, after=after)
-    return _page(req, items, last, top, scope)
+    top, token = _query(req)
+    rt = await runtime.get()
+    after = await verify_continuation(token, scope, rt.continuation_keys)
+    items, last = await device_software(rt, integration_id, tenant_id, device_id, top=top, after=after)
+    return await _page(req, rt, items, last, top, scope)
 
 
 @bp.route(route="integrations/{id}/tenants/{tenantId}/software/{softwareId}/devices", methods=["GET"],
@@ -80,7 +90,8 @@ async def list_software_devices(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = parse_guid(req.route_params.get("tenantId"), "tenantId", "a tenant of the integration")
     software_id = _software_id(req.route_params.get("softwareId"))
     scope: dict[str, object] = {"kind": "softwareDevices", "i": integration_id, "t": tenant_id, "s": software_id}
-    top, after = _query(req, scope)
-    items, last = await software_devices(await runtime.get(), integration_id, tenant_id, software_id,
-                                         top=top, after=after)
-    return _page(req, items, last, top, scope)
+    top, token = _query(req)
+    rt = await runtime.get()
+    after = await verify_continuation(token, scope, rt.continuation_keys)
+    items, last = await software_devices(rt, integration_id, tenant_id, software_id, top=top, after=after)
+    return await _page(req, rt, items, last, top, scope)

@@ -41,6 +41,7 @@ class ErrorCode(StrEnum):
     REQUIRES_SECRET = "requiresSecret"
     ALREADY_REGISTERED = "alreadyRegistered"
     INTEGRATION_DISABLED = "integrationDisabled"
+    SECRET_DELETED = "secretDeleted"
     NOT_MULTI_TENANT = "notMultiTenant"
     # The partner admin's sign-in (device code flow) and Partner Center's application consent (docs/gdap.md).
     # Two spellings are part of the API (docs/api.md): `signin*` for the device code flow itself,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from shared.auth import TenantTokens, host_credential
 from shared.clients.apis import Apis, Service
-from shared.clients.keyvault import SecretStore, secret_client
+from shared.clients.keyvault import SecretStore, SigningKeys, secret_client
 from shared.http import new_http_client
 from shared.ratelimit import RateLimits
 from shared.settings import load_settings
@@ -42,6 +42,11 @@ class Runtime:
     http: httpx.AsyncClient
     tokens: TenantTokens
     limits: RateLimits = field(default_factory=RateLimits)
+    # The API's continuation key (a Key Vault secret), read on first use and kept for the process.
+    continuation_keys: SigningKeys = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.continuation_keys = SigningKeys(self.secrets)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:

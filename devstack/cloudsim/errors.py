@@ -141,9 +141,12 @@ def partner_center_error(status: int, code: int, description: str, *, error_name
 def key_vault_error(
     status: int, code: str, message: str, *, inner: str | None = None, headers: dict[str, str] | None = None
 ) -> web.Response:
+    """Key Vault's `KeyVaultError`: `{"error": {"code", "message", "innererror": {"code"}}}`, the inner error
+    spelt `innererror` on the wire (azure-rest-api-specs, keyvault data-plane 7.4 `common.json`: the `Error`
+    definition; `innerError` is only its client-side name)."""
     error: dict[str, Any] = {"code": code, "message": message}
     if inner:
-        error["innerError"] = {"code": inner}
+        error["innererror"] = {"code": inner}
     return json_response({"error": error}, status=status, headers=headers)
 
 

@@ -250,6 +250,11 @@ async def _set(ctx: RequestContext, store: VaultStore, name: str, now: int) -> w
     if body is None or not isinstance(body.get("value"), str):
         return key_vault_error(400, "BadParameter", "Property value is required and must be a string.")
     if store.deleted(name) is not None:
+        # Soft delete: a deleted name cannot take a new version until it is recovered or purged
+        # (https://learn.microsoft.com/azure/key-vault/general/soft-delete-overview). Key Vault answers 409,
+        # code Conflict, innererror.code ObjectIsDeletedButRecoverable (what the Azure SDK for .NET's sample
+        # https://github.com/Azure/azure-sdk-for-net/blob/main/sdk/keyvault/Azure.Security.KeyVault.Secrets/samples/Sample4_ErrorResponse.md
+        # parses), with the message `az keyvault secret set` prints for it.
         return key_vault_error(
             409,
             "Conflict",

@@ -192,7 +192,11 @@ def _paths() -> dict[str, Any]:
                             }
                         },
                     },
-                    "409": _problem("These apps are already registered for this tenant (errors[] names it)."),
+                    "409": _problem(
+                        "These apps are already registered for this tenant, or being registered by another "
+                        "request, or (singleTenant) a multi-tenant integration already syncs the tenant with "
+                        "this sync app: alreadyRegistered, errors[] names the integration."
+                    ),
                     "422": _problem(
                         "Microsoft refused the credentials: invalidSecret, secretExpired, "
                         "appNotFoundInTenant, consentMissing, permissionMissing, tenantNotFound or "
@@ -245,7 +249,10 @@ def _paths() -> dict[str, Any]:
                 {
                     "200": _json(m.IntegrationOut, "The secrets were replaced."),
                     **NOT_FOUND,
-                    "409": _problem("The integration was removed."),
+                    "409": _problem(
+                        "The integration was removed (integrationDisabled), or its secret is deleted in Key Vault "
+                        "and not purged (secretDeleted); nothing changed."
+                    ),
                     "422": _problem("Microsoft refused a new secret; nothing changed."),
                     **BODY_ERRORS,
                 },

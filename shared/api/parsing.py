@@ -1,7 +1,9 @@
 """From raw request parts (headers, body bytes, query values) to validated values, or an `ApiProblem`.
 
 Pure functions over plain values, so the blueprint stays three moves and tests need no host. Every
-problem with a request is collected and reported at once; nothing the client sent is echoed back.
+problem with a request is collected and reported at once; nothing the client sent is echoed back. The one
+thing a request cannot be checked against on its own is a continuation token's MAC, which needs the key:
+`verify_continuation` and `sign_continuation` take it from a `ContinuationKeys`.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -31,6 +34,7 @@ from shared.api.problems import (
     malformed_json,
     unsupported_media_type,
 )
+from shared.clients.keyvault import SigningKey
 from shared.entities import Filter, entity
 from shared.errors import FIELD_HINTS  # where a person finds each value: the action of a problem with it
 
@@ -41,8 +45,10 @@ MAX_TOP = 1000
 DEFAULT_TOP = 100
 _MAX_TOKEN_CHARS = 4096
 _MAX_SEARCH_CHARS = 100
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_MAX_SURROGATE_ERRORS = 50
+_MAX_FIELD_PATH = 100
 
 
 # --- bodies -----------------------------------------------------------------------------------------
@@ -106,7 +112,56 @@ def read_json_object(
         raise malformed_json(str(exc)) from None
     if not isinstance(data, dict):
         raise malformed_json("the top level is not an object")
+    if "\\u" in text:  # only a \uXXXX escape can make a lone surrogate out of valid UTF-8
+        refused = _lone_surrogates(data)
+        if refused:
+            raise invalid_request(refused)
     return data
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    # A str holds a surrogate code point only where JSON paired none with it ("\ud800" alone).
+    return _SURROGATE.search(text) is not None
+
+
+def _lone_surrogates(data: dict[str, Any]) -> list[FieldError]:
+    """Every string of the body (member names too) holding a lone UTF-16 surrogate, named by its path.
+
+    JSON's `\\uD800` escapes decode to text that has no UTF-8 form: it could be neither stored nor shown, so
+    it is refused here, once for every field of every body, rather than fail later in a store. The walk is
+    iterative: the document may be nested as deeply as the JSON parser allows."""
+    found: list[FieldError] = []
+    pending: list[tuple[str, Any]] = [("", data)]
+    while pending and len(found) < _MAX_SURROGATE_ERRORS:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if _has_lone_surrogate(value):
+                found.append(_surrogate_error(path or "body"))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _has_lone_surrogate(key):
+                    # The name itself cannot be shown; say where it is and what it looks like, escaped.
+                    shown = key.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+                    found.append(_surrogate_error(_join(path, shown)))
+                    continue
+                pending.append((_join(path, key), item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return sorted(found, key=lambda e: e.field)
+
+
+def _join(path: str, key: str) -> str:
+    text = f"{path}.{key}" if path else key
+    return text if len(text) <= _MAX_FIELD_PATH else text[: _MAX_FIELD_PATH - 3] + "..."
+
+
+def _surrogate_error(field: str) -> FieldError:
+    return FieldError(
+        field,
+        "invalidCharacters",
+        f"{field} holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair), which is not text",
+        "Send the text as valid Unicode: pair each surrogate escape, or send the character itself in UTF-8.",
+    )
 
 
 def parse_model(model: type[M], data: Mapping[str, Any], *, prefix: str = "") -> M:
@@ -248,49 +303,155 @@ def wants_csv(params: Mapping[str, str], accept: str | None, errors: list[FieldE
 
 
 # --- continuation tokens ----------------------------------------------------------------------------
+# A token is `<payload>.<mac>`, both base64url without padding. The payload is the JSON
+# {"k": <key version>, "p": <the store's position>}; the MAC is HMAC-SHA256, under the continuation key
+# (shared.clients.keyvault.SigningKeys: a Key Vault secret shared by every instance), of the payload and
+# of the query the token was issued for (the list, its ids and filters). A token of another list, tenant
+# or filter, a changed position, or one made up without the key does not verify. Reading happens in two
+# steps so that a malformed token is refused before any dependency is asked: `read_continuation` checks
+# the shape, `verify_continuation` the MAC.
+
+_TOKEN_VERSION = b"memsync-continuation/2"
+_TOKEN_RE = re.compile(r"^([A-Za-z0-9_-]{2,})\.([A-Za-z0-9_-]{43})$")  # the MAC: 32 bytes in base64url
+_KEY_VERSION_RE = re.compile(r"^[0-9A-Za-z-]{1,64}$")
+_MAX_POSITION_PARTS = 8
 
 
-def _binding(scope: Mapping[str, object]) -> str:
-    """A short digest of the query a token belongs to, so a token cannot be replayed with other filters."""
-    text = json.dumps({k: scope[k] for k in sorted(scope)}, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+class ContinuationKeys(Protocol):
+    """Where the continuation key comes from (shared.clients.keyvault.SigningKeys)."""
+
+    async def current(self) -> SigningKey: ...
+
+    async def find(self, version: str) -> SigningKey | None: ...
 
 
-def encode_continuation(position: object, scope: Mapping[str, object]) -> str:
-    payload = json.dumps({"v": 1, "p": position, "b": _binding(scope)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+@dataclass(frozen=True)
+class Continuation:
+    """A continuation token as the client sent it back: well-formed, its MAC not yet checked."""
+
+    payload: str
+    mac: bytes
+    key_version: str
+    position: Any
 
 
-def decode_continuation(
-    params: Mapping[str, str], scope: Mapping[str, object], errors: list[FieldError]
-) -> Any:
-    """The store's position from `?continuation=`, None for the first page."""
-    raw = _one(params, "continuation")
-    if raw is None or raw == "":
-        return None
-    problem = FieldError(
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _mac(key: SigningKey, payload: str, scope: Mapping[str, object]) -> bytes:
+    bound = json.dumps({k: scope[k] for k in sorted(scope)}, separators=(",", ":"), default=str)
+    message = b"\n".join((_TOKEN_VERSION, payload.encode(), bound.encode()))
+    return hmac.new(key.material, message, hashlib.sha256).digest()
+
+
+def _plain_position(value: object, *, text_only: bool) -> bool:
+    """What the stores' positions look like: a string, a list of strings, or an object of strings."""
+    if isinstance(value, str):
+        return bool(value)
+    if text_only:
+        return False
+    if isinstance(value, list):
+        return 0 < len(value) <= _MAX_POSITION_PARTS and all(isinstance(v, str) for v in value)
+    if isinstance(value, dict):
+        return 0 < len(value) <= _MAX_POSITION_PARTS and all(isinstance(v, str) for v in value.values())
+    return False
+
+
+def encode_continuation(position: object, scope: Mapping[str, object], key: SigningKey) -> str:
+    """The token for `position` in the list that `scope` describes, signed with `key`."""
+    payload = _b64encode(json.dumps({"k": key.version, "p": position}, separators=(",", ":")).encode())
+    return f"{payload}.{_b64encode(_mac(key, payload, scope))}"
+
+
+def _not_ours() -> FieldError:
+    return FieldError(
         "continuation",
         "invalidContinuation",
         "continuation is not a token this API issued for this query",
         "Follow nextLink exactly as returned, with the same filters; or start again without continuation.",
     )
-    if len(raw) > _MAX_TOKEN_CHARS or not _TOKEN_RE.fullmatch(raw):
-        errors.append(problem)
+
+
+def _start_again() -> FieldError:
+    return FieldError(
+        "continuation",
+        "invalidContinuation",
+        "continuation was signed with a key this API no longer uses",
+        "Start the listing again without continuation, then follow nextLink as returned.",
+    )
+
+
+def read_continuation(
+    params: Mapping[str, str], errors: list[FieldError], *, text_only: bool = False
+) -> Continuation | None:
+    """The shape of `?continuation=`: None when absent (the first page) or refused (a problem in `errors`).
+
+    Whatever the client sent, the outcome is a token or a problem, never an exception: bytes that are not
+    base64url, JSON that is not an object, fields of the wrong type. `text_only`: the list's position is
+    a string."""
+    raw = _one(params, "continuation")
+    if raw is None or raw == "":
         return None
+    match = _TOKEN_RE.fullmatch(raw) if len(raw) <= _MAX_TOKEN_CHARS else None
+    if match is None:
+        errors.append(_not_ours())
+        return None
+    payload, mac = match.groups()
     try:
-        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError):
-        errors.append(problem)
+        data = json.loads(_b64decode(payload), parse_constant=_no_constants)
+        signature = _b64decode(mac)
+    except (binascii.Error, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        errors.append(_not_ours())
         return None
+    version = data.get("k") if isinstance(data, dict) else None
     if (
         not isinstance(data, dict)
-        or data.get("v") != 1
-        or data.get("b") != _binding(scope)
-        or "p" not in data
+        or set(data) != {"k", "p"}
+        or not isinstance(version, str)
+        or not _KEY_VERSION_RE.fullmatch(version)
+        or not _plain_position(data["p"], text_only=text_only)
     ):
-        errors.append(problem)
+        errors.append(_not_ours())
         return None
-    return data["p"]
+    return Continuation(payload, signature, version, data["p"])
+
+
+def open_continuation(
+    token: Continuation, scope: Mapping[str, object], key: SigningKey | None, errors: list[FieldError]
+) -> Any:
+    """The position of a token whose MAC verifies under `key` for `scope`; None and a problem otherwise.
+    `key` is None when the token names a key version that is not the continuation key's."""
+    if key is None:
+        errors.append(_start_again())
+        return None
+    if not hmac.compare_digest(token.mac, _mac(key, token.payload, scope)):
+        errors.append(_not_ours())
+        return None
+    return token.position
+
+
+async def verify_continuation(
+    token: Continuation | None, scope: Mapping[str, object], keys: ContinuationKeys
+) -> Any:
+    """The store's position of a token read by `read_continuation` (None for the first page); a 400
+    problem naming `continuation` when it does not verify."""
+    if token is None:
+        return None
+    errors: list[FieldError] = []
+    position = open_continuation(token, scope, await keys.find(token.key_version), errors)
+    if errors:
+        raise invalid_request(errors)
+    return position
+
+
+async def sign_continuation(position: object, scope: Mapping[str, object], keys: ContinuationKeys) -> str:
+    """The token of the next page's `position`, signed with the current continuation key."""
+    return encode_continuation(position, scope, await keys.current())
 
 
 @dataclass(frozen=True)
@@ -300,10 +461,11 @@ class AssetQuery:
     `filters` holds a value for each filter the entity declares (`shared.entities.Filter`), by parameter."""
 
     top: int
-    continuation: Any
+    continuation: Any  # the store's position, once `token` is verified (`at`); None for the first page
     search: str | None
     filters: dict[str, Any]
     csv: bool
+    token: Continuation | None = None
 
     @property
     def removed(self) -> bool:
@@ -316,6 +478,10 @@ class AssetQuery:
 
     def scope(self, kind: str, integration_id: str, tenant_id: str) -> dict[str, object]:
         return _asset_scope(kind, integration_id, tenant_id, self.search, self.filters)
+
+    def at(self, position: Any) -> AssetQuery:
+        """This query from the verified position of its token (`verify_continuation`)."""
+        return replace(self, continuation=position, token=None)
 
 
 def _asset_scope(
@@ -367,20 +533,30 @@ def parse_asset_query(
     search = parse_search(params, errors)
     filters = {spec.param: _parse_filter(params, spec, errors) for spec in declared.filters}
     csv = wants_csv(params, accept, errors)
-    continuation = decode_continuation(params, _asset_scope(kind, integration_id, tenant_id, search, filters), errors)
+    token = read_continuation(params, errors, text_only=True)  # the asset store's position is its row key
     if errors:
         raise invalid_request(errors)
-    return AssetQuery(top, continuation, search, filters, csv)
+    return AssetQuery(top, None, search, filters, csv, token)
 
 
-def parse_page(params: Mapping[str, str], scope: Mapping[str, object]) -> tuple[int, Any]:
-    """`top` and the decoded continuation of a plain list (integrations, tenants)."""
+def parse_page(params: Mapping[str, str]) -> tuple[int, Continuation | None]:
+    """`top` and the continuation token (not yet verified) of a plain list (integrations, tenants)."""
     errors: list[FieldError] = []
     top = parse_top(params, errors)
-    continuation = decode_continuation(params, scope, errors)
+    token = read_continuation(params, errors)
     if errors:
         raise invalid_request(errors)
-    return top, continuation
+    return top, token
 
 
-__all__ = ["MAX_BODY_BYTES", "ApiProblem", "AssetQuery", "encode_continuation", "parse_asset_query"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "ApiProblem",
+    "AssetQuery",
+    "Continuation",
+    "encode_continuation",
+    "parse_asset_query",
+    "read_continuation",
+    "sign_continuation",
+    "verify_continuation",
+]

@@ -9,6 +9,11 @@ are reported at once.
 Secrets go to Key Vault only; the integration record keeps their names and expiry dates. A step that
 fails after the vault write undoes what was written, so a failed request leaves nothing half-made.
 https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow
+
+One integration per (home tenant, sync app), however many requests race: before anything else is stored,
+a registration inserts the pair's claim row, which the storage service lets exactly one insert create. A
+registration that is refused or fails releases it, and so does removal (docs/data-model.md, registration
+claims).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pydantic import SecretStr
 
 from shared import sdk
 from shared.auth import AppCredential, token_roles
-from shared.clients.keyvault import secret_name
+from shared.clients.keyvault import SecretDeleted, secret_name
 from shared.errors import (
     FIELD_HINTS,
     PERMANENT_CODES,
@@ -51,13 +56,14 @@ from shared.models import (
     NewSecrets,
     SecretRef,
     TenantFilter,
+    TenantStatus,
 )
 from shared.permissions import Resource, lacking, required_roles
 from shared.services.alerting import resolve_secret_alerts
 from shared.services.fanout import enqueue_integration
 from shared.services.queries import load_integration
 from shared.stores.assets import AssetStore
-from shared.stores.tables import utcnow
+from shared.stores.tables import WRITE_ATTEMPTS, Contended, utcnow
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -70,6 +76,10 @@ DEFENDER_ROLES = required_roles(Resource.DEFENDER)
 # Entra's default client-secret lifetime in the portal is 180 days ("Recommended: 180 days").
 ASSUMED_SECRET_LIFETIME = timedelta(days=180)
 TOKEN_CHECK_SECONDS = 30.0
+# A registration holds the claim on its (home tenant, sync app) from before its first write until its record
+# is stored. The Functions host ends every invocation after host.json's functionTimeout (10 minutes), so a
+# claim that old whose integration does not exist was left by a registration that never finished.
+CLAIM_PENDING = timedelta(minutes=10)
 # Errors about an app's secret or its standing in a tenant (every permanent code but the licence): a
 # secret just proven to work clears them.
 _CREDENTIAL_CODES = PERMANENT_CODES - {ErrorCode.INTUNE_NOT_LICENSED}
@@ -203,19 +213,7 @@ async def _write_secret(
     )
 
 
-async def _find_active(rt: Runtime, home_tenant_id: str, sync_app_id: str) -> Integration | None:
-    found = await rt.integrations.find_by_app(home_tenant_id, sync_app_id)
-    if found is None or found.status != IntegrationStatus.DISABLED:
-        return found
-    # A removed (disabled) integration of the same apps does not block a new one; look for a live one.
-    for other in await rt.integrations.list_integrations():
-        if (
-            other.status != IntegrationStatus.DISABLED
-            and other.home_tenant_id.lower() == home_tenant_id
-            and other.sync_app_id.lower() == sync_app_id
-        ):
-            return other
-    return None
+# --- one integration per (home tenant, sync app) -----------------------------------------------------
 
 
 def _duplicate(existing: Integration) -> Conflict:
@@ -223,9 +221,106 @@ def _duplicate(existing: Integration) -> Conflict:
         ErrorCode.ALREADY_REGISTERED,
         "syncAppId",
         f"This sync app is already registered for this tenant as integration {existing.id}.",
-        f"Use PUT /api/integrations/{existing.id}/secrets to give it new secrets, or DELETE "
-        f"/api/integrations/{existing.id} before registering it again.",
+        f"See it with GET /api/integrations/{existing.id}; use PUT /api/integrations/{existing.id}/secrets "
+        f"to give it new secrets, or DELETE /api/integrations/{existing.id} before registering it again.",
     )
+
+
+def _in_progress(integration_id: str) -> Conflict:
+    minutes = int(CLAIM_PENDING.total_seconds() // 60)
+    return Conflict(
+        ErrorCode.ALREADY_REGISTERED,
+        "syncAppId",
+        f"This sync app is being registered for this tenant as integration {integration_id} by another "
+        "request right now.",
+        f"Wait for that request: GET /api/integrations/{integration_id} shows the integration once it is "
+        f"stored. If it still answers 404 {minutes} minutes after that request began, that registration "
+        "did not finish; send this one again.",
+    )
+
+
+def _covered(covering: Integration, tenant_id: str) -> Conflict:
+    return Conflict(
+        ErrorCode.ALREADY_REGISTERED,
+        "tenantId",
+        f"Tenant {tenant_id} is already synced with this sync app by the multi-tenant integration "
+        f"{covering.id}.",
+        f"Read the tenant through that integration (GET /api/integrations/{covering.id}/tenants). To sync "
+        "it as a single tenant instead, register it with a sync app of its own, or remove the multi-tenant "
+        f"integration first (DELETE /api/integrations/{covering.id}).",
+    )
+
+
+async def _claim(rt: Runtime, home_tenant_id: str, sync_app_id: str, integration_id: str) -> None:
+    """Take the claim on (home tenant, sync app) for `integration_id`, or raise Conflict naming its holder.
+
+    The insert decides between racing registrations: the storage service refuses every insert of the row
+    but the first. A claim whose holder is gone (a registration that never finished, or a removed
+    integration whose claim was left) is taken over If-Match the ETag it was read with, so of racing
+    takeovers one wins too; the others read the claim again and meet the winner."""
+    for _ in range(WRITE_ATTEMPTS):
+        if await rt.integrations.create_claim(home_tenant_id, sync_app_id, integration_id) is not None:
+            return
+        claim = await rt.integrations.get_claim(home_tenant_id, sync_app_id)
+        if claim is None:
+            continue  # released since the insert was refused: insert again
+        holder = await rt.integrations.get_integration(claim.integration_id)
+        if holder is not None and holder.status != IntegrationStatus.DISABLED:
+            raise _duplicate(holder)
+        if holder is None and utcnow() - claim.claimed_at < CLAIM_PENDING:
+            raise _in_progress(claim.integration_id)
+        taken = await rt.integrations.replace_claim_if_unchanged(
+            home_tenant_id, sync_app_id, integration_id, claim.etag
+        )
+        if taken is not None:
+            log.info("Registration %s took over the claim left by %s", integration_id, claim.integration_id)
+            return
+    raise Contended(f"the registration claim of sync app {sync_app_id} in {home_tenant_id} kept changing")
+
+
+async def _release_claim(rt: Runtime, home_tenant_id: str, sync_app_id: str, integration_id: str) -> None:
+    """Best effort: a claim left behind names an integration that is gone or disabled, and the next
+    registration of the apps takes it over."""
+    try:
+        await rt.integrations.release_claim(home_tenant_id, sync_app_id, integration_id)
+    except Exception as exc:  # noqa: BLE001  # report; the claim is taken over later
+        log.error("Releasing the claim of integration %s failed: %s", integration_id, type(exc).__name__)
+
+
+async def _live(rt: Runtime, home_tenant_id: str, sync_app_id: str) -> list[Integration]:
+    """The live (not disabled) integrations of these apps in this tenant, oldest first."""
+    found = [
+        i
+        for i in await rt.integrations.list_by_sync_app(sync_app_id)
+        if i.status != IntegrationStatus.DISABLED and i.home_tenant_id.lower() == home_tenant_id.lower()
+    ]
+    return sorted(found, key=lambda i: (i.created_at, i.id))
+
+
+async def _refuse_unclaimed(rt: Runtime, home_tenant_id: str, sync_app_id: str, integration_id: str) -> None:
+    """The second line: integrations stored before registrations took claims (or by an older memsync still
+    running beside this one during an upgrade) hold none. The oldest live integration of these apps wins;
+    when it is not ours, it gets our claim, so the next registration meets the claim, and ours is refused."""
+    live = await _live(rt, home_tenant_id, sync_app_id)
+    if not live or live[0].id == integration_id:
+        return
+    oldest = live[0]
+    claim = await rt.integrations.get_claim(home_tenant_id, sync_app_id)
+    if claim is not None and claim.integration_id == integration_id:
+        await rt.integrations.replace_claim_if_unchanged(home_tenant_id, sync_app_id, oldest.id, claim.etag)
+    raise _duplicate(oldest)
+
+
+async def _covering(rt: Runtime, tenant_id: str, sync_app_id: str) -> Integration | None:
+    """A live multi-tenant integration that syncs `tenant_id` with this sync app: one of its customers
+    (a tenant row under it) that its tenantFilter admits and its last complete discovery still listed."""
+    for other in await rt.integrations.list_by_sync_app(sync_app_id):
+        if other.kind != IntegrationKind.MULTI_TENANT or other.status == IntegrationStatus.DISABLED:
+            continue
+        tenant = await rt.tenants.get_tenant(other.id, tenant_id)
+        if tenant is not None and tenant.status != TenantStatus.EXCLUDED and tenant.missing_since is None:
+            return other
+    return None
 
 
 def _checks_for(rt: Runtime, new: NewIntegration) -> list[AppCheck]:
@@ -246,25 +341,28 @@ async def register(rt: Runtime, new: NewIntegration, *, enqueue: Enqueue | None 
     `enqueue` defaults to the sync area's `shared.services.fanout.enqueue_integration`.
     """
     multi = new.kind == IntegrationKind.MULTI_TENANT
-    home = new.home_tenant_id
-    existing = await _find_active(rt, home, new.sync_app.app_id)
-    if existing is not None:
-        raise _duplicate(existing)
-    errors = await check_credentials(rt, _checks_for(rt, new))
-    if errors:
-        raise CredentialsRejected(errors)
-
+    home, sync_app_id = new.home_tenant_id, new.sync_app.app_id
     integration_id = str(uuid.uuid4())
+    # Before anything is stored: of any number of racing registrations of these apps in this tenant, one
+    # takes the claim; the others are refused here (docs/data-model.md, registration claims).
+    await _claim(rt, home, sync_app_id, integration_id)
     written: list[str] = []
     stored = False
     try:
+        await _refuse_unclaimed(rt, home, sync_app_id, integration_id)
+        errors = await check_credentials(rt, _checks_for(rt, new))
+        if errors:
+            raise CredentialsRejected(errors)
+        covering = None if multi else await _covering(rt, home, sync_app_id)
+        if covering is not None:
+            raise _covered(covering, home)
         secrets: list[SecretRef] = []
         for role, app in ((AppRole.PARTNER, new.partner_app), (AppRole.SYNC, new.sync_app)):
             if app is None:
                 continue
-            ref = await _write_secret(rt, integration_id, role, app.app_id, app.secret, app.expires_on)
-            written.append(ref.name)
-            secrets.append(ref)
+            # Named before the write: a write that fails after the vault stored it (a timeout) is undone too.
+            written.append(secret_name(integration_id, role))
+            secrets.append(await _write_secret(rt, integration_id, role, app.app_id, app.secret, app.expires_on))
         integration = Integration(
             id=integration_id,
             kind=new.kind,
@@ -282,17 +380,12 @@ async def register(rt: Runtime, new: NewIntegration, *, enqueue: Enqueue | None 
         )
         await rt.integrations.create_integration(integration)
         stored = True
-        # Two registrations of the same apps racing past the first check: the older one wins.
-        rival = await _find_active(rt, home, new.sync_app.app_id)
-        if (
-            rival is not None
-            and rival.id != integration_id
-            and (rival.created_at, rival.id) < (integration.created_at, integration.id)
-        ):
-            raise _duplicate(rival)
+        await _refuse_unclaimed(rt, home, sync_app_id, integration_id)
         await _enqueue_first_sync(rt, integration, enqueue)
     except BaseException:
+        # Refused, or failed half-way: undone, and the claim released so the admin can register again.
         await _undo_registration(rt, integration_id, written, stored)
+        await _release_claim(rt, home, sync_app_id, integration_id)
         raise
     return integration
 
@@ -424,12 +517,35 @@ async def rotate_secrets(rt: Runtime, integration_id: str, body: NewSecrets) -> 
         for role, app_id, value, given in new:
             written[role] = await _write_secret(rt, integration.id, role, app_id, value, given)
         updated = await update_integration(rt, integration.id, lambda current: _rekeyed(current, written))
+    except SecretDeleted as exc:
+        await _restore_secrets(rt, integration, previous)
+        raise await _secret_deleted(rt, integration, exc.name) from None
     except BaseException:
         await _restore_secrets(rt, integration, previous)
         raise
     for role in written:
         await _resolve_alerts(rt, updated, role)
     return updated
+
+
+async def _secret_deleted(rt: Runtime, integration: Integration, name: str) -> NotFound | Conflict:
+    """Key Vault refused a new version of `name` because it is deleted and not purged (soft delete): the
+    integration was removed while it was being rotated (the usual case), or the secret deleted by hand."""
+    current = await rt.integrations.get_integration(integration.id)
+    if current is None:
+        return NotFound("integration", "id", "List the integrations with GET /api/integrations.")
+    if current.status == IntegrationStatus.DISABLED:
+        return _disabled(current, "take new secrets")
+    role = next((r for r in AppRole if secret_name(integration.id, r) == name), AppRole.SYNC)
+    return Conflict(
+        ErrorCode.SECRET_DELETED,
+        "partnerAppSecret" if role is AppRole.PARTNER else "syncAppSecret",
+        f"The Key Vault secret {name} of integration {integration.id} is deleted but not purged, so it cannot "
+        "take a new version; nothing was changed.",
+        f"Recover {name} in the vault (Secrets > Manage deleted secrets > Recover), then send the rotation "
+        f"again; or remove the integration (DELETE /api/integrations/{integration.id}) and register the apps "
+        "again.",
+    )
 
 
 def _rekeyed(current: Integration, written: dict[AppRole, SecretRef]) -> Integration:
@@ -529,7 +645,7 @@ async def request_sync(rt: Runtime, integration_id: str, tenant_ids: list[str] |
                 problems=unknown,
                 message="Some tenants are not part of this integration.",
             )
-    queued: int = await enqueue_integration(rt, integration, "manual", tenant_ids=tenant_ids)
+    queued: int = await enqueue_integration(rt, integration, "manual", tenant_ids=tenant_ids, waiting=True)
     return queued
 
 
@@ -539,6 +655,8 @@ async def remove_integration(rt: Runtime, integration_id: str, *, purge_assets: 
     integration = await update_integration(
         rt, integration_id, lambda current: current.model_copy(update={"status": IntegrationStatus.DISABLED})
     )
+    # The apps may be registered again from now on.
+    await _release_claim(rt, integration.home_tenant_id, integration.sync_app_id, integration.id)
     names = {s.name for s in integration.secrets} | {secret_name(integration.id, role) for role in AppRole}
     await asyncio.gather(*(rt.secrets.delete_secret(name) for name in sorted(names)))
     await update_integration(rt, integration_id, lambda current: current.model_copy(update={"secrets": []}))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from shared import sdk
@@ -14,15 +16,35 @@ from shared.stores.tables import (
     Tables,
     dumps,
     guarded_update,
+    iso,
     loads,
     odata_quote,
+    parse_iso,
+    utcnow,
 )
 
 _INTEGRATION_PK = "integration"
+# Registration claims (docs/data-model.md): one row per (home tenant, sync app), in a partition of their own
+# so that no query of the integrations' partition ever meets them.
+_CLAIM_PK = "claim"
 # An entity-group transaction holds at most 100 operations, all in one partition:
 # https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions
 TRANSACTION_MAX = 100
 TRANSACTIONS_IN_FLIGHT = 4
+
+
+def claim_key(home_tenant_id: str, sync_app_id: str) -> str:
+    """The claim's RowKey: `{home tenant id}_{sync app id}`, both lower-case GUIDs."""
+    return f"{home_tenant_id.lower()}_{sync_app_id.lower()}"
+
+
+@dataclass(frozen=True)
+class RegistrationClaim:
+    """The row that makes (home tenant, sync app) one integration's: who holds it, since when, its ETag."""
+
+    integration_id: str
+    claimed_at: datetime
+    etag: str
 
 
 class IntegrationStore:
@@ -90,17 +112,77 @@ class IntegrationStore:
         query = f"PartitionKey eq {odata_quote(_INTEGRATION_PK)}"
         return [self._from_entity(e) async for e in self._table.query_entities(query)]
 
-    async def find_by_app(self, home_tenant_id: str, sync_app_id: str) -> Integration | None:
+    async def list_by_sync_app(self, sync_app_id: str) -> list[Integration]:
+        """Every integration (any kind and status) whose sync app is `sync_app_id`."""
         query = (
-            f"PartitionKey eq {odata_quote(_INTEGRATION_PK)} and homeTenantId eq "
-            f"{odata_quote(home_tenant_id.lower())} and syncAppId eq {odata_quote(sync_app_id.lower())}"
+            f"PartitionKey eq {odata_quote(_INTEGRATION_PK)} and syncAppId eq {odata_quote(sync_app_id.lower())}"
         )
-        async for entity in self._table.query_entities(query):
-            return self._from_entity(entity)
-        return None
+        return [self._from_entity(e) async for e in self._table.query_entities(query)]
 
     async def delete_integration(self, integration_id: str) -> None:
         await self._table.delete_entity(_INTEGRATION_PK, integration_id)
+
+    # -- registration claims -----------------------------------------------------------------------
+    # Insert Entity fails with 409 (EntityAlreadyExists) when the row exists, so of any number of racing
+    # inserts of one claim the storage service lets exactly one succeed:
+    # https://learn.microsoft.com/rest/api/storageservices/insert-entity
+
+    @staticmethod
+    def _claim_entity(home_tenant_id: str, sync_app_id: str, integration_id: str) -> dict[str, Any]:
+        return {
+            "PartitionKey": _CLAIM_PK,
+            "RowKey": claim_key(home_tenant_id, sync_app_id),
+            "integrationId": integration_id,
+            "claimedAt": iso(utcnow()),
+        }
+
+    async def create_claim(self, home_tenant_id: str, sync_app_id: str, integration_id: str) -> str | None:
+        """Insert the claim for `integration_id`; its ETag, or None when the pair is claimed already."""
+        try:
+            written = await self._table.create_entity(self._claim_entity(home_tenant_id, sync_app_id, integration_id))
+        except sdk.ResourceExistsError:
+            return None
+        return str(written["etag"])
+
+    async def get_claim(self, home_tenant_id: str, sync_app_id: str) -> RegistrationClaim | None:
+        try:
+            entity = await self._table.get_entity(_CLAIM_PK, claim_key(home_tenant_id, sync_app_id))
+        except sdk.ResourceNotFoundError:
+            return None
+        return RegistrationClaim(
+            integration_id=str(entity["integrationId"]),
+            claimed_at=parse_iso(entity.get("claimedAt")) or datetime.min.replace(tzinfo=UTC),
+            etag=str(entity.metadata["etag"]),
+        )
+
+    async def replace_claim_if_unchanged(
+        self, home_tenant_id: str, sync_app_id: str, integration_id: str, etag: str
+    ) -> str | None:
+        """Hand the claim to `integration_id`, If-Match `etag`: the new ETag, or None when the claim changed
+        (or was released) since it was read, so of racing takeovers one wins."""
+        try:
+            written = await self._table.update_entity(
+                self._claim_entity(home_tenant_id, sync_app_id, integration_id), mode=sdk.UpdateMode.REPLACE,
+                etag=etag, match_condition=sdk.MatchConditions.IfNotModified,
+            )
+        except (sdk.ResourceModifiedError, sdk.ResourceNotFoundError):
+            return None
+        return str(written["etag"])
+
+    async def release_claim(self, home_tenant_id: str, sync_app_id: str, integration_id: str) -> bool:
+        """Delete the claim if it still names `integration_id` (If-Match the ETag it was read with, so a
+        claim another registration took over meanwhile stays); False when it names another or is gone."""
+        claim = await self.get_claim(home_tenant_id, sync_app_id)
+        if claim is None or claim.integration_id != integration_id:
+            return False
+        try:
+            await self._table.delete_entity(
+                _CLAIM_PK, claim_key(home_tenant_id, sync_app_id), etag=claim.etag,
+                match_condition=sdk.MatchConditions.IfNotModified,
+            )
+        except sdk.ResourceModifiedError:
+            return False
+        return True
 
 
 class TenantStore:
@@ -257,4 +339,4 @@ class TenantStore:
             await self._table.delete_entity(integration_id, tenant.tenant_id.lower())
 
 
-__all__ = ["IntegrationStore", "TenantStore", "dumps", "loads"]
+__all__ = ["IntegrationStore", "RegistrationClaim", "TenantStore", "claim_key", "dumps", "loads"]

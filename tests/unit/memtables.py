@@ -85,8 +85,12 @@ class MemoryTable:
             entity = {**self.rows[key][0], **entity}
         return self._write(entity)
 
-    async def delete_entity(self, partition_key: str, row_key: str, **_: Any) -> None:
-        self.rows.pop((partition_key, row_key), None)  # the SDK does not raise for a missing row
+    async def delete_entity(self, partition_key: str, row_key: str, *, etag: str | None = None,
+                            match_condition: Any = None, **_: Any) -> None:
+        key = (partition_key, row_key)
+        if match_condition == MatchConditions.IfNotModified and key in self.rows and self.rows[key][1] != etag:
+            raise ResourceModifiedError(message=f"{self.name}: {key} changed (If-Match)")
+        self.rows.pop(key, None)  # the SDK does not raise for a missing row
 
     async def submit_transaction(self, operations: Iterable[Any]) -> list[dict[str, Any]]:
         """All or nothing: each operation runs on a copy, kept only when every one succeeded."""

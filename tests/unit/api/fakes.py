@@ -18,7 +18,8 @@ from shared.auth import AppCredential
 from shared.errors import ActionableError, from_aadsts
 from shared.models import CustomerTenant, Integration
 from shared.settings import load_settings
-from shared.stores.tables import guarded_update
+from shared.stores.integrations import RegistrationClaim, claim_key
+from shared.stores.tables import guarded_update, utcnow
 
 
 def jwt_with_roles(roles: list[str]) -> str:
@@ -83,6 +84,8 @@ class FakeSecrets:
 class FakeIntegrations:
     records: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (json, etag)
     fail_create: bool = False
+    claims: dict[str, RegistrationClaim] = field(default_factory=dict)  # claim_key -> claim
+    _etags: int = 0
 
     async def create_integration(self, integration: Integration) -> None:
         if self.fail_create:
@@ -115,14 +118,39 @@ class FakeIntegrations:
     async def list_integrations(self) -> list[Integration]:
         return [Integration.model_validate_json(r) for r, _ in self.records.values()]
 
-    async def find_by_app(self, home_tenant_id: str, sync_app_id: str) -> Integration | None:
-        for i in await self.list_integrations():
-            if i.home_tenant_id.lower() == home_tenant_id and i.sync_app_id.lower() == sync_app_id:
-                return i
-        return None
+    async def list_by_sync_app(self, sync_app_id: str) -> list[Integration]:
+        return [i for i in await self.list_integrations() if i.sync_app_id.lower() == sync_app_id.lower()]
 
     async def delete_integration(self, integration_id: str) -> None:
         self.records.pop(integration_id, None)
+
+    # The claim rows of `IntegrationStore`: an insert that refuses an existing key, ETag-guarded writes.
+    def _claim(self, key: str, integration_id: str) -> str:
+        self._etags += 1
+        self.claims[key] = RegistrationClaim(integration_id, utcnow(), str(self._etags))
+        return str(self._etags)
+
+    async def create_claim(self, home_tenant_id: str, sync_app_id: str, integration_id: str) -> str | None:
+        key = claim_key(home_tenant_id, sync_app_id)
+        return None if key in self.claims else self._claim(key, integration_id)
+
+    async def get_claim(self, home_tenant_id: str, sync_app_id: str) -> RegistrationClaim | None:
+        return self.claims.get(claim_key(home_tenant_id, sync_app_id))
+
+    async def replace_claim_if_unchanged(
+        self, home_tenant_id: str, sync_app_id: str, integration_id: str, etag: str
+    ) -> str | None:
+        key = claim_key(home_tenant_id, sync_app_id)
+        found = self.claims.get(key)
+        return None if found is None or found.etag != etag else self._claim(key, integration_id)
+
+    async def release_claim(self, home_tenant_id: str, sync_app_id: str, integration_id: str) -> bool:
+        key = claim_key(home_tenant_id, sync_app_id)
+        found = self.claims.get(key)
+        if found is None or found.integration_id != integration_id:
+            return False
+        del self.claims[key]
+        return True
 
 
 @dataclass
@@ -131,6 +159,10 @@ class FakeTenants:
 
     async def list_tenants(self, integration_id: str) -> list[CustomerTenant]:
         return list(self.tenants.get(integration_id, []))
+
+    async def get_tenant(self, integration_id: str, tenant_id: str) -> CustomerTenant | None:
+        return next((t for t in self.tenants.get(integration_id, []) if t.tenant_id.lower() == tenant_id.lower()),
+                    None)
 
     async def delete_tenants(self, integration_id: str) -> None:
         self.tenants.pop(integration_id, None)

@@ -17,7 +17,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from pydantic import SecretStr
 
-from shared.clients.keyvault import StoredSecret
+from shared.clients.keyvault import SecretValue, StoredSecret
 
 _CLAUSE = re.compile(r"^\s*(\w+)\s+eq\s+(@\w+|'(?:[^']|'')*'|true|false)\s*$")
 _etags = itertools.count(1)
@@ -173,3 +173,14 @@ class MemoryVault:
 
     async def get_properties(self, name: str) -> StoredSecret | None:
         return self.current.get(name)
+
+    async def set_secret(self, name: str, value: SecretStr, *, expires_on: datetime | None, tags: dict[str, str],
+                         content_type: str = "client-secret") -> str:
+        return self.put(name, value.get_secret_value(), created_on=datetime.now(UTC), expires_on=expires_on)
+
+    async def read_version(self, name: str, version: str | None = None) -> SecretValue | None:
+        stored = self.current.get(name)
+        version = version or (stored.version if stored else None)
+        if version is None or (name, version) not in self.values:
+            return None
+        return SecretValue(version, SecretStr(self.values[(name, version)]))
