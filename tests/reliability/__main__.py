@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 
-SUITES = ["tests/integration/faults", "tests/integration/security"]
+SUITES = ["tests/integration/faults", "tests/integration/security",
+          "tests/integration/api/test_api_registration_race.py", "tests/integration/api/test_api_refusals.py"]
+# Rows counting the tests (run / passed) of one class of defect, by the file that holds them.
+GROUPS = {
+    "hostile upstream data (types, surrogates, sizes, foreign links)": ("security/test_hostile_payloads.py",),
+    "throttle storms and unreachable Microsoft (Retry-After 0, 503)": ("faults/test_throttle_ceiling.py",
+                                                                     "faults/test_manual_sync.py"),
+    "racing registrations (one 201, the rest 409)": ("api/test_api_registration_race.py",),
+    "refusals that were 500s (forged tokens, surrogates, vault 409/5xx)": ("api/test_api_refusals.py",),
+}
 
 
 class Collector:
@@ -26,6 +35,8 @@ class Collector:
         self.total: Counter[str] = Counter()
         self.xfailed: list[str] = []
         self.failed: list[str] = []
+        self.group_run: Counter[str] = Counter()
+        self.group_passed: Counter[str] = Counter()
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         figures = {k.removeprefix("reliability."): v for k, v in report.user_properties
@@ -37,6 +48,10 @@ class Collector:
                 self.xfailed.append(f"{report.nodeid}: {report.wasxfail}")
             if outcome == "failed":
                 self.failed.append(report.nodeid)
+            for group, files in GROUPS.items():
+                if any(f in report.nodeid for f in files):
+                    self.group_run[group] += 1
+                    self.group_passed[group] += outcome == "passed"
         if report.when == "teardown":
             if report.outcome == "failed":
                 self.outcomes["errors"] += 1
@@ -65,6 +80,8 @@ def table(collector: Collector, seconds: float) -> str:
         ("requests without or with a wrong key refused (401)", p["unauthorizedRefused"]),
         ("hostile records sent / skipped and counted", f"{t['hostileRecordsSent']} / {p['hostileRecordsSkipped']}"),
         ("isolation checks (secrets, tokens, partitions) passed", p["isolationChecks"]),
+        *((f"{group}: tests run / passed", f"{collector.group_run[group]} / {collector.group_passed[group]}")
+          for group in GROUPS),
         ("secret values scanned for", SCAN_FIGURES["secretValues"]),
         ("texts scanned (logs, entities, messages, blobs, responses)",
          f"{SCAN_FIGURES['textsScanned']} ({SCAN_FIGURES['bytesScanned'] / 1e6:.1f} MB, "
