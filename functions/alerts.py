@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import azure.functions as func
 
@@ -23,9 +22,6 @@ from shared.clock import SystemClock
 from shared.services import alerting
 from shared.services.expiry import check_secret_expiry
 from shared.stores.alerts import AlertStatus
-
-if TYPE_CHECKING:
-    from shared.stores.alerts import AlertStatus
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions ships it untyped
 log = logging.getLogger(__name__)

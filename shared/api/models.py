@@ -402,6 +402,9 @@ class DeviceOut(ResponseModel):
     first_seen_at: datetime | None = None
     last_seen_at: datetime | None = None
     removed_at: datetime | None = Field(default=None, description="null while the device is in Intune.")
+    serial_placeholder: bool = Field(
+        default=False, description="true when serialNumber is absent or a firmware placeholder "
+                                   "(TO BE FILLED BY O.E.M., 0000000, ...): not an identity.")
 
 
 class DeviceList(ResponseModel):
@@ -445,6 +448,14 @@ class AlertOut(ResponseModel):
     raised_at: datetime
     message: str
     action: str
+    integration_name: str | None = None
+    role: str = Field(description="Which secret: partner, sync or partnerSignin.")
+    mark: int | None = Field(default=None, description="The days-left mark that raised it; null for a "
+                                                       "credential or relationship alert.")
+    expires_on_source: str | None = Field(default=None, description="graph, declared or assumed.")
+    resolved_at: datetime | None = None
+    delivered: bool = False
+    delivered_at: datetime | None = None
 
 
 class AlertList(ResponseModel):
