@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 from shared.mapping.devices import COMPLIANCE_STATES, DEVICE_FIELDS, MANAGED_DEVICE_SELECT, map_device
 from shared.mapping.software import DETECTED_APP_SELECT, SOFTWARE_FIELDS, map_software
-from shared.permissions import READS, Permission
+from shared.permissions import OPTIONAL_AREAS, READS, Permission
 from shared.ratelimit import AREA_LIMITS
 from shared.stores.tables import DEVICE_SOFTWARE_TABLE, DEVICES_TABLE, SOFTWARE_TABLE
 
@@ -101,6 +101,9 @@ class Entity:
     csv_expand: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # JSON field -> CSV sub-columns
     join_field: str | None = None  # a field filled from another source; counted when it matched
     exposed: bool = True  # served by the list route GET .../tenants/{tenantId}/{name} (functions/integrations.py)
+    # The sync goes on without it where the tenant does not grant its permission (or Microsoft refuses it
+    # for want of a licence): a note on the tenant's status, and its stored rows kept as they are.
+    optional: bool = False
     summary: str = ""
 
     def __post_init__(self) -> None:
@@ -111,6 +114,9 @@ class Entity:
         if self.permission_area not in READS:
             raise ValueError(f"entity {self.name}: permission area {self.permission_area!r} is not in "
                              "shared.permissions.READS")
+        if self.optional and self.permission_area not in OPTIONAL_AREAS:
+            raise ValueError(f"entity {self.name}: an optional entity's permission area must be in "
+                             "shared.permissions.OPTIONAL_AREAS (consent asks for it)")
 
     @property
     def permission(self) -> Permission:
@@ -179,6 +185,9 @@ DEVICE_SOFTWARE = Entity(
 ENTITIES: dict[str, Entity] = {e.name: e for e in (DEVICES, SOFTWARE, DEVICE_SOFTWARE)}
 LISTED: tuple[Entity, ...] = tuple(e for e in ENTITIES.values() if e.listed)
 EXPOSED: tuple[Entity, ...] = tuple(e for e in LISTED if e.exposed)
+# Listed entities beyond devices and software: each is read by the same listing loop, and counted in the
+# tenant status (`counts.<name>`) and the run record (`entities.<name>`) under its name.
+OTHER_LISTED: tuple[Entity, ...] = tuple(e for e in LISTED if e not in (DEVICES, SOFTWARE))
 
 
 def entity(name: str) -> Entity:

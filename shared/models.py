@@ -187,6 +187,7 @@ class TenantCounts(Camel):
     software: int = 0
     defender_machines: int = 0
     skipped: int = 0  # listed records memsync could not read; each kept its stored copy
+    entities: dict[str, int] = Field(default_factory=dict)  # other listed entities present, by name
 
 
 class CustomerTenant(Camel):

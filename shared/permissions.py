@@ -97,6 +97,10 @@ READ_BY_NAME: dict[str, Permission] = {p.name: p for p in READS.values()}
 # entity in `shared.entities` reads through one of these areas (a unit test holds them together).
 SYNC_AREAS = ("devices", "apps", "exports", "organization")
 DEFENDER_AREAS = ("defender",)
+# The reads of optional entities (`shared.entities.Entity.optional`): a sync makes each where the tenant
+# grants its permission and goes on without it where it does not (the tenant's status names what is
+# missing); a Partner Center consent asks for them with the rest.
+OPTIONAL_AREAS: tuple[str, ...] = ()
 
 
 def sync_permissions(*, include_defender: bool) -> tuple[Permission, ...]:
@@ -114,11 +118,23 @@ def required_roles(resource: Resource, *, include_defender: bool = True) -> tupl
     return tuple(p.name for p in sync_permissions(include_defender=include_defender) if p.resource == resource)
 
 
+def optional_roles(resource: Resource) -> tuple[str, ...]:
+    """The app roles of one resource that optional entities read with (`OPTIONAL_AREAS`), each once."""
+    names: list[str] = []
+    for area in OPTIONAL_AREAS:
+        permission = READS[area]
+        if permission.resource == resource and permission.name not in names:
+            names.append(permission.name)
+    return tuple(names)
+
+
 def consent_scopes(*, include_defender: bool) -> dict[Resource, tuple[str, ...]]:
-    """The application grants a Partner Center consent asks for, per resource (no resource without one)."""
+    """The application grants a Partner Center consent asks for, per resource (no resource without one):
+    what the sync needs and what its optional entities read with."""
     scopes: dict[Resource, tuple[str, ...]] = {}
     for resource in Resource:
-        names = required_roles(resource, include_defender=include_defender)
+        needed = required_roles(resource, include_defender=include_defender)
+        names = needed + tuple(n for n in optional_roles(resource) if n not in needed)
         if names:
             scopes[resource] = names
     return scopes

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from shared.entities import OTHER_LISTED
 from shared.mapping.devices import COMPLIANCE_STATES as DEVICE_COMPLIANCE_STATES
 from shared.models import AppSecret, NewIntegration, NewSecrets, TenantFilter, _camel
 
@@ -288,7 +289,19 @@ class IntegrationList(ResponseModel):
     next_link: str | None = Field(default=None, description="Absent on the last page.")
 
 
+def _entity_counts(schema: dict[str, Any]) -> None:
+    """One integer per other listed entity (`shared.entities.OTHER_LISTED`), under the entity's name."""
+    for other in OTHER_LISTED:
+        schema.setdefault("properties", {})[other.name] = {
+            "type": "integer", "description": f"{other.summary} Present after the last sync that read them."}
+
+
 class TenantCountsOut(ResponseModel):
+    """Devices and software present after the last successful sync, and each other listed entity's count
+    under its name (absent until a sync collected it)."""
+
+    model_config = ConfigDict(**ResponseModel.model_config, extra="allow", json_schema_extra=_entity_counts)
+
     devices: int = 0
     software: int = 0
     defender_machines: int = 0

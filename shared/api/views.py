@@ -81,7 +81,8 @@ def tenant_view(tenant: CustomerTenant) -> dict[str, Any]:
         last_sync_started_at=tenant.last_sync_started_at,
         last_sync_finished_at=tenant.last_sync_finished_at,
         last_success_at=tenant.last_success_at,
-        counts=TenantCountsOut.model_validate(tenant.counts.model_dump()),
+        counts=TenantCountsOut.model_validate(
+            {**tenant.counts.model_dump(exclude={"entities"}), **tenant.counts.entities}),
         error=_error(tenant.error),
         lease_until=lease_expires(tenant) if tenant.status == TenantStatus.SYNCING else None,
     ).model_dump(mode="json", by_alias=True)

@@ -37,7 +37,7 @@ from shared.clients.apis import Apis, Service
 from shared.clients.defender import DefenderClient, defender_not_found, defender_unavailable
 from shared.clients.exports import EXPORT_MAX_WAIT_SECONDS, ExportJobsClient
 from shared.clients.graph import GraphClient, graph_error, missing_permissions
-from shared.entities import DEVICES, SOFTWARE, Entity
+from shared.entities import DEVICES, OTHER_LISTED, SOFTWARE, Entity
 from shared.errors import ActionableError, ErrorCode, ErrorInfo, permission_missing, throttled, unreachable
 from shared.http import ApiClient, ApiError, Budget, CallStats, RetriableApiError
 from shared.mapping.changes import PartitionDiff, StoredState, stamp
@@ -260,6 +260,7 @@ class TenantSync:
     export_max_wait: float = EXPORT_MAX_WAIT_SECONDS
     inventory: InventorySync | None = None
     inventory_notes: list[ErrorInfo] = field(default_factory=list)
+    listings: dict[str, ListingResult] = field(default_factory=dict)  # `OTHER_LISTED` entities read in full
     _app: AppCredential | None = None
     _roles: frozenset[str] = frozenset()
     _devices_answered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -300,6 +301,8 @@ class TenantSync:
                         else None)
             software = tasks.create_task(self._sync_listing(SOFTWARE, graph, app_state))
             devices = tasks.create_task(self._sync_devices(graph, device_state, defender))
+            for other in OTHER_LISTED:
+                tasks.create_task(self._sync_other(other, graph))
             if self.with_inventory:
                 tasks.create_task(self._sync_inventory(graph, software))
         return devices.result(), software.result()
@@ -354,6 +357,24 @@ class TenantSync:
             log.warning("tenant %s: %s", self.tenant_id, error.info.message)
             return error
         return index
+
+    async def _sync_other(self, entity: Entity, graph: GraphClient) -> None:
+        """A listed entity beyond devices and software. An optional one the tenant does not grant (its
+        permission absent from the token, or Microsoft refusing it) is a note, its stored rows kept."""
+        if entity.optional:
+            lacking = missing_permissions(entity.permission_area, self._roles)
+            if lacking:
+                assert self._app is not None
+                self.notes.append(not_collected(entity.name, permission_missing(
+                    lacking, app_id=self._app.app_id, tenant_id=self.tenant_id)).info)
+                return
+        state = asyncio.ensure_future(self.assets.load_state(entity.name, self.integration.id, self.tenant_id))
+        try:
+            self.listings[entity.name] = await self._sync_listing(entity, graph, state)
+        except ActionableError as exc:
+            if not entity.optional or exc.retriable:
+                raise
+            self.notes.append(not_collected(entity.name, exc).info)
 
     async def _sync_devices(
         self,
@@ -443,6 +464,12 @@ class TenantSync:
         diff.counts.skipped += writer.failed
         await self.assets.mark_listed(entity.name, self.integration.id, self.tenant_id, self.now)
         return result
+
+
+def not_collected(name: str, why: ActionableError) -> ActionableError:
+    """An optional entity left out of this sync: the reason's code and action, said about the entity."""
+    return ActionableError(why.code, f"{name} not collected: {why.info.message}", why.info.action,
+                           retriable=why.retriable)
 
 
 def records_skipped(tenant_id: str, devices: PartitionDiff, software: PartitionDiff) -> ErrorInfo | None:
@@ -567,6 +594,7 @@ async def sync_tenant(
     if error is None and devices is not None and software is not None:
         run.status = "ok"
         run.devices, run.software = devices.diff.counts, software.diff.counts
+        run.entities = {name: listing.diff.counts for name, listing in sync.listings.items()}
         run.defender_machines = devices.joined
         skipped = records_skipped(sync.tenant_id, devices.diff, software.diff)
         if skipped is not None:
@@ -578,7 +606,9 @@ async def sync_tenant(
             last_success_at=finished,
             counts=TenantCounts(devices=devices.diff.present(), software=software.diff.present(),
                                 defender_machines=devices.joined,
-                                skipped=devices.diff.counts.skipped + software.diff.counts.skipped),
+                                skipped=devices.diff.counts.skipped + software.diff.counts.skipped
+                                + sum(listing.diff.counts.skipped for listing in sync.listings.values()),
+                                entities={name: listing.diff.present() for name, listing in sync.listings.items()}),
             error=ErrorModel.of(note),
         )
     else:

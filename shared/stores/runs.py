@@ -30,6 +30,7 @@ class RunRecord:
     devices: ChangeCounts = field(default_factory=ChangeCounts)
     software: ChangeCounts = field(default_factory=ChangeCounts)
     defender_machines: int = 0
+    entities: dict[str, ChangeCounts] = field(default_factory=dict)  # other listed entities, by name
     calls: dict[str, Any] = field(default_factory=dict)  # CallStats.to_json()
     error: dict[str, str] | None = None
     notes: list[dict[str, str]] = field(default_factory=list)  # errors that did not fail the run
@@ -44,6 +45,8 @@ class RunRecord:
         totals = ChangeCounts()
         totals += self.devices
         totals += self.software
+        for counts in self.entities.values():
+            totals += counts
         return {
             "integrationId": self.integration_id,
             "tenantId": self.tenant_id,
@@ -53,7 +56,8 @@ class RunRecord:
             "startedAt": stamp(self.started_at),
             "finishedAt": stamp(self.finished_at) if self.finished_at else None,
             "counts": {**totals.to_json(), "devices": self.devices.to_json(),
-                       "software": self.software.to_json(), "defenderMachines": self.defender_machines},
+                       "software": self.software.to_json(), "defenderMachines": self.defender_machines,
+                       **{name: counts.to_json() for name, counts in self.entities.items()}},
             "requests": self.calls.get("requests", 0),
             "retries": self.calls.get("retries", 0),
             "throttled": self.calls.get("throttled", 0),

@@ -21,10 +21,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+import shared.entities
+import shared.services.tenant_sync
+import shared.stores.assets
 from devstack.cloudsim.generate import generate_detected_apps, generate_devices, machine_for_device
 from shared.auth import AppCredential
 from shared.clients.apis import Apis
 from shared.clients.keyvault import secret_name
+from shared.entities import Entity, Source
 from shared.errors import ActionableError, ErrorCode
 from shared.http import Budget, CallStats
 from shared.mapping.changes import stamp
@@ -284,3 +288,74 @@ async def test_a_crash_on_the_last_delivery_ends_the_tenant_in_error_with_the_re
     assert "run-1" in tenant.error.action and "customer text" not in tenant.error.message + tenant.error.action
     runs = rt.tables.rows(RUNS_TABLE)
     assert [json.loads(r["record"])["status"] for r in runs.values()] == ["error"]
+
+
+# -- an optional entity beyond devices and software: read by the same loop, or left out with a note ----
+
+
+def _map_widget(raw: dict[str, Any], *, tenant_id: str) -> dict[str, Any]:
+    return {"id": raw["id"], "tenantId": tenant_id, "name": raw.get("name")}
+
+
+@pytest.fixture
+def widgets(monkeypatch: pytest.MonkeyPatch) -> Entity:
+    """A made-up optional Graph collection, declared as a real entity would be."""
+    monkeypatch.setattr(shared.entities, "OPTIONAL_AREAS", ("exports",))
+    widget = Entity(name="widgets", table="memsyncWidgets", summary="Widgets.",
+                    source=Source("graph", "/deviceManagement/widgets", ("id", "name")),
+                    permission_area="exports", rate_limit_area="intuneApps", fields=("id", "tenantId", "name"),
+                    mapper=_map_widget, optional=True)
+    monkeypatch.setitem(shared.entities.ENTITIES, "widgets", widget)
+    monkeypatch.setattr(shared.stores.assets, "LISTED", (*shared.entities.LISTED, widget))
+    monkeypatch.setattr(shared.services.tenant_sync, "OTHER_LISTED", (widget,))
+    return widget
+
+
+class WithWidgets(Microsoft):
+    widget_status: int = 200
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1.0/deviceManagement/widgets":
+            self.requests.append(request)
+            if self.widget_status != 200:
+                return httpx.Response(self.widget_status, json={"error": {"code": "Forbidden", "message": "no"}})
+            return httpx.Response(200, json={"value": [{"id": "w1", "name": "one"}, {"id": "w2", "name": "two"}]})
+        return super().__call__(request)
+
+
+async def test_an_optional_entity_is_listed_stored_and_counted_like_the_others(widgets):
+    devices, apps = _estate(2, 1)
+    harness = Harness(WithWidgets(devices, apps))
+
+    sync, _ = await harness.sync()
+
+    assert sync.listings["widgets"].diff.counts.added == 2 and sync.notes == []
+    assert set(harness.rows("memsyncWidgets")) == {"w1", "w2"}
+
+
+async def test_an_optional_entity_without_its_permission_is_a_note_and_the_sync_goes_on(widgets):
+    devices, apps = _estate(2, 1)
+    harness = Harness(WithWidgets(devices, apps))
+    harness.tokens.roles = [r for r in ALL_ROLES if r != "DeviceManagementApps.Read.All"]
+
+    sync, (listed, _) = await harness.sync()
+
+    assert listed.diff.counts.added == 2 and "widgets" not in sync.listings
+    [note] = sync.notes
+    assert note.code == ErrorCode.PERMISSION_MISSING and note.message.startswith("widgets not collected")
+    assert "DeviceManagementApps.Read.All" in note.message + note.action
+    assert not [r for r in harness.microsoft.requests if r.url.path.endswith("/widgets")]
+
+
+async def test_an_optional_entity_microsoft_refuses_keeps_its_rows_and_is_a_note(widgets):
+    devices, apps = _estate(2, 1)
+    microsoft = WithWidgets(devices, apps)
+    harness = Harness(microsoft)
+    await harness.sync()
+    microsoft.widget_status = 403
+
+    sync, _ = await harness.sync(datetime(2026, 11, 5, tzinfo=UTC))
+
+    [note] = sync.notes  # Graph's 403 says what it says about the read; the sync goes on without it
+    assert note.message.startswith("widgets not collected") and note.code == ErrorCode.PERMISSION_MISSING
+    assert all(not row.get("removedAt") for row in harness.rows("memsyncWidgets").values())
