@@ -163,8 +163,10 @@ def _paths() -> dict[str, Any]:
         """An entity's list parameters: the common ones, then its declared filters (shared.entities)."""
         params = list(asset_params)
         for spec in entity(kind).filters:
-            schema: dict[str, Any] = ({"type": "boolean", "default": spec.default} if spec.kind == "bool"
+            schema: dict[str, Any] = ({"type": "boolean"} if spec.kind == "bool"
                                       else {"type": "string", "enum": list(spec.values)})
+            if spec.kind == "bool" and spec.default is not None:
+                schema["default"] = spec.default
             params.append(_param(spec.param, "query", schema, spec.description))
         return params
 

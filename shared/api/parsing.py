@@ -498,6 +498,8 @@ def _asset_scope(
 
 def _parse_filter(params: Mapping[str, str], spec: Filter, errors: list[FieldError]) -> Any:
     if spec.kind == "bool":
+        if spec.default is None and not _one(params, spec.param):
+            return None  # a filter without a default is not applied when absent
         return parse_bool(params, spec.param, bool(spec.default), errors)
     raw = _one(params, spec.param)
     if raw is None or raw == "":
