@@ -8,11 +8,15 @@ Fixtures:
 - `scenario`: the simulator's `GET /_sim/scenario` (registrations, tenants and their expected results).
 - `runtime`: a memsync `Runtime` in this process built from the stack's app settings, for
   service-level tests; closed after the test.
+- `module_runtime`: the same for a module's own set-up fixtures (an integration stored once, its first
+  sync), closed at the module's end. Like every async fixture here it runs on the session's event loop
+  (`asyncio_default_fixture_loop_scope` in pyproject.toml), the loop the tests run on too.
 - `secret_values`: every secret value the scenario holds, for the no-leak scans.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -61,8 +65,8 @@ def scenario(stack: DevStack) -> dict[str, Any]:
         return dict(response.json())
 
 
-@pytest.fixture
-async def runtime(stack: DevStack) -> AsyncIterator[Any]:
+@contextlib.asynccontextmanager
+async def _runtime(stack: DevStack) -> AsyncIterator[Any]:
     from shared.runtime import Runtime
     from shared.settings import load_settings
 
@@ -71,6 +75,18 @@ async def runtime(stack: DevStack) -> AsyncIterator[Any]:
         yield rt
     finally:
         await rt.close()
+
+
+@pytest.fixture
+async def runtime(stack: DevStack) -> AsyncIterator[Any]:
+    async with _runtime(stack) as rt:
+        yield rt
+
+
+@pytest.fixture(scope="module")
+async def module_runtime(stack: DevStack) -> AsyncIterator[Any]:
+    async with _runtime(stack) as rt:
+        yield rt
 
 
 def scenario_secret_values(scenario: dict[str, Any]) -> set[str]:

@@ -44,8 +44,6 @@ from tests.integration.support import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SCENARIO = "demo"
-STATE: dict[str, Any] = {}
-EXTRA_STACKS: list[Any] = []
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +69,14 @@ def expected(scenario) -> dict[str, dict[str, Any]]:
     return {t["tenantId"]: t for t in scenario["tenants"]}
 
 
-def _register(api, scenario) -> str:
-    if "integration" not in STATE:
-        response = api.post("/integrations", json=scenario["registrations"][0])
-        assert response.status_code == 201, response.text
-        STATE["integration"] = response.json()["id"]
-    return str(STATE["integration"])
+@pytest.fixture(scope="module")
+def integration_id(api, scenario) -> str:
+    """The demo MSP, registered through the API once for the module, every tenant's first sync settled."""
+    response = api.post("/integrations", json=scenario["registrations"][0])
+    assert response.status_code == 201, response.text
+    registered = str(response.json()["id"])
+    wait_for_tenants(api, registered)
+    return registered
 
 
 async def _assert_every_tenant_matches_truth(stack, runtime, integration_id: str, expected) -> None:
@@ -128,10 +128,9 @@ def _now_stamp() -> str:
     return stamp(utcnow())
 
 
-async def test_host_killed_at_random_points_of_a_sync(stack, scenario, runtime, api, expected, faults, request):
+async def test_host_killed_at_random_points_of_a_sync(stack, integration_id, runtime, api, expected, faults, request):
     """SIGKILL at a random moment of a manual sync of every tenant, three times; then the time the
     10-minute leases need is fast-forwarded and the sync runs again."""
-    integration_id = _register(api, scenario)
     wait_for_tenants(api, integration_id)
     rng = random.Random(20240611)
     faults.add({"service": "graph", "kind": "latency", "latencyMs": 60, "pathContains": "deviceManagement"})
@@ -168,8 +167,7 @@ def _message(integration_id: str, tenant_id: str, run_id: str) -> str:
     return base64.b64encode(json.dumps(body).encode()).decode()
 
 
-async def test_a_job_delivered_twice(stack, scenario, runtime, api, expected, request):
-    integration_id = _register(api, scenario)
+async def test_a_job_delivered_twice(stack, integration_id, runtime, api, expected, request):
     wait_for_tenants(api, integration_id)
     tid = next(t for t, v in expected.items() if v["key"] == "contoso")
     run_id = str(uuid.uuid4())
@@ -188,11 +186,9 @@ async def test_a_job_delivered_twice(stack, scenario, runtime, api, expected, re
     figure(request, "faultCases", 1)
 
 
-async def test_two_hosts_consume_one_queue(stack, scenario, runtime, api, expected, request):
-    integration_id = _register(api, scenario)
+async def test_two_hosts_consume_one_queue(stack, integration_id, runtime, api, expected, request):
     wait_for_tenants(api, integration_id)
     second = SecondHost(stack)
-    EXTRA_STACKS.clear()
     with second:
         since = _now_stamp()
         tenants = list(expected)
@@ -237,7 +233,7 @@ def _sync_invocations(stack) -> tuple[int, int]:
 
 
 # Last in the module: it is the slowest, and a failure here would leave tenants 'syncing' for 10 minutes.
-async def test_azurite_restarted_during_a_sync(stack, scenario, runtime, api, expected, faults, request):
+async def test_azurite_restarted_during_a_sync(stack, integration_id, runtime, api, expected, faults, request):
     """Storage goes away while every tenant's sync is reading Graph (slowed to 0.6 s a page), and stays
     away until every sync then running has ended: each met the outage and outlasted the storage SDK's
     connection retries (about 5 s), so it failed, holding its tenant's lease. Azurite then comes back
@@ -247,7 +243,6 @@ async def test_azurite_restarted_during_a_sync(stack, scenario, runtime, api, ex
 
     Waiting for the syncs to end, not for a fixed time, makes the case the same on every run: at least one
     attempt fails after its claim, and none rides the outage out on a lucky retry."""
-    integration_id = _register(api, scenario)
     wait_for_tenants(api, integration_id)
     faults.add({"service": "graph", "kind": "latency", "latencyMs": 600, "pathContains": "deviceManagement"})
     since = _now_stamp()

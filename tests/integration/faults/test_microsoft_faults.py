@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from shared.http import CallStats
+from shared.models import Integration
 from shared.services.fanout import discover_customers, record_tenants
 from shared.services.tenant_sync import TransientSyncError, sync_tenant
 from shared.stores.runs import RunStore
@@ -35,23 +36,32 @@ from tests.integration.support import (
 
 pytestmark = pytest.mark.integration
 SCENARIO = "demo"
-STATE: dict[str, Any] = {}
 
 
 def _tenant(scenario: dict[str, Any], key: str) -> str:
     return str(next(t["tenantId"] for t in scenario["tenants"] if t["key"] == key))
 
 
+async def _recorded_integration(runtime, scenario) -> Integration:
+    """A multi-tenant integration, its tenants recorded (the fan-out's first half)."""
+    integration = await store_integration(runtime, scenario["registrations"][0])
+    discovery = await discover_customers(runtime, integration, CallStats())
+    assert discovery.complete
+    await record_tenants(runtime, integration, discovery)
+    return integration
+
+
+@pytest.fixture(scope="module")
+async def integration(module_runtime, scenario) -> Integration:
+    """One multi-tenant integration for the module."""
+    return await _recorded_integration(module_runtime, scenario)
+
+
 @pytest.fixture
-async def integration(runtime, scenario):
-    """One multi-tenant integration for the module, its tenants recorded (the fan-out's first half)."""
-    if "integration" not in STATE:
-        integration = await store_integration(runtime, scenario["registrations"][0])
-        discovery = await discover_customers(runtime, integration, CallStats())
-        assert discovery.complete
-        await record_tenants(runtime, integration, discovery)
-        STATE["integration"] = integration
-    return STATE["integration"]
+async def own_integration(runtime, scenario) -> Integration:
+    """An integration of its own, for a test whose devices end up marked removed: the module's integration
+    must show none (`_assert_matches_truth`)."""
+    return await _recorded_integration(runtime, scenario)
 
 
 async def _assert_matches_truth(stack, runtime, integration, tenant_id: str) -> None:
@@ -156,9 +166,10 @@ async def test_key_vault_down_for_longer_is_transient_and_the_retry_succeeds(
     figure(request, "faultCases", 1)
 
 
-async def test_a_page_failing_in_the_middle_of_a_listing(stack, scenario, runtime, integration, faults, request):
+async def test_a_page_failing_in_the_middle_of_a_listing(stack, scenario, runtime, own_integration, faults, request):
     """The second page of managedDevices keeps failing: what was read is stored, nothing is marked removed,
     the job is retried; the retry completes the listing and the stored assets equal the ground truth."""
+    integration = own_integration
     tid = _tenant(scenario, "contoso")
     sim_call(stack, "POST", f"/tenants/{tid}/managedDevices", json={"count": 1100, "withDefender": True})
     first = await sync_tenant(runtime, job(integration, tid))  # a baseline: every device stored once

@@ -7,11 +7,13 @@ pairs the simulator holds. The fallback (export refused, export never completing
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from shared.http import CallStats
+from shared.models import Integration
 from shared.services.fanout import discover_customers, record_tenants
 from shared.services.tenant_sync import sync_tenant
 from shared.stores.runs import RunStore
@@ -19,7 +21,6 @@ from tests.integration.sync.support import job, last_seq, requests_since, sim_ca
 
 pytestmark = pytest.mark.integration
 SCENARIO = "demo"
-STATE: dict[str, Any] = {}
 
 
 def _pairs_from_truth(tenant_truth: dict[str, Any]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -44,13 +45,18 @@ def _all(api, url: str, top: int) -> list[dict[str, Any]]:
     return items
 
 
-async def _synced(stack, scenario, runtime) -> tuple[Any, dict[str, Any]]:
-    if "integration" not in STATE:
-        integration = await store_integration(runtime, scenario["registrations"][0])
-        await record_tenants(runtime, integration, await discover_customers(runtime, integration, CallStats()))
-        tenant = next(t for t in scenario["tenants"] if t["key"] == "contoso")
-        STATE["integration"], STATE["tenant"] = integration, tenant
-    return STATE["integration"], STATE["tenant"]
+@dataclass(frozen=True)
+class Recorded:
+    integration: Integration  # the demo MSP, its tenants recorded
+    tenant: dict[str, Any]  # contoso, as the scenario describes it
+
+
+@pytest.fixture(scope="module")
+async def recorded(module_runtime, scenario) -> Recorded:
+    integration = await store_integration(module_runtime, scenario["registrations"][0])
+    await record_tenants(module_runtime, integration,
+                         await discover_customers(module_runtime, integration, CallStats()))
+    return Recorded(integration=integration, tenant=next(t for t in scenario["tenants"] if t["key"] == "contoso"))
 
 
 def _check_routes(stack, integration, tid: str, tenant_truth: dict[str, Any]) -> None:
@@ -67,8 +73,8 @@ def _check_routes(stack, integration, tid: str, tenant_truth: dict[str, Any]) ->
             assert all("deviceName" in d for d in got)
 
 
-async def test_export_job_inventory_matches_the_truth(stack, scenario, runtime):
-    integration, tenant = await _synced(stack, scenario, runtime)
+async def test_export_job_inventory_matches_the_truth(stack, recorded, runtime):
+    integration, tenant = recorded.integration, recorded.tenant
     tid = tenant["tenantId"]
     seq = last_seq(stack)
     result = await sync_tenant(runtime, job(integration, tid))
@@ -81,8 +87,8 @@ async def test_export_job_inventory_matches_the_truth(stack, scenario, runtime):
     _check_routes(stack, integration, tid, truth(stack, tid))
 
 
-async def test_unchanged_inventory_is_not_rewritten(stack, scenario, runtime):
-    integration, tenant = await _synced(stack, scenario, runtime)
+async def test_unchanged_inventory_is_not_rewritten(stack, recorded, runtime):
+    integration, tenant = recorded.integration, recorded.tenant
     tid = tenant["tenantId"]
     await sync_tenant(runtime, job(integration, tid))
     result = await sync_tenant(runtime, job(integration, tid))
@@ -91,8 +97,8 @@ async def test_unchanged_inventory_is_not_rewritten(stack, scenario, runtime):
     assert inventory["unchanged"] > 0
 
 
-async def test_refused_export_falls_back_to_per_app_listing(stack, scenario, runtime):
-    integration, tenant = await _synced(stack, scenario, runtime)
+async def test_refused_export_falls_back_to_per_app_listing(stack, recorded, runtime):
+    integration, tenant = recorded.integration, recorded.tenant
     tid = tenant["tenantId"]
     sim_call(stack, "POST", "/faults", json={"rules": [
         {"service": "graph", "tenantId": tid, "pathContains": "exportJobs", "kind": "status", "status": 403}]})
@@ -113,8 +119,8 @@ async def test_refused_export_falls_back_to_per_app_listing(stack, scenario, run
     _check_routes(stack, integration, tid, truth(stack, tid))
 
 
-async def test_export_that_never_completes_falls_back_in_bounded_time(stack, scenario, runtime):
-    integration, tenant = await _synced(stack, scenario, runtime)
+async def test_export_that_never_completes_falls_back_in_bounded_time(stack, recorded, runtime):
+    integration, tenant = recorded.integration, recorded.tenant
     tid = tenant["tenantId"]
     # The simulator completes a job on its Nth poll; a job that needs a million polls never does.
     sim_call(stack, "PATCH", "/options", json={"exportJobPolls": 1_000_000})
@@ -128,8 +134,8 @@ async def test_export_that_never_completes_falls_back_in_bounded_time(stack, sce
     _check_routes(stack, integration, tid, truth(stack, tid))
 
 
-async def test_failed_export_falls_back(stack, scenario, runtime):
-    integration, tenant = await _synced(stack, scenario, runtime)
+async def test_failed_export_falls_back(stack, recorded, runtime):
+    integration, tenant = recorded.integration, recorded.tenant
     tid = tenant["tenantId"]
     sim_call(stack, "PATCH", "/options", json={"exportJobOutcome": "failed"})
     try:
@@ -142,9 +148,9 @@ async def test_failed_export_falls_back(stack, scenario, runtime):
     _check_routes(stack, integration, tid, truth(stack, tid))
 
 
-def test_routes_answer_problems_for_unknown_ids(stack):
-    integration = STATE["integration"]
-    tid = STATE["tenant"]["tenantId"]
+def test_routes_answer_problems_for_unknown_ids(stack, recorded):
+    integration = recorded.integration
+    tid = recorded.tenant["tenantId"]
     base = f"/integrations/{integration.id}/tenants/{tid}"
     with stack.api() as api:
         missing = api.get(f"{base}/devices/00000000-0000-0000-0000-000000000001/software")

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from shared.http import CallStats
+from shared.models import Integration
 from shared.services.fanout import discover_customers, record_tenants
-from shared.services.tenant_sync import sync_tenant
+from shared.services.tenant_sync import SyncResult, sync_tenant
 from tests.integration.support import (
     FaultInjector,
     all_devices,
@@ -33,7 +35,6 @@ from tests.integration.support import (
 
 pytestmark = pytest.mark.integration
 SCENARIO = "demo"
-STATE: dict[str, Any] = {}
 
 LONG = "N" * 10_000
 # Records memsync must refuse (SkippedRecord): unusable ids, fields of the wrong type.
@@ -69,13 +70,22 @@ def _tenant(scenario: dict[str, Any], key: str) -> str:
     return str(next(t["tenantId"] for t in scenario["tenants"] if t["key"] == key))
 
 
-@pytest.fixture
-async def integration(runtime, scenario):
-    if "integration" not in STATE:
-        integration = await store_integration(runtime, scenario["registrations"][0])
-        await record_tenants(runtime, integration, await discover_customers(runtime, integration, CallStats()))
-        STATE["integration"] = integration
-    return STATE["integration"]
+@pytest.fixture(scope="module")
+async def integration(module_runtime, scenario) -> Integration:
+    """The demo MSP, stored once for the module, its tenants recorded."""
+    integration = await store_integration(module_runtime, scenario["registrations"][0])
+    await record_tenants(module_runtime, integration,
+                         await discover_customers(module_runtime, integration, CallStats()))
+    return integration
+
+
+@pytest.fixture(scope="module")
+async def tailspin(module_runtime, scenario, integration) -> str:
+    """Tailspin's tenant id, synced once: the tests that read its stored copy before they sync need one."""
+    tid = _tenant(scenario, "tailspin")
+    result = await sync_tenant(module_runtime, job(integration, tid))
+    assert result.outcome == "ok", result.reason
+    return tid
 
 
 def _valid_only(tenant_truth: dict[str, Any], bad_devices: set[str], bad_apps: set[str],
@@ -147,9 +157,20 @@ async def test_a_tenant_with_hostile_records_syncs_what_is_valid(stack, scenario
            + len(ODD_APPS) + 5)
 
 
-async def test_duplicate_ids_within_one_listing(stack, scenario, runtime, integration, request):
-    """A device deleted and re-enrolled between two pages of one listing is listed twice (the listing's
-    position moves on): it is stored once, and nothing is lost or marked removed."""
+@dataclass(frozen=True)
+class DuplicateListing:
+    """A contoso sync during which three devices of the listing's first page were deleted and re-enrolled
+    while the second page waited: they are listed twice."""
+
+    tenant_id: str
+    result: SyncResult
+    seq: int  # the simulator's request log before that sync
+    moved: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+async def duplicate_listing(stack, scenario, module_runtime, integration) -> DuplicateListing:
+    runtime = module_runtime
     tid = _tenant(scenario, "contoso")
     sim_call(stack, "POST", f"/tenants/{tid}/managedDevices", json={"count": 1100})
     first = await sync_tenant(runtime, job(integration, tid))
@@ -174,6 +195,14 @@ async def test_duplicate_ids_within_one_listing(stack, scenario, runtime, integr
         result = await running
     finally:
         faults.clear()
+    return DuplicateListing(tenant_id=tid, result=result, seq=seq, moved=moved)
+
+
+async def test_duplicate_ids_within_one_listing(stack, runtime, integration, duplicate_listing, request):
+    """A device deleted and re-enrolled between two pages of one listing is listed twice (the listing's
+    position moves on): it is stored once, and nothing is lost or marked removed."""
+    tid, result = duplicate_listing.tenant_id, duplicate_listing.result
+    seq, moved = duplicate_listing.seq, duplicate_listing.moved
     assert result.outcome == "ok" and result.run is not None
     listed = [e for e in requests_since(stack, seq, tid) if e["path"].endswith("managedDevices")]
     assert len(listed) == 2 and "skiptoken" in listed[1]["query"], "the listing was not split as planned"
@@ -183,12 +212,11 @@ async def test_duplicate_ids_within_one_listing(stack, scenario, runtime, integr
                                include_defender=True)
     assert await all_devices(runtime, integration.id, tid, removed=True, top=1000) == {}
     figure(request, "duplicatesSent", len(moved))
-    STATE["duplicate run"] = result.run
 
 
-def test_duplicate_ids_are_counted_as_skipped():
-    run = STATE.get("duplicate run")
-    assert run is not None, "test_duplicate_ids_within_one_listing did not run"
+def test_duplicate_ids_are_counted_as_skipped(duplicate_listing):
+    run = duplicate_listing.result.run
+    assert run is not None, "the sync of the duplicate listing recorded no run"
     assert run.devices.skipped == 3, run.devices
 
 
@@ -249,10 +277,10 @@ async def test_present_but_unreadable_records_keep_their_stored_copy_and_are_nev
     assert "recordsSkipped" not in {n["code"] for n in healed.run.notes}
 
 
-async def test_lone_surrogates_and_huge_names_are_made_storable(stack, scenario, runtime, integration):
+async def test_lone_surrogates_and_huge_names_are_made_storable(stack, runtime, integration, tailspin):
     """A lone UTF-16 surrogate (sent as a JSON escape) in a device name or the organization's name, or a
     100,000-character organization name, cannot wedge the tenant: the text is made storable."""
-    tid = _tenant(scenario, "tailspin")
+    tid = tailspin
     device_id = sorted(await all_devices(runtime, integration.id, tid, top=1000))[0]
     _patch_raw(stack, f"/tenants/{tid}/managedDevices/{device_id}", {"deviceName": "PC-\ud800-01"})
     _patch_raw(stack, f"/tenants/{tid}", {"displayName": "\udc00Tailspin"})
@@ -273,11 +301,11 @@ async def test_lone_surrogates_and_huge_names_are_made_storable(stack, scenario,
 
 @pytest.mark.parametrize("link", ["https://attacker.invalid/graph/v1.0/deviceManagement/managedDevices?$skiptoken=2",
                                   "http://{host}/graph/v1.0/deviceManagement/managedDevices?$skiptoken=2"])
-async def test_a_foreign_next_link_is_never_followed_and_nothing_is_removed(stack, scenario, runtime, integration,
+async def test_a_foreign_next_link_is_never_followed_and_nothing_is_removed(stack, runtime, integration, tailspin,
                                                                             link):
     """The simulator's `nextLink` fault puts a foreign or plain-http continuation link on the first page
     of the device listing: memsync sends nothing there, marks nothing removed, and says why."""
-    tid = _tenant(scenario, "tailspin")
+    tid = tailspin
     before = await all_devices(runtime, integration.id, tid, top=1000)
     faults = FaultInjector(stack)
     faults.add({"service": "graph", "tenantId": tid, "kind": "nextLink", "link": link,

@@ -17,14 +17,16 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from shared.clients.keyvault import secret_name
 from shared.http import CallStats
-from shared.models import AppRole
+from shared.models import AppRole, Integration
 from shared.services.fanout import discover_customers, record_tenants
 from shared.services.tenant_sync import sync_tenant
 from shared.stores.tables import ALL_TABLES
@@ -48,23 +50,33 @@ from tests.integration.support import (
 
 pytestmark = pytest.mark.integration
 SCENARIO = str(Path(__file__).with_name("two_integrations.json"))
-STATE: dict[str, Any] = {}
 
 
 def _tenant(scenario: dict[str, Any], key: str) -> str:
     return str(next(t["tenantId"] for t in scenario["tenants"] if t["key"] == key))
 
 
+@pytest.fixture(scope="module")
+async def integrations(module_runtime, scenario) -> Mapping[str, Integration]:
+    """A, B and C (the module docstring), stored once for the module, their tenants recorded."""
+    stored: dict[str, Integration] = {}
+    for name, registration in zip("ABC", scenario["registrations"], strict=True):
+        integration = await store_integration(module_runtime, registration)
+        discovery = await discover_customers(module_runtime, integration, CallStats())
+        assert discovery.complete
+        await record_tenants(module_runtime, integration, discovery)
+        stored[name] = integration
+    return MappingProxyType(stored)
+
+
 @pytest.fixture
-async def integrations(runtime, scenario) -> dict[str, Any]:
-    if not STATE:
-        for name, registration in zip("ABC", scenario["registrations"], strict=True):
-            integration = await store_integration(runtime, registration)
-            discovery = await discover_customers(runtime, integration, CallStats())
-            assert discovery.complete
-            await record_tenants(runtime, integration, discovery)
-            STATE[name] = integration
-    return STATE
+async def contoso_under_a_and_c(runtime, scenario, integrations) -> str:
+    """Contoso's tenant id, just synced under A and under C: a copy of its assets in each."""
+    contoso = _tenant(scenario, "contoso")
+    for name in "AC":
+        result = await sync_tenant(runtime, job(integrations[name], contoso))
+        assert result.outcome == "ok", (name, result.reason)
+    return contoso
 
 
 def _b64(data: bytes) -> str:
@@ -188,8 +200,9 @@ async def test_a_job_uses_only_its_own_integration(stack, scenario, runtime, int
     figure(request, "isolationChecks", 1)
 
 
-async def test_the_same_tenant_under_two_integrations_is_stored_apart(stack, scenario, runtime, integrations):
-    contoso = _tenant(scenario, "contoso")
+async def test_the_same_tenant_under_two_integrations_is_stored_apart(stack, runtime, integrations,
+                                                                     contoso_under_a_and_c):
+    contoso = contoso_under_a_and_c
     a, c = integrations["A"], integrations["C"]
     from shared.stores.assets import AssetStore
 

@@ -4,12 +4,14 @@ host's worker, then service-level runs (`sync_tenant(rt, job)`) after the simula
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from shared.models import TenantStatus
-from shared.services.fanout import enqueue_integration
+from shared.http import CallStats
+from shared.models import CustomerTenant, Integration, TenantStatus
+from shared.services.fanout import discover_customers, enqueue_integration, record_tenants
 from shared.services.tenant_sync import sync_tenant
 from shared.stores.assets import AssetStore
 from shared.stores.runs import RunStore
@@ -30,19 +32,38 @@ from .support import (
 
 pytestmark = pytest.mark.integration
 SCENARIO = "demo"
-STATE: dict[str, Any] = {}
 
 
 def _by_key(scenario: dict[str, Any], key: str) -> dict[str, Any]:
     return next(t for t in scenario["tenants"] if t["key"] == key)
 
 
-async def test_fanout_queues_every_tenant_and_the_worker_syncs_them(stack, scenario, runtime):
+@dataclass(frozen=True)
+class FirstSync:
+    """A tenant's assets as its first sync stored them, and the simulator's truth then."""
+
+    devices: dict[str, dict[str, Any]]
+    software: dict[str, dict[str, Any]]
+    truth: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FannedOut:
+    """The demo MSP stored once for the module and fanned out through the queue to the host's worker,
+    read as soon as every tenant had settled (later tests change the simulator and sync again)."""
+
+    integration: Integration
+    queued: int
+    tenants: dict[str, CustomerTenant]
+    first_syncs: dict[str, FirstSync]  # the tenants that synced ok
+
+
+@pytest.fixture(scope="module")
+async def fanned_out(stack, scenario, module_runtime) -> FannedOut:
+    runtime = module_runtime
     integration = await store_integration(runtime, scenario["registrations"][0])
-    STATE["integration"] = integration
     queued = await enqueue_integration(runtime, integration, "registration")
     expected = {t["tenantId"]: t for t in scenario["tenants"]}
-    assert queued == len(expected)
 
     async def finished():
         tenants = await runtime.tenants.list_tenants(integration.id)
@@ -50,6 +71,29 @@ async def test_fanout_queues_every_tenant_and_the_worker_syncs_them(stack, scena
         return tenants if len(done) == len(expected) else None
 
     tenants = {t.tenant_id: t for t in await wait_for(finished, seconds=180)}
+    first_syncs = {
+        tid: FirstSync(devices=await all_devices(runtime, integration.id, tid),
+                       software=await all_software(runtime, integration.id, tid), truth=truth(stack, tid))
+        for tid, tenant in tenants.items() if tenant.status == TenantStatus.OK
+    }
+    return FannedOut(integration=integration, queued=queued, tenants=tenants, first_syncs=first_syncs)
+
+
+@pytest.fixture
+async def own_integration(runtime, scenario) -> Integration:
+    """An integration of its own, contoso synced, for the test that deletes every asset of one."""
+    integration = await store_integration(runtime, scenario["registrations"][0])
+    await record_tenants(runtime, integration, await discover_customers(runtime, integration, CallStats()))
+    result = await sync_tenant(runtime, job(integration, _by_key(scenario, "contoso")["tenantId"]))
+    assert result.outcome == "ok", result.reason
+    return integration
+
+
+def test_fanout_queues_every_tenant_and_the_worker_syncs_them(scenario, fanned_out):
+    integration = fanned_out.integration
+    expected = {t["tenantId"]: t for t in scenario["tenants"]}
+    assert fanned_out.queued == len(expected)
+    tenants = fanned_out.tenants
     assert set(tenants) == set(expected)
     for tid, tenant in tenants.items():
         want = expected[tid]["expected"]
@@ -63,16 +107,15 @@ async def test_fanout_queues_every_tenant_and_the_worker_syncs_them(stack, scena
             assert tenant.counts.devices == expected[tid]["deviceCount"]
             assert tenant.counts.software == expected[tid]["appCount"]
             assert tenant.counts.defender_machines == expected[tid]["matchedDefenderDevices"]
-            tenant_truth = truth(stack, tid)
-            assert_devices_match_truth(await all_devices(runtime, integration.id, tid), tenant_truth,
-                                       include_defender=integration.include_defender)
-            assert_software_matches_truth(await all_software(runtime, integration.id, tid), tenant_truth)
+            first = fanned_out.first_syncs[tid]
+            assert_devices_match_truth(first.devices, first.truth, include_defender=integration.include_defender)
+            assert_software_matches_truth(first.software, first.truth)
         else:
             assert tenant.error is not None and tenant.error.action
 
 
-async def test_second_sync_reflects_exactly_what_changed(stack, scenario, runtime):
-    integration = STATE["integration"]
+async def test_second_sync_reflects_exactly_what_changed(stack, scenario, runtime, fanned_out):
+    integration = fanned_out.integration
     contoso = _by_key(scenario, "contoso")
     tid = contoso["tenantId"]
     before = truth(stack, tid)
@@ -122,8 +165,8 @@ async def test_second_sync_reflects_exactly_what_changed(stack, scenario, runtim
     assert result.run is not None and result.run.devices.removed == 0
 
 
-async def test_a_job_delivered_twice_ends_in_the_same_state(stack, scenario, runtime):
-    integration = STATE["integration"]
+async def test_a_job_delivered_twice_ends_in_the_same_state(stack, scenario, runtime, fanned_out):
+    integration = fanned_out.integration
     tid = _by_key(scenario, "northwind")["tenantId"]
     twice = job(integration, tid, run_id=str(uuid.uuid4()))
     first = await sync_tenant(runtime, twice)
@@ -143,18 +186,18 @@ async def test_a_job_delivered_twice_ends_in_the_same_state(stack, scenario, run
     assert runs[0]["runId"] == third.run.run_id and runs[0]["requests"] > 0
 
 
-async def test_two_workers_never_sync_one_tenant_at_once(stack, scenario, runtime):
+async def test_two_workers_never_sync_one_tenant_at_once(stack, scenario, runtime, fanned_out):
     import asyncio
 
-    integration = STATE["integration"]
+    integration = fanned_out.integration
     tid = _by_key(scenario, "tailspin")["tenantId"]
     results = await asyncio.gather(*(sync_tenant(runtime, job(integration, tid)) for _ in range(3)))
     outcomes = sorted(r.outcome for r in results)
     assert outcomes.count("ok") == 1 and outcomes.count("busy") == 2
 
 
-async def test_foreign_and_unknown_jobs_are_ignored(stack, scenario, runtime):
-    integration = STATE["integration"]
+async def test_foreign_and_unknown_jobs_are_ignored(stack, scenario, runtime, fanned_out):
+    integration = fanned_out.integration
     other = str(uuid.uuid4())
     assert (await sync_tenant(runtime, job(integration, other))).outcome == "ignored"
     ghost = integration.model_copy(update={"id": str(uuid.uuid4())})
@@ -162,10 +205,10 @@ async def test_foreign_and_unknown_jobs_are_ignored(stack, scenario, runtime):
     assert result.outcome == "ignored"
 
 
-async def test_read_api_filters_pages_and_deletes(stack, scenario, runtime):
+async def test_read_api_filters_pages_and_deletes(stack, scenario, runtime, own_integration):
     from shared.stores.assets import InvalidQuery
 
-    integration = STATE["integration"]
+    integration = own_integration
     tid = _by_key(scenario, "contoso")["tenantId"]
     store = AssetStore(runtime.tables)
     devices = await all_devices(runtime, integration.id, tid, top=1000)
