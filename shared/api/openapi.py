@@ -30,10 +30,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     m.IntegrationList,
     m.TenantOut,
     m.TenantList,
-    m.DeviceOut,
-    m.DeviceList,
-    m.SoftwareOut,
-    m.SoftwareList,
+    *(model for pair in m.ENTITY_MODELS.values() for model in pair),  # each listed entity's item and page
     m.AlertOut,
     m.AlertList,
     m.SyncAccepted,
