@@ -261,6 +261,7 @@ class TenantSync:
     inventory: InventorySync | None = None
     inventory_notes: list[ErrorInfo] = field(default_factory=list)
     listings: dict[str, ListingResult] = field(default_factory=dict)  # `OTHER_LISTED` entities read in full
+    entity_notes: list[ErrorInfo] = field(default_factory=list)  # optional entities left out (after `notes`)
     _app: AppCredential | None = None
     _roles: frozenset[str] = frozenset()
     _devices_answered: asyncio.Event = field(default_factory=asyncio.Event)
@@ -365,7 +366,7 @@ class TenantSync:
             lacking = missing_permissions(entity.permission_area, self._roles)
             if lacking:
                 assert self._app is not None
-                self.notes.append(not_collected(entity.name, permission_missing(
+                self.entity_notes.append(not_collected(entity.name, permission_missing(
                     lacking, app_id=self._app.app_id, tenant_id=self.tenant_id)).info)
                 return
         state = asyncio.ensure_future(self.assets.load_state(entity.name, self.integration.id, self.tenant_id))
@@ -374,7 +375,7 @@ class TenantSync:
         except ActionableError as exc:
             if not entity.optional or exc.retriable:
                 raise
-            self.notes.append(not_collected(entity.name, exc).info)
+            self.entity_notes.append(not_collected(entity.name, exc).info)
 
     async def _sync_devices(
         self,
@@ -584,6 +585,8 @@ async def sync_tenant(
         inventory = sync.inventory
         run.calls["inventory"] = {"source": inventory.source, "exportProblem": inventory.export_problem,
                                   "exportPolls": inventory.exports.polls, **inventory.counts.to_json()}
+    # Notes about devices and Defender come first, then the optional entities left out (by name).
+    sync.notes.extend(sorted(sync.entity_notes, key=lambda n: n.message))
     # Inventory notes go to the run record only: the tenant's status shows what its assets need.
     run.notes = [n.to_json() for n in [*sync.notes, *sync.inventory_notes]]
     status: dict[str, Any] = {"last_sync_finished_at": finished}

@@ -329,7 +329,7 @@ async def test_an_optional_entity_is_listed_stored_and_counted_like_the_others(w
 
     sync, _ = await harness.sync()
 
-    assert sync.listings["widgets"].diff.counts.added == 2 and sync.notes == []
+    assert sync.listings["widgets"].diff.counts.added == 2 and sync.entity_notes == []
     assert set(harness.rows("memsyncWidgets")) == {"w1", "w2"}
 
 
@@ -341,7 +341,7 @@ async def test_an_optional_entity_without_its_permission_is_a_note_and_the_sync_
     sync, (listed, _) = await harness.sync()
 
     assert listed.diff.counts.added == 2 and "widgets" not in sync.listings
-    [note] = sync.notes
+    [note] = sync.entity_notes
     assert note.code == ErrorCode.PERMISSION_MISSING and note.message.startswith("widgets not collected")
     assert "DeviceManagementApps.Read.All" in note.message + note.action
     assert not [r for r in harness.microsoft.requests if r.url.path.endswith("/widgets")]
@@ -356,6 +356,6 @@ async def test_an_optional_entity_microsoft_refuses_keeps_its_rows_and_is_a_note
 
     sync, _ = await harness.sync(datetime(2026, 11, 5, tzinfo=UTC))
 
-    [note] = sync.notes  # Graph's 403 says what it says about the read; the sync goes on without it
+    [note] = sync.entity_notes  # Graph's 403 says what it says about the read; the sync goes on without it
     assert note.message.startswith("widgets not collected") and note.code == ErrorCode.PERMISSION_MISSING
     assert all(not row.get("removedAt") for row in harness.rows("memsyncWidgets").values())
