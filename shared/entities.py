@@ -39,11 +39,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.mapping.autopilot import AUTOPILOT_FIELDS, AUTOPILOT_SELECT, map_autopilot_device
 from shared.mapping.devices import COMPLIANCE_STATES, DEVICE_FIELDS, MANAGED_DEVICE_SELECT, map_device
 from shared.mapping.software import DETECTED_APP_SELECT, SOFTWARE_FIELDS, map_software
 from shared.permissions import OPTIONAL_AREAS, READS, Permission
 from shared.ratelimit import AREA_LIMITS
-from shared.stores.tables import DEVICE_SOFTWARE_TABLE, DEVICES_TABLE, SOFTWARE_TABLE
+from shared.stores.tables import AUTOPILOT_DEVICES_TABLE, DEVICE_SOFTWARE_TABLE, DEVICES_TABLE, SOFTWARE_TABLE
 
 Service = Literal["graph", "defender"]
 
@@ -182,7 +183,29 @@ DEVICE_SOFTWARE = Entity(
     exposed=False,  # served per device and per title (functions/inventory.py)
 )
 
-ENTITIES: dict[str, Entity] = {e.name: e for e in (DEVICES, SOFTWARE, DEVICE_SOFTWARE)}
+AUTOPILOT_DEVICES = Entity(
+    name="autopilotDevices",
+    summary="A tenant's Windows Autopilot device identities (hardware registered for Autopilot, enrolled or not).",
+    table=AUTOPILOT_DEVICES_TABLE,
+    # https://learn.microsoft.com/graph/api/intune-enrollment-windowsautopilotdeviceidentity-list: Microsoft
+    # documents no page size for it; the service's own paging is followed.
+    source=Source("graph", "/deviceManagement/windowsAutopilotDeviceIdentities", AUTOPILOT_SELECT),
+    permission_area="autopilot",
+    # Intune publishes no limit of its own for the enrollment endpoints: read under the device-management
+    # limit, sharing its budget with the device listing (the cautious choice).
+    rate_limit_area="intuneDevices",
+    fields=AUTOPILOT_FIELDS,
+    mapper=map_autopilot_device,
+    search={"serialNumber": "serialLower", "displayName": "displayNameLower"},
+    flag_fields=frozenset({"serialPlaceholder", "enrolled"}),
+    filters=(
+        Filter("enrolled", "enrolled", "bool", "false lists identities Intune does not manage (never enrolled, "
+               "or enrolment failed); true the enrolled ones; absent, all."),
+    ),
+    optional=True,
+)
+
+ENTITIES: dict[str, Entity] = {e.name: e for e in (DEVICES, SOFTWARE, DEVICE_SOFTWARE, AUTOPILOT_DEVICES)}
 LISTED: tuple[Entity, ...] = tuple(e for e in ENTITIES.values() if e.listed)
 EXPOSED: tuple[Entity, ...] = tuple(e for e in LISTED if e.exposed)
 # Listed entities beyond devices and software: each is read by the same listing loop, and counted in the

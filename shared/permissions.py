@@ -59,6 +59,9 @@ DIRECTORY_READ = Permission(Resource.GRAPH, "Directory.Read.All", frozenset({"Di
 GDAP_READ = Permission(Resource.GRAPH, "DelegatedAdminRelationship.Read.All",
                        frozenset({"DelegatedAdminRelationship.ReadWrite.All"}))
 MACHINE_READ = Permission(Resource.DEFENDER, "Machine.Read.All", frozenset({"Machine.ReadWrite.All"}))
+# https://learn.microsoft.com/graph/api/intune-enrollment-windowsautopilotdeviceidentity-list
+AUTOPILOT_READ = Permission(Resource.GRAPH, "DeviceManagementServiceConfig.Read.All",
+                            frozenset({"DeviceManagementServiceConfig.ReadWrite.All"}))
 
 # Every read memsync makes, by the area its Graph or Defender client names in errors.
 READS: dict[str, Permission] = {
@@ -69,6 +72,7 @@ READS: dict[str, Permission] = {
     "contracts": DIRECTORY_READ,  # /contracts, in the partner tenant
     "gdap": GDAP_READ,  # /tenantRelationships/delegatedAdminCustomers, in the partner tenant
     "defender": MACHINE_READ,  # Defender /api/machines
+    "autopilot": AUTOPILOT_READ,  # /deviceManagement/windowsAutopilotDeviceIdentities
 }
 
 
@@ -100,7 +104,7 @@ DEFENDER_AREAS = ("defender",)
 # The reads of optional entities (`shared.entities.Entity.optional`): a sync makes each where the tenant
 # grants its permission and goes on without it where it does not (the tenant's status names what is
 # missing); a Partner Center consent asks for them with the rest.
-OPTIONAL_AREAS: tuple[str, ...] = ()
+OPTIONAL_AREAS: tuple[str, ...] = ("autopilot",)
 
 
 def sync_permissions(*, include_defender: bool) -> tuple[Permission, ...]:

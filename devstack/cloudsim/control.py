@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .context import RequestContext
 from .errors import json_response, sim_error
-from .generate import DeviceFactory, generate_machines, machine_for_device, server_machine
+from .generate import AutopilotFactory, DeviceFactory, generate_machines, machine_for_device, server_machine
 from .model import RESOURCE_SHORT_NAMES, AppRegistration, TenantState, canonical_resource
 from .timeutil import iso_seconds, parse_datetime, utcnow
 
@@ -71,6 +71,7 @@ def tenant_summary(tenant: TenantState) -> dict[str, Any]:
         "deviceCount": len(tenant.devices),
         "appCount": len(tenant.detected_apps),
         "defenderMachineCount": len(tenant.machines) if tenant.defender_licensed else 0,
+        "autopilotDeviceCount": len(tenant.autopilot),
         "matchedDefenderDevices": matched_defender_devices(tenant),
         "consents": {
             app_id: {res: sorted(roles) for res, roles in grants.items()} for app_id, grants in tenant.consents.items()
@@ -125,9 +126,12 @@ def _tenant(server: SimServer, tenant_id: str) -> TenantState:
     return tenant
 
 
+def _prefix(tenant: TenantState) -> str:
+    return "".join(ch for ch in tenant.key.upper() if ch.isalpha())[:4] or "DEV"
+
+
 def _factory(server: SimServer, tenant: TenantState) -> DeviceFactory:
-    prefix = "".join(ch for ch in tenant.key.upper() if ch.isalpha())[:4] or "DEV"
-    return DeviceFactory(server.sim.rng, tenant.default_domain, utcnow(), prefix + "N")
+    return DeviceFactory(server.sim.rng, tenant.default_domain, utcnow(), _prefix(tenant) + "N")
 
 
 def _recount(tenant: TenantState, app_ids: list[str] | None = None) -> None:
@@ -147,7 +151,9 @@ async def handle(ctx: RequestContext) -> web.StreamResponse:
         return sim_error(400, f"bad input: {exc}")
 
 
-_ENTITY = re.compile(r"^/tenants/([^/]+)/(managedDevices|detectedApps|machines)(?:/([^/]+))?$")
+_ENTITY = re.compile(
+    r"^/tenants/([^/]+)/(managedDevices|detectedApps|machines|windowsAutopilotDeviceIdentities)(?:/([^/]+))?$"
+)
 _CONSENT = re.compile(r"^/tenants/([^/]+)/consents/([^/]+)$")
 _SECRETS = re.compile(r"^/apps/([^/]+)/secrets(?:/([^/]+))?$")
 _EXPORT = re.compile(r"^/exports/([^/]+)/([^/]+)\.zip$")
@@ -241,6 +247,7 @@ async def _route(ctx: RequestContext) -> web.StreamResponse:
                 "detectedApps": tenant.detected_apps.values(),
                 "appDevices": tenant.app_devices,
                 "machines": tenant.machines.values(),
+                "windowsAutopilotDeviceIdentities": tenant.autopilot.values(),
             }
         )
     match = re.match(r"^/tenants/([^/]+)$", path)
@@ -346,7 +353,12 @@ async def _secrets(ctx: RequestContext, app_id: str, key_id: str | None) -> web.
 
 async def _entities(ctx: RequestContext, tenant: TenantState, kind: str, entity_id: str | None) -> web.Response:
     method = ctx.request.method
-    store = {"managedDevices": tenant.devices, "detectedApps": tenant.detected_apps, "machines": tenant.machines}[kind]
+    store = {
+        "managedDevices": tenant.devices,
+        "detectedApps": tenant.detected_apps,
+        "machines": tenant.machines,
+        "windowsAutopilotDeviceIdentities": tenant.autopilot,
+    }[kind]
     if entity_id is None and method == "GET":
         return json_response({"value": store.values()})
     if entity_id is None and method == "POST":
@@ -426,6 +438,23 @@ def _create(ctx: RequestContext, tenant: TenantState, kind: str, body: dict[str,
             tenant.detected_apps.add(app)
             tenant.app_devices[app_id] = [str(d) for d in device_ids]
             created.append(app_id)
+        return created
+    if kind == "windowsAutopilotDeviceIdentities":
+        autopilot = AutopilotFactory(rng, _prefix(tenant), utcnow())
+        identities = []
+        for device_id in body.get("forDevices") or []:
+            enrolled = tenant.devices.get(str(device_id))
+            if enrolled is None:
+                raise LookupError(f"managedDevice {device_id} not found")
+            identities.append(autopilot.for_device(enrolled))
+        partials = body.get("identities") or []
+        if not isinstance(partials, list):
+            raise BadInput("identities must be a list")
+        identities.extend({**autopilot.unenrolled(), **partial} for partial in partials)
+        identities.extend(autopilot.unenrolled() for _ in range(count))
+        for identity in identities:
+            tenant.autopilot.add(identity)
+            created.append(identity["id"])
         return created
     # machines
     now = utcnow()

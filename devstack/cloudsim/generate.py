@@ -695,3 +695,130 @@ def generate_machines(
     for index in range(defender_only):
         machines.append(server_machine(rng, index + 1, prefix, now, orphan_aad=index % 3 == 2))
     return machines
+
+
+# --- Windows Autopilot device identities -----------------------------------------------------
+# Properties, names and types as Graph v1.0 gives them:
+# https://learn.microsoft.com/graph/api/resources/intune-enrollment-windowsautopilotdeviceidentity?view=graph-rest-1.0
+# v1.0 has no `azureAdDeviceId` and its enrollmentState no `blocked`; both exist only in beta
+# (https://learn.microsoft.com/graph/api/resources/intune-enrollment-enrollmentstate?view=graph-rest-1.0).
+AUTOPILOT_ODATA_TYPE = "#microsoft.graph.windowsAutopilotDeviceIdentity"
+# Intune writes an unset DateTimeOffset as the .NET minimum, e.g. an export job's expirationDateTime
+# (https://learn.microsoft.com/intune/intune-service/fundamentals/reports-export-graph-apis).
+NEVER = "0001-01-01T00:00:00Z"
+# SMBIOS system family of the Windows models above (what Autopilot's hardware hash reports).
+SYSTEM_FAMILY = {
+    "Latitude 5440": "Latitude",
+    "Latitude 7440": "Latitude",
+    "OptiPlex 7010": "OptiPlex",
+    "HP EliteBook 840 G9 Notebook PC": "103C_5336AN HP EliteBook",
+    "HP ProBook 450 G10 Notebook PC": "103C_5336AN HP ProBook",
+    "20XXS3JC00": "ThinkPad T14 Gen 2i",
+    "21CB007MUS": "ThinkPad X1 Carbon Gen 10",
+    "Surface Laptop 5": "Surface",
+    "Surface Pro 9": "Surface",
+    "System Product Name": "To be filled by O.E.M.",
+    "Virtual Machine": "Virtual Machine",
+}
+_WINDOWS_HARDWARE = tuple(hw for hw in HARDWARE if hw.platform == "windows")
+_WINDOWS_CUMULATIVE = tuple(sum(hw.weight for hw in _WINDOWS_HARDWARE[: i + 1]) for i in range(len(_WINDOWS_HARDWARE)))
+_WHITEBOX = next(hw for hw in _WINDOWS_HARDWARE if hw.serial_style == "whitebox")
+
+
+class AutopilotFactory:
+    """Builds windowsAutopilotDeviceIdentity objects for one tenant: the identity of an enrolled
+    Intune device, or one registered by the OEM or reseller that has not enrolled yet."""
+
+    def __init__(self, rng: random.Random, prefix: str, now: datetime) -> None:
+        self.rng = rng
+        self.now = now
+        # Most devices carry no group tag; the rest a few per-tenant tags, as profiles are targeted.
+        self.group_tags = ("", "", "", f"{prefix}-Standard", f"{prefix}-Standard", f"{prefix}-Kiosk", "Shared")
+        self.purchase_orders = ("",) * 6 + tuple(
+            f"PO-{now.year - 1 - i // 3}-{rng.randrange(1000, 99999):05d}" for i in range(6)
+        )
+
+    def for_device(self, device: dict[str, Any]) -> dict[str, Any]:
+        """The identity of an enrolled device: same serial, manufacturer and model, pointing at it."""
+        rng = self.rng
+        # A user is assigned to the Autopilot record itself (assignUserToDevice) only now and then.
+        assigned = bool(device["userPrincipalName"]) and rng.random() < 0.3
+        return {
+            "@odata.type": AUTOPILOT_ODATA_TYPE,
+            "id": fast_guid(rng),  # the ZTDID
+            "groupTag": rng.choice(self.group_tags),
+            "purchaseOrderIdentifier": rng.choice(self.purchase_orders),
+            "serialNumber": device["serialNumber"],
+            "productKey": "",
+            "manufacturer": device["manufacturer"],
+            "model": device["model"],
+            "enrollmentState": "enrolled",
+            "lastContactedDateTime": device["lastSyncDateTime"],
+            "addressableUserName": device["userDisplayName"] if assigned else "",
+            "userPrincipalName": device["userPrincipalName"] if assigned else "",
+            "resourceName": "",
+            "skuNumber": "",
+            "systemFamily": SYSTEM_FAMILY.get(device["model"], ""),
+            "azureActiveDirectoryDeviceId": device["azureADDeviceId"],
+            "managedDeviceId": device["id"],
+            "displayName": device["deviceName"] if rng.random() < 0.2 else "",
+        }
+
+    def unenrolled(self, *, placeholder_serial: bool = False, failed: bool = False) -> dict[str, Any]:
+        """Registered (the hardware hash was imported, which creates the Entra device object) but
+        never enrolled in Intune, so there is no managed device: managedDeviceId is the empty GUID
+        (the docs show no unenrolled example; published payloads of unenrolled identities carry it).
+        ``failed`` is the state with an enrollment failure record."""
+        rng = self.rng
+        hw = _WHITEBOX if placeholder_serial else rng.choices(_WINDOWS_HARDWARE, cum_weights=_WINDOWS_CUMULATIVE)[0]
+        serial = rng.choice(PLACEHOLDER_SERIALS[:2]) if placeholder_serial else _serial(rng, hw.serial_style)
+        contacted = _dt(self.now - timedelta(seconds=rng.randrange(3_600, 86_400 * 60))) if failed else NEVER
+        return {
+            "@odata.type": AUTOPILOT_ODATA_TYPE,
+            "id": fast_guid(rng),
+            "groupTag": rng.choice(self.group_tags),
+            "purchaseOrderIdentifier": rng.choice(self.purchase_orders),
+            "serialNumber": serial,
+            "productKey": "",
+            "manufacturer": hw.manufacturer,
+            "model": hw.model,
+            "enrollmentState": "failed" if failed else "notContacted",
+            "lastContactedDateTime": contacted,
+            "addressableUserName": "",
+            "userPrincipalName": "",
+            "resourceName": "",
+            "skuNumber": "",
+            "systemFamily": SYSTEM_FAMILY.get(hw.model, ""),
+            "azureActiveDirectoryDeviceId": fast_guid(rng),
+            "managedDeviceId": ZERO_GUID,
+            "displayName": "",
+        }
+
+
+def generate_autopilot(
+    rng: random.Random,
+    devices: list[dict[str, Any]],
+    prefix: str,
+    now: datetime,
+    *,
+    coverage: float = 0.85,
+    unenrolled: int | None = None,
+) -> list[dict[str, Any]]:
+    """Autopilot identities for ``coverage`` (rounded) of the Windows devices joined to Entra (the rest
+    were enrolled without Autopilot), plus ``unenrolled`` registered devices that never enrolled (default
+    15% of the Windows devices, at least one when the tenant has devices). The first unenrolled one
+    has a placeholder serial and every fifth is ``failed``. Listed in serial-number order: the
+    service's own ``$skiptoken`` is ``LastSerialNumber='...'``."""
+    factory = AutopilotFactory(rng, prefix, now)
+    windows = [d for d in devices if d.get("operatingSystem") == "Windows"]
+    joined = [d for d in windows if d.get("azureADDeviceId") not in (None, "", ZERO_GUID)]
+    # An exact share, so that even a five-device tenant shows "most".
+    chosen = sorted(rng.sample(range(len(joined)), round(max(0.0, min(1.0, coverage)) * len(joined))))
+    identities = [factory.for_device(joined[index]) for index in chosen]
+    if unenrolled is None:
+        unenrolled = max(1 if devices else 0, round(0.15 * len(windows)))
+    identities.extend(
+        factory.unenrolled(placeholder_serial=index == 0, failed=index % 5 == 4) for index in range(unenrolled)
+    )
+    identities.sort(key=lambda i: str(i["serialNumber"]))
+    return identities

@@ -1,5 +1,5 @@
 """Microsoft Graph v1.0: organization, contracts, GDAP relationships, Intune devices and apps,
-export jobs and application registrations.
+Windows Autopilot device identities, export jobs and application registrations.
 
 Permissions come from the token's ``roles`` as each API page lists them, e.g.
 https://learn.microsoft.com/graph/api/intune-devices-manageddevice-list?view=graph-rest-1.0.
@@ -48,6 +48,11 @@ EXPORT_READ = (*APPS_READ, "DeviceManagementConfiguration.Read.All", "DeviceMana
 ORG_READ = ("Organization.Read.All", "Organization.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All")
 DIRECTORY_READ = ("Directory.Read.All", "Directory.ReadWrite.All")
 GDAP_READ = ("DelegatedAdminRelationship.Read.All", "DelegatedAdminRelationship.ReadWrite.All")
+# List and Get windowsAutopilotDeviceIdentity, Application row (v1.0 lists only these two; beta adds
+# DeviceManagementConfiguration.*):
+# https://learn.microsoft.com/graph/api/intune-enrollment-windowsautopilotdeviceidentity-list?view=graph-rest-1.0
+# https://learn.microsoft.com/graph/api/intune-enrollment-windowsautopilotdeviceidentity-get?view=graph-rest-1.0
+AUTOPILOT_READ = ("DeviceManagementServiceConfig.Read.All", "DeviceManagementServiceConfig.ReadWrite.All")
 APPLICATION_READ = (
     "Application.Read.All",
     "Application.ReadWrite.All",
@@ -71,6 +76,42 @@ DEVICE_STRING_FIELDS = {
     "userId",
 }
 APP_STRING_FIELDS = {"displayName", "platform", "publisher", "version", "id"}
+# The v1.0 properties of windowsAutopilotDeviceIdentity
+# (https://learn.microsoft.com/graph/api/resources/intune-enrollment-windowsautopilotdeviceidentity?view=graph-rest-1.0).
+AUTOPILOT_PROPERTIES = {
+    "id",
+    "groupTag",
+    "purchaseOrderIdentifier",
+    "serialNumber",
+    "productKey",
+    "manufacturer",
+    "model",
+    "enrollmentState",
+    "lastContactedDateTime",
+    "addressableUserName",
+    "userPrincipalName",
+    "resourceName",
+    "skuNumber",
+    "systemFamily",
+    "azureActiveDirectoryDeviceId",
+    "managedDeviceId",
+    "displayName",
+}
+AUTOPILOT_TYPE = "microsoft.graph.windowsAutopilotDeviceIdentity"
+# The list "supports a limited subset of $filter operators and functions. Most notably, Equality
+# operators such as eq are not currently supported"; contains() works (list page above). The
+# simulator takes one contains() on these string properties, or several joined by ``and``.
+AUTOPILOT_CONTAINS_FIELDS = {
+    "serialNumber",
+    "groupTag",
+    "purchaseOrderIdentifier",
+    "manufacturer",
+    "model",
+    "displayName",
+    "userPrincipalName",
+}
+_CONTAINS = re.compile(r"contains\(\s*(\w+)\s*,\s*'((?:[^']|'')*)'\s*\)\s*")
+_AND = re.compile(r"(?<=\s)and\s+", re.IGNORECASE)
 APP_PROPERTIES = {"id", "displayName", "version", "sizeInByte", "deviceCount", "platform", "publisher"}
 APP_INV_COLUMNS = (
     "ApplicationKey",
@@ -213,6 +254,7 @@ async def handle(ctx: RequestContext) -> web.StreamResponse:
 _DEVICE_ONE = re.compile(r"^/v1\.0/deviceManagement/managedDevices(?:/([^/()]+)|\('([^']+)'\))$")
 _APP_ONE = re.compile(r"^/v1\.0/deviceManagement/detectedApps(?:/([^/()]+)|\('([^']+)'\))(/managedDevices)?$")
 _EXPORT_ONE = re.compile(r"^/v1\.0/deviceManagement/reports/exportJobs(?:/([^/()]+)|\('([^']+)'\))$")
+_AUTOPILOT_ONE = re.compile(r"^/v1\.0/deviceManagement/windowsAutopilotDeviceIdentities(?:/([^/()]+)|\('([^']+)'\))$")
 _APPLICATION = re.compile(r"^/v1\.0/applications(?:\(appId='([^']+)'\)|/([^/]+))$")
 
 
@@ -258,6 +300,13 @@ async def _route(call: GraphCall, method: str, path: str) -> web.StreamResponse:
         app_id = match.group(1) or match.group(2)
         ctx.route = "graph.detectedApps.devices" if match.group(3) else "graph.detectedApps.get"
         return _app_devices(call, app_id) if match.group(3) else _get_app(call, app_id)
+    if method == "GET" and path == "/v1.0/deviceManagement/windowsAutopilotDeviceIdentities":
+        ctx.route = "graph.windowsAutopilotDeviceIdentities.list"
+        return _list_autopilot(call)
+    match = _AUTOPILOT_ONE.match(path)
+    if match and method == "GET":
+        ctx.route = "graph.windowsAutopilotDeviceIdentities.get"
+        return _get_autopilot(call, match.group(1) or match.group(2))
     if path == "/v1.0/deviceManagement/reports/exportJobs":
         ctx.route = "graph.exportJobs"
         if method == "POST":
@@ -291,6 +340,7 @@ async def _route(call: GraphCall, method: str, path: str) -> web.StreamResponse:
         "exportJobs",
         "delegatedAdminCustomers",
         "delegatedAdminRelationships",
+        "windowsAutopilotDeviceIdentities",
     }
     unknown = next((s for s in segments if s.split("(")[0] not in known), segments[-1] if segments else "")
     if method not in ("GET",) and unknown in known:
@@ -463,6 +513,76 @@ def _app_devices(call: GraphCall, app_id: str) -> web.Response:
             ).encode()
         )
     return call.bytes_ok(head + b',"value":[' + b",".join(store.list_json(d) for d in chunk) + b"]}")
+
+
+# --- Windows Autopilot device identities
+# https://learn.microsoft.com/graph/api/intune-enrollment-windowsautopilotdeviceidentity-list?view=graph-rest-1.0
+
+
+def _autopilot_filter(call: GraphCall, text: str) -> Any:
+    clauses: list[tuple[str, str]] = []
+    text = text.strip()
+    position = 0
+    while True:
+        match = _CONTAINS.match(text, position)
+        if match is None or match.group(1) not in AUTOPILOT_CONTAINS_FIELDS:
+            # The error the list page documents for an unsupported operator or function.
+            raise ODataError(
+                "An error has occurred - Operation ID (for customer support): 00000000-0000-0000-0000-000000000000"
+            )
+        clauses.append((match.group(1), match.group(2).replace("''", "'").lower()))
+        position = match.end()
+        if position == len(text):
+            break
+        joined = _AND.match(text, position)
+        if joined is None:
+            raise ODataError("Invalid filter clause")
+        position = joined.end()
+    store = call.tenant.autopilot
+
+    def matches(identity_id: str) -> bool:
+        identity = store.get(identity_id) or {}
+        return all(needle in str(identity.get(name) or "").lower() for name, needle in clauses)
+
+    return matches
+
+
+def _list_autopilot(call: GraphCall) -> web.Response:
+    blocked = call.intune_gate(AUTOPILOT_READ)
+    if blocked:
+        return blocked
+    query = call.ctx.request.query
+    select = parse_select(query.get("$select"), AUTOPILOT_PROPERTIES, AUTOPILOT_TYPE)
+    predicate = _autopilot_filter(call, query["$filter"]) if query.get("$filter") else None
+    # The docs give no page size for this collection (https://learn.microsoft.com/graph/paging: "different
+    # APIs might have different default and maximum page sizes"); it pages like managedDevices here.
+    return _page_response(
+        call,
+        call.tenant.autopilot,
+        context="deviceManagement/windowsAutopilotDeviceIdentities",
+        list_path="deviceManagement/windowsAutopilotDeviceIdentities",
+        select=select,
+        predicate=predicate,
+        default_top=PAGE_MAX,
+    )
+
+
+def _get_autopilot(call: GraphCall, identity_id: str) -> web.Response:
+    blocked = call.intune_gate(AUTOPILOT_READ)
+    if blocked:
+        return blocked
+    store = call.tenant.autopilot
+    if identity_id not in store:
+        url = f"https://fef.msua01.manage.microsoft.com/StatelessSim{call.ctx.request.path_qs}"
+        return call.error(
+            404,
+            "ResourceNotFound",
+            intune_message(f"Resource not found: windowsAutopilotDeviceIdentity {identity_id}", url),
+        )
+    select = parse_select(call.ctx.request.query.get("$select"), AUTOPILOT_PROPERTIES, AUTOPILOT_TYPE)
+    body = store.select_json(identity_id, select) if select else store.list_json(identity_id)
+    context = f"{call.v1}/$metadata#deviceManagement/windowsAutopilotDeviceIdentities/$entity"
+    return call.bytes_ok(b'{"@odata.context":' + json.dumps(context).encode() + b"," + body[1:])
 
 
 # --- Export jobs (https://learn.microsoft.com/intune/intune-service/fundamentals/reports-export-graph-apis)

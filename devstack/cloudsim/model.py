@@ -99,6 +99,7 @@ class EntityStore:
         *,
         list_overrides: dict[str, Any] | None = None,
         datetime_fields: tuple[str, ...] = (),
+        lazy_json: bool = False,
     ) -> None:
         self._items: dict[str, dict[str, Any]] = {}
         self._seq_of: dict[str, int] = {}
@@ -106,6 +107,9 @@ class EntityStore:
         self._seqs: list[int] = []
         self._next_seq = 1
         self._list_overrides = list_overrides or {}
+        # Serialize on first listing instead of on add: keeps scenario start-up cheap for a store
+        # that most runs never list.
+        self._lazy_json = lazy_json
         self._datetime_fields = datetime_fields
         self._list_json: dict[str, bytes] = {}
         self._select_json: dict[tuple[str, ...], dict[str, bytes]] = {}
@@ -136,8 +140,10 @@ class EntityStore:
                 except ValueError:
                     pass
         self.epochs[entity_id] = epochs
-        listed = {**obj, **self._list_overrides} if self._list_overrides else obj
-        self._list_json[entity_id] = json_bytes(listed)
+        if self._lazy_json:
+            self._list_json.pop(entity_id, None)
+        else:
+            self._list_json[entity_id] = self._serialize(obj)
         for cache in self._select_json.values():
             cache.pop(entity_id, None)
 
@@ -180,8 +186,14 @@ class EntityStore:
             cache.pop(entity_id, None)
         return True
 
+    def _serialize(self, obj: dict[str, Any]) -> bytes:
+        return json_bytes({**obj, **self._list_overrides} if self._list_overrides else obj)
+
     def list_json(self, entity_id: str) -> bytes:
-        return self._list_json[entity_id]
+        cached = self._list_json.get(entity_id)
+        if cached is None:
+            cached = self._list_json[entity_id] = self._serialize(self._items[entity_id])
+        return cached
 
     def select_json(self, entity_id: str, select: tuple[str, ...], *, full: bool = False) -> bytes:
         """Serialized projection; cached per select-set so repeated listings stay cheap."""
@@ -267,6 +279,8 @@ class TenantState:
     detected_apps: EntityStore = field(default_factory=EntityStore)
     app_devices: dict[str, list[str]] = field(default_factory=dict)
     machines: EntityStore = field(default_factory=lambda: EntityStore(datetime_fields=("lastSeen", "firstSeen")))
+    # windowsAutopilotDeviceIdentities, in listing (serial-number) order
+    autopilot: EntityStore = field(default_factory=lambda: EntityStore(lazy_json=True))
     export_jobs: dict[str, ExportJob] = field(default_factory=dict)
     expected: dict[str, Any] = field(default_factory=dict)
     pc_customer_id: str = ""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .faults import FaultRule
-from .generate import generate_detected_apps, generate_devices, generate_machines
+from .generate import generate_autopilot, generate_detected_apps, generate_devices, generate_machines
 from .model import (
     DEFENDER,
     GRAPH,
@@ -37,6 +37,7 @@ SYNC_ROLES_FULL: dict[str, list[str]] = {
         "DeviceManagementManagedDevices.Read.All",
         "DeviceManagementApps.Read.All",
         "Directory.Read.All",
+        "DeviceManagementServiceConfig.Read.All",  # windowsAutopilotDeviceIdentities
     ],
     "defender": ["Machine.Read.All"],
 }
@@ -120,6 +121,8 @@ def _builtin_demo() -> dict[str, Any]:
                 defenderOnly=2,
                 consents={"sync-app": "full"},
             ),
+            # Consented before Autopilot was read: everything but DeviceManagementServiceConfig.Read.All,
+            # so its windowsAutopilotDeviceIdentities answer 403 while devices and apps sync.
             _tenant(
                 "tailspin",
                 "Tailspin Toys",
@@ -129,7 +132,16 @@ def _builtin_demo() -> dict[str, Any]:
                 defenderLicensed=False,
                 devices=22,
                 apps=14,
-                consents={"sync-app": "full"},
+                consents={
+                    "sync-app": {
+                        "graph": [
+                            "DeviceManagementManagedDevices.Read.All",
+                            "DeviceManagementApps.Read.All",
+                            "Directory.Read.All",
+                        ],
+                        "defender": ["Machine.Read.All"],
+                    }
+                },
             ),
             # The one problem a person can fix: the sync app was never consented here. Consent it
             # through Partner Center (POST /v1/customers/{tenantId}/applicationconsents).
@@ -628,6 +640,18 @@ def build_simulation(spec: dict[str, Any], *, now: datetime | None = None) -> Si
                     now,
                 )
                 tenant.machines.add_many(machines)
+            # A generator of its own, so Autopilot leaves every other generated value as it was.
+            unenrolled = tenant_spec.get("autopilotUnenrolled")
+            tenant.autopilot.add_many(
+                generate_autopilot(
+                    random.Random(f"{seed}:{key}:autopilot"),
+                    devices,
+                    prefix,
+                    now,
+                    coverage=float(tenant_spec.get("autopilotCoverage", 0.85)),
+                    unenrolled=None if unenrolled is None else int(unenrolled),
+                )
+            )
         tenant_faults = tenant_spec.get("faults", [])
         if not isinstance(tenant_faults, list):
             raise ValueError(f"tenant {tenant_spec.get('key')!r}: faults must be a list of rules")

@@ -443,10 +443,42 @@ class SoftwareList(ResponseModel):
     next_link: str | None = None
 
 
+class AutopilotDeviceOut(ResponseModel):
+    """A Windows Autopilot device identity: hardware registered for Autopilot, enrolled or not."""
+
+    id: str = Field(description="Autopilot device identity id.")
+    tenant_id: str
+    serial_number: str | None = None
+    serial_placeholder: bool = Field(default=False, description="true when serialNumber is absent or a "
+                                     "firmware placeholder: not an identity.")
+    manufacturer: str | None = None
+    model: str | None = None
+    group_tag: str | None = None
+    purchase_order_identifier: str | None = None
+    enrollment_state: str | None = Field(default=None, description="unknown, enrolled, pendingReset, failed or "
+                                         "notContacted.")
+    enrolled: bool = Field(default=False, description="Intune manages the machine (enrolled, with a managed "
+                           "device id).")
+    last_contacted_date_time: datetime | None = None
+    managed_device_id: str | None = Field(default=None, description="The Intune managed device; null when "
+                                          "never enrolled.")
+    azure_active_directory_device_id: str | None = None
+    display_name: str | None = None
+    user_principal_name: str | None = None
+    sku_number: str | None = None
+    system_family: str | None = None
+
+
+class AutopilotDeviceList(ResponseModel):
+    value: list[AutopilotDeviceOut]
+    next_link: str | None = None
+
+
 # The response model of each entity the API lists (shared.entities, `exposed`): the item and the page.
 ENTITY_MODELS: dict[str, tuple[type[ResponseModel], type[ResponseModel]]] = {
     "devices": (DeviceOut, DeviceList),
     "software": (SoftwareOut, SoftwareList),
+    "autopilotDevices": (AutopilotDeviceOut, AutopilotDeviceList),
 }
 
 

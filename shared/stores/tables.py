@@ -28,6 +28,7 @@ TENANTS_TABLE = "memsyncTenants"
 DEVICES_TABLE = "memsyncDevices"
 SOFTWARE_TABLE = "memsyncSoftware"
 DEVICE_SOFTWARE_TABLE = "memsyncDeviceSoftware"
+AUTOPILOT_DEVICES_TABLE = "memsyncAutopilotDevices"
 RUNS_TABLE = "memsyncRuns"
 ALERTS_TABLE = "memsyncAlerts"
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ ALL_TABLES = (
     DEVICES_TABLE,
     SOFTWARE_TABLE,
     DEVICE_SOFTWARE_TABLE,
+    AUTOPILOT_DEVICES_TABLE,
     RUNS_TABLE,
     ALERTS_TABLE,
 )

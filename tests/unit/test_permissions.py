@@ -11,12 +11,14 @@ import pytest
 
 from shared.entities import ENTITIES, LISTED
 from shared.permissions import (
+    OPTIONAL_AREAS,
     READS,
     SYNC_AREAS,
     Resource,
     consent_scopes,
     lacking,
     missing,
+    optional_roles,
     read_permission,
     required_roles,
     sync_permissions,
@@ -43,6 +45,8 @@ DOCUMENTED: dict[str, tuple[str, ...]] = {
     "gdap": ("DelegatedAdminRelationship.Read.All", "DelegatedAdminRelationship.ReadWrite.All"),
     # https://learn.microsoft.com/defender-endpoint/api/get-machines
     "defender": ("Machine.Read.All", "Machine.ReadWrite.All"),
+    # https://learn.microsoft.com/graph/api/intune-enrollment-windowsautopilotdeviceidentity-list
+    "autopilot": ("DeviceManagementServiceConfig.Read.All", "DeviceManagementServiceConfig.ReadWrite.All"),
 }
 
 
@@ -58,19 +62,26 @@ def test_every_entity_reads_with_a_declared_permission_and_rate_limit_area(name)
     entity = ENTITIES[name]
     assert entity.permission is READS[entity.permission_area]
     assert entity.rate_limit_area in AREA_LIMITS
-    assert entity.permission in sync_permissions(include_defender=entity.source.service == "defender")
+    if entity.optional:
+        assert entity.permission_area in OPTIONAL_AREAS
+    else:
+        assert entity.permission in sync_permissions(include_defender=entity.source.service == "defender")
 
 
 def test_every_listed_entity_is_read_by_the_sync():
-    assert {e.permission_area for e in LISTED} <= set(SYNC_AREAS)
+    assert {e.permission_area for e in LISTED if not e.optional} <= set(SYNC_AREAS)
+    assert {e.permission_area for e in LISTED if e.optional} <= set(OPTIONAL_AREAS)
 
 
 def test_registration_consent_and_diagnosis_ask_for_the_same_roles():
     assert required_roles(Resource.GRAPH) == (
         "DeviceManagementManagedDevices.Read.All", "DeviceManagementApps.Read.All", "Organization.Read.All")
     assert required_roles(Resource.DEFENDER) == ("Machine.Read.All",)
-    assert consent_scopes(include_defender=True) == {Resource.GRAPH: required_roles(Resource.GRAPH),
-                                                     Resource.DEFENDER: ("Machine.Read.All",)}
+    # Consent also asks for what the optional entities read with (a sync goes on without it).
+    assert optional_roles(Resource.GRAPH) == ("DeviceManagementServiceConfig.Read.All",)
+    assert consent_scopes(include_defender=True) == {
+        Resource.GRAPH: required_roles(Resource.GRAPH) + optional_roles(Resource.GRAPH),
+        Resource.DEFENDER: ("Machine.Read.All",)}
     assert Resource.DEFENDER not in consent_scopes(include_defender=False)
 
 
@@ -86,6 +97,6 @@ def test_broader_permissions_imply_narrower_ones():
 
 def test_an_undeclared_area_fails_loudly():
     with pytest.raises(KeyError, match=r"shared\.permissions"):
-        read_permission("autopilot")
+        read_permission("licences")
     with pytest.raises(KeyError, match="AREA_LIMITS"):
         RateLimits().bucket("somethingNew", "t", "a")
