@@ -9,9 +9,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from shared.stores.tables import DEVICE_SOFTWARE_TABLE, DEVICES_TABLE, RUNS_TABLE, SOFTWARE_TABLE, TENANTS_TABLE
+from shared.entities import ENTITIES, OTHER_LISTED
+from shared.stores.tables import RUNS_TABLE, TENANTS_TABLE
 
-ASSET_TABLES = (DEVICES_TABLE, SOFTWARE_TABLE, DEVICE_SOFTWARE_TABLE)
+# Every synced entity's table (devices, software, per-device software, and each entity declared after them).
+ASSET_TABLES = tuple(dict.fromkeys(e.table for e in ENTITIES.values()))
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -66,7 +68,8 @@ def critical_chain(log: list[dict[str, Any]]) -> dict[str, int]:
     Before any Graph read: the secret from Key Vault and the Graph token, one after the other. Then
     independent chains run side by side: the device pages (the first one also waits for the Defender
     index: its token and pages), the app pages, the Defender token and pages, and the export (created
-    after the first device page: create, polls, download).
+    after the first device page: create, polls, download), and each other listed entity's pages
+    (`shared.entities.OTHER_LISTED`).
     """
     first_graph = min((e["seq"] for e in log if e["service"] == "graph"), default=0)
     prefix = sum(1 for e in log if e["seq"] < first_graph and e["service"] in ("entra", "vault", "keyvault"))
@@ -79,6 +82,8 @@ def critical_chain(log: list[dict[str, Any]]) -> dict[str, int]:
     per_app = sum(1 for e in graph if "/detectedApps/" in e["path"] and e["path"].endswith("/managedDevices"))
     chains = {"devices": device_pages + (defender - 1 if defender > 1 else 0), "apps": app_pages,
               "defender": defender, "export": export_chain, "organization": 1}
+    for other in OTHER_LISTED:
+        chains[other.name] = sum(1 for e in graph if e["path"].endswith(other.source.path))
     return {"prefix": prefix, **chains, "longest": prefix + max(chains.values()), "perAppRequests": per_app,
             "exportRequests": export + (1 if export else 0)}
 

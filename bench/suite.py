@@ -66,7 +66,7 @@ async def _partition_entities(rt: Any, partition: str) -> list[dict[str, Any]]:
     for n, table in enumerate(ASSET_TABLES):
         for entity in await entities(rt, table, partition):
             copy = dict(entity)
-            copy["PartitionKey"] = f"{n}{partition}"  # three tables -> three partitions of one table
+            copy["PartitionKey"] = f"{n}{partition}"  # one partition of one table per asset table
             out.append(copy)
     return out
 
