@@ -26,8 +26,9 @@ from shared.api.parsing import (
     verify_continuation,
 )
 from shared.api.problems import FieldError, invalid_request
-from shared.api.views import CsvWriter, csv_columns, integration_view, tenant_view
+from shared.api.views import CsvWriter, csv_columns, integration_view, registered_view, tenant_view
 from shared.entities import EXPOSED
+from shared.errors import FieldProblem
 from shared.services import queries
 from shared.services.queries import load_integration
 from shared.services.registration import register, remove_integration, request_sync, rotate_secrets
@@ -41,9 +42,10 @@ _AUTH = func.AuthLevel.FUNCTION
 @problem_boundary
 async def register_integration(req: func.HttpRequest) -> func.HttpResponse:
     body = parse_registration(read_body(req) or {})
-    integration = await register(await runtime.get(), body.to_domain())
+    warnings: list[FieldProblem] = []
+    integration = await register(await runtime.get(), body.to_domain(), warnings=warnings)
     return json_response(
-        integration_view(integration), 201, {"Location": f"/api/integrations/{integration.id}"}
+        registered_view(integration, warnings), 201, {"Location": f"/api/integrations/{integration.id}"}
     )
 
 

@@ -284,6 +284,21 @@ class IntegrationOut(ResponseModel):
     error: ErrorOut | None
 
 
+class FieldWarningOut(ResponseModel):
+    field: str
+    code: str
+    message: str
+    action: str
+
+
+class RegisteredOut(IntegrationOut):
+    """The answer to a registration: the integration, and what was accepted with a warning."""
+
+    warnings: list[FieldWarningOut] = Field(
+        default_factory=list, description="Optional application permissions the sync app lacks (single "
+        "tenant): the sync goes on without what they read. Empty when there is nothing to say.")
+
+
 class IntegrationList(ResponseModel):
     value: list[IntegrationOut]
     next_link: str | None = Field(default=None, description="Absent on the last page.")

@@ -27,6 +27,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
 )
 _RESPONSES: tuple[type[BaseModel], ...] = (
     m.IntegrationOut,
+    m.RegisteredOut,
     m.IntegrationList,
     m.TenantOut,
     m.TenantList,
@@ -183,7 +184,7 @@ def _paths() -> dict[str, Any]:
                 "Register an integration; its credentials are tried first.",
                 {
                     "201": {
-                        **_json(m.IntegrationOut, "Registered; the first full sync is queued."),
+                        **_json(m.RegisteredOut, "Registered; the first full sync is queued."),
                         "headers": {
                             "Location": {
                                 "schema": {"type": "string"},

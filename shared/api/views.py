@@ -21,6 +21,7 @@ from shared.api.models import (
     TenantOut,
 )
 from shared.entities import entity
+from shared.errors import FieldProblem
 from shared.models import CustomerTenant, ErrorModel, Integration, IntegrationKind, TenantStatus
 from shared.services.diagnosis import current_access
 from shared.services.tenant_sync import lease_expires
@@ -88,6 +89,12 @@ def tenant_view(tenant: CustomerTenant) -> dict[str, Any]:
     ).model_dump(mode="json", by_alias=True)
     view["access"] = access_view(tenant)
     return view
+
+
+def registered_view(integration: Integration, warnings: list[FieldProblem]) -> dict[str, Any]:
+    """A registration's answer: the integration, plus `warnings` (optional permissions the app lacks)."""
+    return {**integration_view(integration), "warnings": [
+        {"field": w.field, "code": w.code.value, "message": w.message, "action": w.action} for w in warnings]}
 
 
 def consent_view(result: ConsentResult) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from pydantic import SecretStr
 from shared import sdk
 from shared.auth import AppCredential, token_roles
 from shared.clients.keyvault import SecretDeleted, secret_name
+from shared.entities import ENTITIES
 from shared.errors import (
     FIELD_HINTS,
     PERMANENT_CODES,
@@ -58,7 +59,7 @@ from shared.models import (
     TenantFilter,
     TenantStatus,
 )
-from shared.permissions import Resource, lacking, required_roles
+from shared.permissions import Resource, lacking, optional_roles, required_roles
 from shared.services.alerting import resolve_secret_alerts
 from shared.services.fanout import enqueue_integration
 from shared.services.queries import load_integration
@@ -93,6 +94,7 @@ class Audience:
     scope: str
     roles: tuple[str, ...]  # application permissions the token must carry; () = a token is enough
     service: str
+    optional: tuple[str, ...] = ()  # permissions of optional entities: a warning when absent, not a refusal
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def _sync_check(
     if tenant_field == "partnerTenantId":
         audiences = [Audience(cloud.graph_scope, (), "Graph")]
     else:
-        audiences = [Audience(cloud.graph_scope, GRAPH_ROLES, "Graph")]
+        audiences = [Audience(cloud.graph_scope, GRAPH_ROLES, "Graph", optional_roles(Resource.GRAPH))]
         if defender:
             audiences.append(Audience(cloud.defender_scope, DEFENDER_ROLES, "Defender for Endpoint"))
     return AppCheck(
@@ -166,8 +168,11 @@ async def _token(rt: Runtime, check: AppCheck, audience: Audience) -> str:
         raise unreachable("Microsoft Entra ID", f"no answer within {TOKEN_CHECK_SECONDS:.0f} s") from None
 
 
-async def check_app(rt: Runtime, check: AppCheck) -> list[FieldProblem]:
-    """The problems with one app in one tenant; [] when every token it needs comes with its permissions."""
+async def check_app(
+    rt: Runtime, check: AppCheck, warnings: list[FieldProblem] | None = None
+) -> list[FieldProblem]:
+    """The problems with one app in one tenant; [] when every token it needs comes with its permissions.
+    Optional permissions the token lacks go to `warnings` (when given): the sync goes on without them."""
     missing: list[str] = []
     for index, audience in enumerate(check.audiences):
         try:
@@ -181,15 +186,31 @@ async def check_app(rt: Runtime, check: AppCheck) -> list[FieldProblem]:
             return [credential_problem(exc, check.field_for(exc.code))]
         granted = token_roles(token)
         missing.extend(lacking(audience.roles, granted))
+        absent = lacking(audience.optional, granted) if granted else []
+        if absent and warnings is not None:
+            warnings.append(FieldProblem(check.id_field, ErrorCode.PERMISSION_MISSING, (
+                f"The app {check.app.app_id} lacks the optional application permission(s) {', '.join(absent)} "
+                f"in tenant {check.tenant_id}: the sync goes on without what they read "
+                f"({optional_reads(absent)})."), (
+                f"To collect it, add the application permission(s) {', '.join(absent)} to the app "
+                f"registration {check.app.app_id} (API permissions) and grant admin consent.")))
     if missing:
         refused = permission_missing(missing, app_id=check.app.app_id, tenant_id=check.tenant_id)
         return [credential_problem(refused, check.id_field)]
     return []
 
 
-async def check_credentials(rt: Runtime, checks: list[AppCheck]) -> list[FieldProblem]:
-    results = await asyncio.gather(*(check_app(rt, c) for c in checks))
+async def check_credentials(
+    rt: Runtime, checks: list[AppCheck], warnings: list[FieldProblem] | None = None
+) -> list[FieldProblem]:
+    results = await asyncio.gather(*(check_app(rt, c, warnings) for c in checks))
     return [e for found in results for e in found]
+
+
+def optional_reads(permissions: list[str]) -> str:
+    """The optional entities that read with `permissions`, for messages."""
+    names = [e.name for e in ENTITIES.values() if e.optional and e.permission.name in permissions]
+    return ", ".join(names) or "optional data"
 
 
 def _expiry(given: datetime | None, now: datetime) -> tuple[datetime, ExpiresOnSource]:
@@ -335,10 +356,13 @@ def _checks_for(rt: Runtime, new: NewIntegration) -> list[AppCheck]:
     return [_sync_check(rt, home, sync.app_id, sync.secret, defender=new.include_defender, tenant_field="tenantId")]
 
 
-async def register(rt: Runtime, new: NewIntegration, *, enqueue: Enqueue | None = None) -> Integration:
+async def register(
+    rt: Runtime, new: NewIntegration, *, enqueue: Enqueue | None = None, warnings: list[FieldProblem] | None = None
+) -> Integration:
     """Try the credentials, store the secrets and the record, queue the first full sync.
 
-    `enqueue` defaults to the sync area's `shared.services.fanout.enqueue_integration`.
+    `enqueue` defaults to the sync area's `shared.services.fanout.enqueue_integration`. Optional
+    permissions a single tenant's sync app lacks are appended to `warnings` (when given), not refused.
     """
     multi = new.kind == IntegrationKind.MULTI_TENANT
     home, sync_app_id = new.home_tenant_id, new.sync_app.app_id
@@ -350,7 +374,7 @@ async def register(rt: Runtime, new: NewIntegration, *, enqueue: Enqueue | None 
     stored = False
     try:
         await _refuse_unclaimed(rt, home, sync_app_id, integration_id)
-        errors = await check_credentials(rt, _checks_for(rt, new))
+        errors = await check_credentials(rt, _checks_for(rt, new), warnings)
         if errors:
             raise CredentialsRejected(errors)
         covering = None if multi else await _covering(rt, home, sync_app_id)

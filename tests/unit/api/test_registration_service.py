@@ -275,3 +275,26 @@ async def test_unknown_tenants_of_a_manual_sync_are_each_named():
     assert problem.status == 404
     assert problem.detail == "Some tenants are not part of this integration."
     assert [(e.field, e.code) for e in problem.errors] == [("tenantIds[0]", "notFound")]
+
+
+async def test_an_optional_permission_the_sync_app_lacks_is_a_warning_not_a_refusal():
+    rt = fake_runtime(tokens())  # the required roles, not DeviceManagementServiceConfig.Read.All
+    warnings: list = []
+    integration = await registration.register(rt, single(), enqueue=Enqueued(), warnings=warnings)
+    assert integration.status == IntegrationStatus.ACTIVE
+    [warning] = warnings
+    assert (warning.field, warning.code.value) == ("syncAppId", "permissionMissing")
+    assert "DeviceManagementServiceConfig.Read.All" in warning.message + warning.action
+    assert "autopilotDevices" in warning.message
+
+
+async def test_no_warning_when_the_optional_permission_is_granted_or_the_integration_is_an_msp():
+    granted = ["DeviceManagementManagedDevices.Read.All", "DeviceManagementApps.Read.All",
+               "Organization.Read.All", "DeviceManagementServiceConfig.ReadWrite.All"]
+    rt = fake_runtime(tokens(roles={(PARTNER_TENANT, SYNC_APP, GRAPH): granted}))
+    warnings: list = []
+    await registration.register(rt, single(), enqueue=Enqueued(), warnings=warnings)
+    assert warnings == []
+    msp: list = []
+    await registration.register(fake_runtime(tokens()), multi(), enqueue=Enqueued(), warnings=msp)
+    assert msp == []  # a multi-tenant sync app's permissions are checked per customer, by each sync
