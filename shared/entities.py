@@ -41,10 +41,17 @@ from typing import Any, Literal
 
 from shared.mapping.autopilot import AUTOPILOT_FIELDS, AUTOPILOT_SELECT, map_autopilot_device
 from shared.mapping.devices import COMPLIANCE_STATES, DEVICE_FIELDS, MANAGED_DEVICE_SELECT, map_device
+from shared.mapping.entra import ENTRA_DEVICE_FIELDS, ENTRA_DEVICE_SELECT, map_entra_device
 from shared.mapping.software import DETECTED_APP_SELECT, SOFTWARE_FIELDS, map_software
 from shared.permissions import OPTIONAL_AREAS, READS, Permission
 from shared.ratelimit import AREA_LIMITS
-from shared.stores.tables import AUTOPILOT_DEVICES_TABLE, DEVICE_SOFTWARE_TABLE, DEVICES_TABLE, SOFTWARE_TABLE
+from shared.stores.tables import (
+    AUTOPILOT_DEVICES_TABLE,
+    DEVICE_SOFTWARE_TABLE,
+    DEVICES_TABLE,
+    ENTRA_DEVICES_TABLE,
+    SOFTWARE_TABLE,
+)
 
 Service = Literal["graph", "defender"]
 
@@ -205,7 +212,27 @@ AUTOPILOT_DEVICES = Entity(
     optional=True,
 )
 
-ENTITIES: dict[str, Entity] = {e.name: e for e in (DEVICES, SOFTWARE, DEVICE_SOFTWARE, AUTOPILOT_DEVICES)}
+ENTRA_DEVICES = Entity(
+    name="entraDevices",
+    summary="A tenant's Microsoft Entra ID devices, managed by Intune or not.",
+    table=ENTRA_DEVICES_TABLE,
+    # https://learn.microsoft.com/graph/api/device-list
+    source=Source("graph", "/devices", ENTRA_DEVICE_SELECT, page_size=999),
+    permission_area="entraDevices",
+    rate_limit_area="graphDirectory",
+    fields=ENTRA_DEVICE_FIELDS,
+    mapper=map_entra_device,
+    search={"displayName": "displayNameLower", "deviceId": "deviceIdLower"},
+    flag_fields=frozenset({"isManaged"}),
+    filters=(
+        Filter("managed", "isManaged", "bool", "false lists devices Entra ID knows that Intune does not manage; "
+               "true the managed ones; absent, all."),
+    ),
+    optional=True,
+)
+
+ENTITIES: dict[str, Entity] = {e.name: e for e in (DEVICES, SOFTWARE, DEVICE_SOFTWARE, AUTOPILOT_DEVICES,
+                                                   ENTRA_DEVICES)}
 LISTED: tuple[Entity, ...] = tuple(e for e in ENTITIES.values() if e.listed)
 EXPOSED: tuple[Entity, ...] = tuple(e for e in LISTED if e.exposed)
 # Listed entities beyond devices and software: each is read by the same listing loop, and counted in the

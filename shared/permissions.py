@@ -62,6 +62,9 @@ MACHINE_READ = Permission(Resource.DEFENDER, "Machine.Read.All", frozenset({"Mac
 # https://learn.microsoft.com/graph/api/intune-enrollment-windowsautopilotdeviceidentity-list
 AUTOPILOT_READ = Permission(Resource.GRAPH, "DeviceManagementServiceConfig.Read.All",
                             frozenset({"DeviceManagementServiceConfig.ReadWrite.All"}))
+# https://learn.microsoft.com/graph/api/device-list
+ENTRA_DEVICES_READ = Permission(Resource.GRAPH, "Device.Read.All",
+                                frozenset({"Device.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}))
 
 # Every read memsync makes, by the area its Graph or Defender client names in errors.
 READS: dict[str, Permission] = {
@@ -73,6 +76,7 @@ READS: dict[str, Permission] = {
     "gdap": GDAP_READ,  # /tenantRelationships/delegatedAdminCustomers, in the partner tenant
     "defender": MACHINE_READ,  # Defender /api/machines
     "autopilot": AUTOPILOT_READ,  # /deviceManagement/windowsAutopilotDeviceIdentities
+    "entraDevices": ENTRA_DEVICES_READ,  # /devices
 }
 
 
@@ -104,7 +108,7 @@ DEFENDER_AREAS = ("defender",)
 # The reads of optional entities (`shared.entities.Entity.optional`): a sync makes each where the tenant
 # grants its permission and goes on without it where it does not (the tenant's status names what is
 # missing); a Partner Center consent asks for them with the rest.
-OPTIONAL_AREAS: tuple[str, ...] = ("autopilot",)
+OPTIONAL_AREAS: tuple[str, ...] = ("autopilot", "entraDevices")
 
 
 def sync_permissions(*, include_defender: bool) -> tuple[Permission, ...]:

@@ -10,7 +10,14 @@ from aiohttp import web
 
 from .context import RequestContext
 from .errors import json_response, sim_error
-from .generate import AutopilotFactory, DeviceFactory, generate_machines, machine_for_device, server_machine
+from .generate import (
+    AutopilotFactory,
+    DeviceFactory,
+    EntraDeviceFactory,
+    generate_machines,
+    machine_for_device,
+    server_machine,
+)
 from .model import RESOURCE_SHORT_NAMES, AppRegistration, TenantState, canonical_resource
 from .timeutil import iso_seconds, parse_datetime, utcnow
 
@@ -72,6 +79,7 @@ def tenant_summary(tenant: TenantState) -> dict[str, Any]:
         "appCount": len(tenant.detected_apps),
         "defenderMachineCount": len(tenant.machines) if tenant.defender_licensed else 0,
         "autopilotDeviceCount": len(tenant.autopilot),
+        "entraDeviceCount": len(tenant.entra_devices),
         "matchedDefenderDevices": matched_defender_devices(tenant),
         "consents": {
             app_id: {res: sorted(roles) for res, roles in grants.items()} for app_id, grants in tenant.consents.items()
@@ -152,7 +160,8 @@ async def handle(ctx: RequestContext) -> web.StreamResponse:
 
 
 _ENTITY = re.compile(
-    r"^/tenants/([^/]+)/(managedDevices|detectedApps|machines|windowsAutopilotDeviceIdentities)(?:/([^/]+))?$"
+    r"^/tenants/([^/]+)/(managedDevices|detectedApps|machines|windowsAutopilotDeviceIdentities|entraDevices)"
+    r"(?:/([^/]+))?$"
 )
 _CONSENT = re.compile(r"^/tenants/([^/]+)/consents/([^/]+)$")
 _SECRETS = re.compile(r"^/apps/([^/]+)/secrets(?:/([^/]+))?$")
@@ -248,6 +257,7 @@ async def _route(ctx: RequestContext) -> web.StreamResponse:
                 "appDevices": tenant.app_devices,
                 "machines": tenant.machines.values(),
                 "windowsAutopilotDeviceIdentities": tenant.autopilot.values(),
+                "entraDevices": tenant.entra_devices.values(),
             }
         )
     match = re.match(r"^/tenants/([^/]+)$", path)
@@ -358,6 +368,7 @@ async def _entities(ctx: RequestContext, tenant: TenantState, kind: str, entity_
         "detectedApps": tenant.detected_apps,
         "machines": tenant.machines,
         "windowsAutopilotDeviceIdentities": tenant.autopilot,
+        "entraDevices": tenant.entra_devices,
     }[kind]
     if entity_id is None and method == "GET":
         return json_response({"value": store.values()})
@@ -455,6 +466,23 @@ def _create(ctx: RequestContext, tenant: TenantState, kind: str, body: dict[str,
         for identity in identities:
             tenant.autopilot.add(identity)
             created.append(identity["id"])
+        return created
+    if kind == "entraDevices":
+        entra = EntraDeviceFactory(rng, _prefix(tenant), utcnow())
+        made = []
+        for device_id in body.get("forDevices") or []:
+            managed = tenant.devices.get(str(device_id))
+            if managed is None:
+                raise LookupError(f"managedDevice {device_id} not found")
+            made.append(entra.for_managed(managed))
+        partials = body.get("devices") or []
+        if not isinstance(partials, list):
+            raise BadInput("devices must be a list")
+        made.extend({**entra.unmanaged(index), **partial} for index, partial in enumerate(partials))
+        made.extend(entra.unmanaged(index) for index in range(count))
+        for obj in made:
+            tenant.entra_devices.add(obj)
+            created.append(obj["id"])
         return created
     # machines
     now = utcnow()

@@ -822,3 +822,253 @@ def generate_autopilot(
     )
     identities.sort(key=lambda i: str(i["serialNumber"]))
     return identities
+
+
+# --- Microsoft Entra ID devices ------------------------------------------------------------------
+# Properties, names and types of Graph v1.0's `device`
+# (https://learn.microsoft.com/graph/api/resources/device?view=graph-rest-1.0), exactly those that
+# msgraph-sdk's v1.0 `Device` model (generated from the v1.0 metadata) parses, so nothing lands in its
+# additional_data. deviceOwnership, managementType and enrollmentType take the values that page lists.
+# `isManagementRestricted` is treated as returned only on $select, as Graph marks that property of
+# directory objects, so a listing leaves it out unless it is selected.
+ENTRA_SELECT_ONLY = ("isManagementRestricted",)
+# The appId of Microsoft Intune, the MDM application that registers Intune-managed devices (mdmAppId).
+INTUNE_MDM_APP_ID = "0000000a-0000-0000-c000-000000000000"
+# enrollmentType values the device page lists; Intune's finer deviceEnrollmentType maps onto them.
+ENTRA_ENROLLMENT_TYPES = frozenset(
+    {
+        "unknown",
+        "userEnrollment",
+        "deviceEnrollmentManager",
+        "appleBulkWithUser",
+        "appleBulkWithoutUser",
+        "windowsAzureADJoin",
+        "windowsBulkUserless",
+        "windowsAutoEnrollment",
+        "windowsBulkAzureDomainJoin",
+        "windowsCoManagement",
+    }
+)
+_ENROLLMENT_TYPE_ALIASES = {
+    "windowsAzureADJoinUsingDeviceAuth": "windowsAzureADJoin",
+    "appleUserEnrollment": "userEnrollment",
+}
+_IS_COMPLIANT = {"compliant": True, "noncompliant": False}
+_BYOD_PHONES = tuple(hw for hw in HARDWARE if hw.platform in ("ios", "android") and hw.serial_style != "zebra")
+
+
+def entra_trust_type(operating_system: str, ownership: str, management_agent: str = "") -> str:
+    """How a device is joined: Windows company devices are joined to Entra (``AzureAd``), or
+    hybrid-joined from Active Directory (``ServerAd``) when Configuration Manager co-manages them;
+    personal devices, phones, tablets and Macs are registered (``Workplace``)."""
+    if operating_system != "Windows" or ownership != "company":
+        return "Workplace"
+    return "ServerAd" if management_agent.startswith("configurationManager") else "AzureAd"
+
+
+def _iso(value: datetime) -> str:
+    # The managed devices' own (naive, whole-second) times format without _dt's costly replace().
+    if value.tzinfo is None and not value.microsecond:
+        return value.isoformat() + "Z"
+    return _dt(value)
+
+
+def _entra_device(
+    rng: random.Random,
+    *,
+    device_id: str,
+    display_name: str,
+    operating_system: str,
+    version: str,
+    trust_type: str,
+    ownership: str,
+    manufacturer: str | None,
+    model: str | None,
+    registered: datetime,
+    last_sign_in: datetime | None,
+    managed: dict[str, Any] | None = None,
+    enabled: bool = True,
+) -> dict[str, Any]:
+    hybrid = trust_type == "ServerAd"
+    return {
+        "id": fast_guid(rng),  # the directory object id, not the deviceId
+        "deletedDateTime": None,
+        "accountEnabled": enabled,
+        "alternativeSecurityIds": [],
+        "approximateLastSignInDateTime": _iso(last_sign_in) if last_sign_in else None,
+        "complianceExpirationDateTime": None,
+        "deviceCategory": None,
+        "deviceId": device_id,
+        "deviceMetadata": None,
+        "deviceOwnership": ownership,
+        "deviceVersion": 2,
+        "displayName": display_name,
+        "enrollmentProfileName": None,
+        "enrollmentType": managed["enrollmentType"] if managed else None,
+        "isCompliant": managed["isCompliant"] if managed else None,
+        "isManaged": managed is not None,
+        "isManagementRestricted": False,
+        "isRooted": False,
+        "managementType": managed["managementType"] if managed else None,
+        "manufacturer": manufacturer,
+        "mdmAppId": INTUNE_MDM_APP_ID if managed else None,
+        "model": model,
+        "onPremisesLastSyncDateTime": _iso(registered + timedelta(days=1)) if hybrid else None,
+        "onPremisesSecurityIdentifier": f"S-1-5-21-{rng.getrandbits(31)}-{rng.getrandbits(31)}-{rng.getrandbits(31)}-{rng.randrange(1100, 99999)}"
+        if hybrid
+        else None,
+        "onPremisesSyncEnabled": True if hybrid else None,
+        "operatingSystem": operating_system,
+        "operatingSystemVersion": version,
+        "physicalIds": [],
+        "profileType": "RegisteredDevice",
+        "registrationDateTime": _iso(registered),
+        "systemLabels": [],
+        "trustType": trust_type,
+    }
+
+
+class EntraDeviceFactory:
+    """Builds Entra ID device objects for one tenant: the one of an Intune device joined or registered
+    to Entra, the one an Autopilot import created, or one Intune does not manage."""
+
+    def __init__(self, rng: random.Random, prefix: str, now: datetime) -> None:
+        self.rng = rng
+        self.prefix = prefix
+        self.now = now
+        self._counter = 0
+
+    def for_managed(self, device: dict[str, Any]) -> dict[str, Any]:
+        """The Entra object of an Intune device: deviceId is its azureADDeviceId, managed by Intune."""
+        rng = self.rng
+        # Naive UTC, as the managed device's "...Z" strings write it.
+        enrolled = datetime.fromisoformat(str(device["enrolledDateTime"]).rstrip("Z"))
+        last_sync = datetime.fromisoformat(str(device["lastSyncDateTime"]).rstrip("Z"))
+        ownership = str(device.get("managedDeviceOwnerType") or "unknown")
+        agent = str(device.get("managementAgent") or "")
+        enrollment = str(device.get("deviceEnrollmentType") or "unknown")
+        enrollment = _ENROLLMENT_TYPE_ALIASES.get(enrollment, enrollment)
+        return _entra_device(
+            rng,
+            device_id=str(device["azureADDeviceId"]),
+            display_name=str(device["deviceName"]),
+            operating_system=str(device["operatingSystem"]),
+            version=str(device["osVersion"]),
+            trust_type=entra_trust_type(str(device["operatingSystem"]), ownership, agent),
+            ownership=ownership,
+            manufacturer=device.get("manufacturer"),
+            model=device.get("model"),
+            # Registration (join) comes minutes before the MDM enrollment it triggers. (random() is
+            # cheaper than randrange on 50,000 devices.)
+            registered=enrolled - timedelta(seconds=30 + int(rng.random() * 870)),
+            last_sign_in=last_sync - timedelta(seconds=int(rng.random() * 21_600)),
+            managed={
+                "isCompliant": _IS_COMPLIANT.get(str(device.get("complianceState"))),
+                "managementType": agent or "mdm",
+                "enrollmentType": enrollment if enrollment in ENTRA_ENROLLMENT_TYPES else "unknown",
+            },
+        )
+
+    def for_autopilot(self, identity: dict[str, Any]) -> dict[str, Any]:
+        """Importing an Autopilot hardware hash creates an Entra device named by the serial number; it
+        is joined when the device first starts, and has not signed in until then."""
+        rng = self.rng
+        contacted = str(identity.get("lastContactedDateTime") or NEVER)
+        signed_in = None if contacted == NEVER else datetime.fromisoformat(contacted.rstrip("Z"))
+        return _entra_device(
+            rng,
+            device_id=str(identity["azureActiveDirectoryDeviceId"]),
+            display_name=str(identity["serialNumber"]) or "Autopilot device",
+            operating_system="Windows",
+            version="10.0.19045.0" if signed_in is None else rng.choice(OS_VERSIONS["windows"]),
+            trust_type="AzureAd",
+            ownership="company",
+            manufacturer=identity.get("manufacturer"),
+            model=identity.get("model"),
+            registered=self.now - timedelta(seconds=rng.randrange(86_400 * 7, 86_400 * 400)),
+            last_sign_in=signed_in,
+        )
+
+    def unmanaged(self, kind: int) -> dict[str, Any]:
+        """One device Intune does not manage, of four kinds in turn: a personal phone registered by an
+        app (Workplace), an old company laptop that stopped signing in (every other one disabled), a
+        personal Windows PC with a work account added (Workplace), a hybrid-joined desktop (ServerAd)."""
+        rng = self.rng
+        self._counter += 1
+        now = self.now
+        kind %= 4
+        if kind == 0:
+            hw = rng.choice(_BYOD_PHONES)
+            os_key = "ipados" if hw.model.startswith("iPad") else hw.platform
+            first = rng.choice(FIRST_NAMES)
+            label = "iPad" if os_key == "ipados" else ("iPhone" if hw.platform == "ios" else hw.model)
+            return _entra_device(
+                rng,
+                device_id=fast_guid(rng),
+                display_name=f"{first}\u2019s {label}",
+                operating_system="iPadOS" if os_key == "ipados" else OPERATING_SYSTEM[hw.platform],
+                version=rng.choice(OS_VERSIONS[os_key]),
+                trust_type="Workplace",
+                ownership="personal",
+                manufacturer=hw.manufacturer,
+                model=hw.model,
+                registered=now - timedelta(seconds=rng.randrange(86_400 * 30, 86_400 * 900)),
+                last_sign_in=now - timedelta(seconds=rng.randrange(600, 86_400 * 20)),
+            )
+        hw = rng.choices(_WINDOWS_HARDWARE, cum_weights=_WINDOWS_CUMULATIVE)[0]
+        if kind == 1:
+            registered = now - timedelta(seconds=rng.randrange(86_400 * 700, 86_400 * 1_800))
+            return _entra_device(
+                rng,
+                device_id=fast_guid(rng),
+                display_name=f"{self.prefix}-LT-OLD{self._counter:03d}",
+                operating_system="Windows",
+                version="10.0.19044.2965" if rng.random() < 0.5 else "10.0.19045.3803",
+                trust_type="AzureAd",
+                ownership="company",
+                manufacturer=hw.manufacturer,
+                model=hw.model,
+                registered=registered,
+                # Long gone: between 4 months and 2 years without a sign-in.
+                last_sign_in=now - timedelta(seconds=rng.randrange(86_400 * 120, 86_400 * 730)),
+                enabled=(self._counter // 4) % 2 == 1,  # the first disabled, then every other one
+            )
+        personal = kind == 2
+        return _entra_device(
+            rng,
+            device_id=fast_guid(rng),
+            display_name=f"DESKTOP-{''.join(rng.choices('ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', k=7))}"
+            if personal
+            else f"{self.prefix}-WS-{self._counter:03d}",
+            operating_system="Windows",
+            version=rng.choice(OS_VERSIONS["windows"]),
+            trust_type="Workplace" if personal else "ServerAd",
+            ownership="personal" if personal else "company",
+            manufacturer=None if personal else hw.manufacturer,
+            model=None if personal else hw.model,
+            registered=now - timedelta(seconds=rng.randrange(86_400 * 10, 86_400 * 1_000)),
+            last_sign_in=now - timedelta(seconds=rng.randrange(600, 86_400 * 30)),
+        )
+
+
+def generate_entra_devices(
+    rng: random.Random,
+    devices: list[dict[str, Any]],
+    autopilot: list[dict[str, Any]],
+    prefix: str,
+    now: datetime,
+    *,
+    unmanaged: int | None = None,
+) -> list[dict[str, Any]]:
+    """Entra ID devices: one per Intune device registered in Entra (``azureADDeviceId`` not the empty
+    GUID), one per Autopilot identity that never enrolled (the import created it), and ``unmanaged``
+    devices Intune does not manage (default 12% of the Intune devices, at least 4 when there are any).
+    Listed by object id."""
+    factory = EntraDeviceFactory(rng, prefix, now)
+    out = [factory.for_managed(d) for d in devices if d.get("azureADDeviceId") not in (None, "", ZERO_GUID)]
+    out.extend(factory.for_autopilot(i) for i in autopilot if i.get("managedDeviceId") == ZERO_GUID)
+    if unmanaged is None:
+        unmanaged = max(4, round(0.12 * len(devices))) if devices else 0
+    out.extend(factory.unmanaged(index) for index in range(unmanaged))
+    out.sort(key=lambda d: str(d["id"]))
+    return out

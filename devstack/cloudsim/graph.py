@@ -1,5 +1,5 @@
 """Microsoft Graph v1.0: organization, contracts, GDAP relationships, Intune devices and apps,
-Windows Autopilot device identities, export jobs and application registrations.
+Windows Autopilot device identities, Microsoft Entra ID devices, export jobs and application registrations.
 
 Permissions come from the token's ``roles`` as each API page lists them, e.g.
 https://learn.microsoft.com/graph/api/intune-devices-manageddevice-list?view=graph-rest-1.0.
@@ -53,6 +53,31 @@ GDAP_READ = ("DelegatedAdminRelationship.Read.All", "DelegatedAdminRelationship.
 # https://learn.microsoft.com/graph/api/intune-enrollment-windowsautopilotdeviceidentity-list?view=graph-rest-1.0
 # https://learn.microsoft.com/graph/api/intune-enrollment-windowsautopilotdeviceidentity-get?view=graph-rest-1.0
 AUTOPILOT_READ = ("DeviceManagementServiceConfig.Read.All", "DeviceManagementServiceConfig.ReadWrite.All")
+# List devices and Get device, Application row: Device.Read.All, or the higher privileged
+# Device.ReadWrite.All, Directory.Read.All, Directory.ReadWrite.All.
+# https://learn.microsoft.com/graph/api/device-list?view=graph-rest-1.0
+# https://learn.microsoft.com/graph/api/device-get?view=graph-rest-1.0
+ENTRA_DEVICE_READ = ("Device.Read.All", "Device.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All")
+# The List devices page gives no page size. Directory collections page by 100 unless $top says otherwise,
+# up to 999 (the figures List users documents, https://learn.microsoft.com/graph/api/user-list?view=graph-rest-1.0),
+# and a larger $top is refused rather than capped.
+ENTRA_PAGE_DEFAULT = 100
+ENTRA_PAGE_MAX = 999
+ENTRA_DEVICE_TYPE = "microsoft.graph.device"
+ENTRA_STRING_FIELDS = {
+    "id",
+    "deviceId",
+    "displayName",
+    "operatingSystem",
+    "operatingSystemVersion",
+    "trustType",
+    "mdmAppId",
+    "profileType",
+    "deviceOwnership",
+    "managementType",
+    "enrollmentType",
+}
+_entra_properties: set[str] = set()
 APPLICATION_READ = (
     "Application.Read.All",
     "Application.ReadWrite.All",
@@ -141,6 +166,18 @@ def device_properties() -> set[str]:
         _device_properties.update(DeviceFactory(random.Random(0), "x.test", datetime.now(UTC), "X").device().keys())
         _device_properties.discard("@odata.type")
     return _device_properties
+
+
+def entra_device_properties() -> set[str]:
+    """The v1.0 device properties the simulator serves (generate.py lists the sources)."""
+    if not _entra_properties:
+        import random
+        from datetime import datetime
+
+        from .generate import EntraDeviceFactory
+
+        _entra_properties.update(EntraDeviceFactory(random.Random(0), "X", datetime.now(UTC)).unmanaged(0))
+    return _entra_properties
 
 
 class GraphCall:
@@ -255,6 +292,8 @@ _DEVICE_ONE = re.compile(r"^/v1\.0/deviceManagement/managedDevices(?:/([^/()]+)|
 _APP_ONE = re.compile(r"^/v1\.0/deviceManagement/detectedApps(?:/([^/()]+)|\('([^']+)'\))(/managedDevices)?$")
 _EXPORT_ONE = re.compile(r"^/v1\.0/deviceManagement/reports/exportJobs(?:/([^/()]+)|\('([^']+)'\))$")
 _AUTOPILOT_ONE = re.compile(r"^/v1\.0/deviceManagement/windowsAutopilotDeviceIdentities(?:/([^/()]+)|\('([^']+)'\))$")
+# /devices/{id}, /devices('{id}') and the alternate key /devices(deviceId='{deviceId}') (device resource page).
+_ENTRA_ONE = re.compile(r"^/v1\.0/devices(?:/([^/()]+)|\('([^']+)'\)|\(deviceId='([^']+)'\))$")
 _APPLICATION = re.compile(r"^/v1\.0/applications(?:\(appId='([^']+)'\)|/([^/]+))$")
 
 
@@ -307,6 +346,13 @@ async def _route(call: GraphCall, method: str, path: str) -> web.StreamResponse:
     if match and method == "GET":
         ctx.route = "graph.windowsAutopilotDeviceIdentities.get"
         return _get_autopilot(call, match.group(1) or match.group(2))
+    if method == "GET" and path == "/v1.0/devices":
+        ctx.route = "graph.devices.list"
+        return _list_entra_devices(call)
+    match = _ENTRA_ONE.match(path)
+    if match and method == "GET":
+        ctx.route = "graph.devices.get"
+        return _get_entra_device(call, match.group(1) or match.group(2), device_id=match.group(3))
     if path == "/v1.0/deviceManagement/reports/exportJobs":
         ctx.route = "graph.exportJobs"
         if method == "POST":
@@ -341,6 +387,7 @@ async def _route(call: GraphCall, method: str, path: str) -> web.StreamResponse:
         "delegatedAdminCustomers",
         "delegatedAdminRelationships",
         "windowsAutopilotDeviceIdentities",
+        "devices",
     }
     unknown = next((s for s in segments if s.split("(")[0] not in known), segments[-1] if segments else "")
     if method not in ("GET",) and unknown in known:
@@ -396,9 +443,10 @@ def _page_response(
     select: tuple[str, ...] | None,
     predicate: Any,
     default_top: int,
+    max_top: int = PAGE_MAX,
 ) -> web.Response:
     query = call.ctx.request.query
-    top = parse_top(query.get("$top"), default=default_top, maximum=PAGE_MAX)
+    top = parse_top(query.get("$top"), default=default_top, maximum=max_top)
     after = decode_skiptoken(query["$skiptoken"]) if "$skiptoken" in query else 0
     ids, last_seq, more = store.page(after_seq=after, top=top, predicate=predicate)
     if select:
@@ -582,6 +630,70 @@ def _get_autopilot(call: GraphCall, identity_id: str) -> web.Response:
     select = parse_select(call.ctx.request.query.get("$select"), AUTOPILOT_PROPERTIES, AUTOPILOT_TYPE)
     body = store.select_json(identity_id, select) if select else store.list_json(identity_id)
     context = f"{call.v1}/$metadata#deviceManagement/windowsAutopilotDeviceIdentities/$entity"
+    return call.bytes_ok(b'{"@odata.context":' + json.dumps(context).encode() + b"," + body[1:])
+
+
+# --- Microsoft Entra ID devices
+# https://learn.microsoft.com/graph/api/resources/device?view=graph-rest-1.0
+
+
+def _directory_denied(call: GraphCall) -> web.Response:
+    # The directory's answer to a token without a permission the API lists, as for /organization.
+    return call.error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+
+
+def _list_entra_devices(call: GraphCall) -> web.Response:
+    if not call.require(ENTRA_DEVICE_READ):
+        return _directory_denied(call)
+    query = call.ctx.request.query
+    raw_top = query.get("$top")
+    if raw_top is not None and raw_top.strip().lstrip("-").isdigit() and not 1 <= int(raw_top) <= ENTRA_PAGE_MAX:
+        return call.error(
+            400,
+            "Request_UnsupportedQuery",
+            f"Invalid page size specified: '{raw_top.strip()}'. Must be between 1 and {ENTRA_PAGE_MAX} inclusive.",
+        )
+    try:
+        select = parse_select(query.get("$select"), entra_device_properties(), ENTRA_DEVICE_TYPE)
+        predicate = None
+        if query.get("$filter"):
+            clauses = parse_filter(query["$filter"], datetime_fields=set(), string_fields=ENTRA_STRING_FIELDS)
+            predicate = predicate_for(call.tenant.entra_devices, clauses)
+        return _page_response(
+            call,
+            call.tenant.entra_devices,
+            context="devices",
+            list_path="devices",
+            select=select,
+            predicate=predicate,
+            default_top=ENTRA_PAGE_DEFAULT,
+            max_top=ENTRA_PAGE_MAX,
+        )
+    except ODataError as exc:
+        # Directory APIs name a bad query Request_BadRequest (Intune says BadRequest).
+        return call.error(400, "Request_BadRequest", str(exc))
+
+
+def _get_entra_device(call: GraphCall, object_id: str | None, *, device_id: str | None) -> web.Response:
+    if not call.require(ENTRA_DEVICE_READ):
+        return _directory_denied(call)
+    store = call.tenant.entra_devices
+    found = object_id if object_id in store else None
+    if device_id is not None:
+        found = next((i for i in store.ids() if (store.get(i) or {}).get("deviceId") == device_id), None)
+    if found is None:
+        missing = object_id or device_id
+        return call.error(
+            404,
+            "Request_ResourceNotFound",
+            f"Resource '{missing}' does not exist or one of its queried reference-property objects are not present.",
+        )
+    try:
+        select = parse_select(call.ctx.request.query.get("$select"), entra_device_properties(), ENTRA_DEVICE_TYPE)
+    except ODataError as exc:
+        return call.error(400, "Request_BadRequest", str(exc))
+    body = store.select_json(found, select) if select else store.list_json(found)
+    context = f"{call.v1}/$metadata#devices/$entity"
     return call.bytes_ok(b'{"@odata.context":' + json.dumps(context).encode() + b"," + body[1:])
 
 

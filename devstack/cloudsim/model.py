@@ -100,6 +100,7 @@ class EntityStore:
         list_overrides: dict[str, Any] | None = None,
         datetime_fields: tuple[str, ...] = (),
         lazy_json: bool = False,
+        list_exclude: tuple[str, ...] = (),
     ) -> None:
         self._items: dict[str, dict[str, Any]] = {}
         self._seq_of: dict[str, int] = {}
@@ -107,6 +108,8 @@ class EntityStore:
         self._seqs: list[int] = []
         self._next_seq = 1
         self._list_overrides = list_overrides or {}
+        # Properties a listing leaves out (returned only when $selected).
+        self._list_exclude = frozenset(list_exclude)
         # Serialize on first listing instead of on add: keeps scenario start-up cheap for a store
         # that most runs never list.
         self._lazy_json = lazy_json
@@ -187,6 +190,8 @@ class EntityStore:
         return True
 
     def _serialize(self, obj: dict[str, Any]) -> bytes:
+        if self._list_exclude:
+            obj = {k: v for k, v in obj.items() if k not in self._list_exclude}
         return json_bytes({**obj, **self._list_overrides} if self._list_overrides else obj)
 
     def list_json(self, entity_id: str) -> bytes:
@@ -281,6 +286,11 @@ class TenantState:
     machines: EntityStore = field(default_factory=lambda: EntityStore(datetime_fields=("lastSeen", "firstSeen")))
     # windowsAutopilotDeviceIdentities, in listing (serial-number) order
     autopilot: EntityStore = field(default_factory=lambda: EntityStore(lazy_json=True))
+    # Microsoft Entra ID devices (/devices), in listing (object id) order; isManagementRestricted is
+    # returned only on $select.
+    entra_devices: EntityStore = field(
+        default_factory=lambda: EntityStore(lazy_json=True, list_exclude=("isManagementRestricted",))
+    )
     export_jobs: dict[str, ExportJob] = field(default_factory=dict)
     expected: dict[str, Any] = field(default_factory=dict)
     pc_customer_id: str = ""

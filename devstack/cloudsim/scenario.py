@@ -7,6 +7,7 @@ the same ids, secrets and data on every run. The file format is documented in RE
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import random
 import uuid
@@ -16,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .faults import FaultRule
-from .generate import generate_autopilot, generate_detected_apps, generate_devices, generate_machines
+from .generate import (
+    generate_autopilot,
+    generate_detected_apps,
+    generate_devices,
+    generate_entra_devices,
+    generate_machines,
+)
 from .model import (
     DEFENDER,
     GRAPH,
@@ -36,7 +43,7 @@ SYNC_ROLES_FULL: dict[str, list[str]] = {
     "graph": [
         "DeviceManagementManagedDevices.Read.All",
         "DeviceManagementApps.Read.All",
-        "Directory.Read.All",
+        "Directory.Read.All",  # also grants Device.Read.All (/devices)
         "DeviceManagementServiceConfig.Read.All",  # windowsAutopilotDeviceIdentities
     ],
     "defender": ["Machine.Read.All"],
@@ -121,8 +128,10 @@ def _builtin_demo() -> dict[str, Any]:
                 defenderOnly=2,
                 consents={"sync-app": "full"},
             ),
-            # Consented before Autopilot was read: everything but DeviceManagementServiceConfig.Read.All,
-            # so its windowsAutopilotDeviceIdentities answer 403 while devices and apps sync.
+            # Consented before Autopilot and Entra ID devices were read: neither
+            # DeviceManagementServiceConfig.Read.All nor Device.Read.All (nor Directory.Read.All, which
+            # implies it; Organization.Read.All reads /organization), so windowsAutopilotDeviceIdentities
+            # and /devices answer 403 while devices and apps sync.
             _tenant(
                 "tailspin",
                 "Tailspin Toys",
@@ -137,7 +146,7 @@ def _builtin_demo() -> dict[str, Any]:
                         "graph": [
                             "DeviceManagementManagedDevices.Read.All",
                             "DeviceManagementApps.Read.All",
-                            "Directory.Read.All",
+                            "Organization.Read.All",
                         ],
                         "defender": ["Machine.Read.All"],
                     }
@@ -569,6 +578,19 @@ def _roles_from_spec(value: Any) -> dict[str, set[str]]:
 
 
 def build_simulation(spec: dict[str, Any], *, now: datetime | None = None) -> Simulation:
+    # Generation makes only acyclic dicts and lists, hundreds of thousands of them for `large`: the
+    # cyclic collector would rescan the growing heap again and again (a third of the time) to free
+    # nothing, so it pauses until the simulation is built.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_simulation(spec, now=now)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _build_simulation(spec: dict[str, Any], *, now: datetime | None = None) -> Simulation:
     spec = copy.deepcopy(spec)
     seed = int(spec.get("seed", 1))
     now = now or utcnow()
@@ -642,14 +664,25 @@ def build_simulation(spec: dict[str, Any], *, now: datetime | None = None) -> Si
                 tenant.machines.add_many(machines)
             # A generator of its own, so Autopilot leaves every other generated value as it was.
             unenrolled = tenant_spec.get("autopilotUnenrolled")
-            tenant.autopilot.add_many(
-                generate_autopilot(
-                    random.Random(f"{seed}:{key}:autopilot"),
+            identities = generate_autopilot(
+                random.Random(f"{seed}:{key}:autopilot"),
+                devices,
+                prefix,
+                now,
+                coverage=float(tenant_spec.get("autopilotCoverage", 0.85)),
+                unenrolled=None if unenrolled is None else int(unenrolled),
+            )
+            tenant.autopilot.add_many(identities)
+            # Entra ID devices: a generator of their own too, so they change nothing else either.
+            entra_unmanaged = tenant_spec.get("entraUnmanaged")
+            tenant.entra_devices.add_many(
+                generate_entra_devices(
+                    random.Random(f"{seed}:{key}:entra"),
                     devices,
+                    identities,
                     prefix,
                     now,
-                    coverage=float(tenant_spec.get("autopilotCoverage", 0.85)),
-                    unenrolled=None if unenrolled is None else int(unenrolled),
+                    unmanaged=None if entra_unmanaged is None else int(entra_unmanaged),
                 )
             )
         tenant_faults = tenant_spec.get("faults", [])

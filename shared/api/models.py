@@ -489,11 +489,37 @@ class AutopilotDeviceList(ResponseModel):
     next_link: str | None = None
 
 
+class EntraDeviceOut(ResponseModel):
+    """A Microsoft Entra ID device, managed by Intune or not."""
+
+    id: str = Field(description="Entra ID device object id.")
+    tenant_id: str
+    device_id: str | None = Field(default=None, description="The id Intune (azureADDeviceId) and Defender "
+                                  "(aadDeviceId) know the device by.")
+    display_name: str | None = None
+    operating_system: str | None = None
+    operating_system_version: str | None = None
+    trust_type: str | None = Field(default=None, description="Workplace, AzureAd or ServerAd.")
+    is_managed: bool = Field(default=False, description="Managed by an MDM (Intune).")
+    is_compliant: bool | None = None
+    account_enabled: bool | None = None
+    approximate_last_sign_in_date_time: datetime | None = None
+    registration_date_time: datetime | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+
+
+class EntraDeviceList(ResponseModel):
+    value: list[EntraDeviceOut]
+    next_link: str | None = None
+
+
 # The response model of each entity the API lists (shared.entities, `exposed`): the item and the page.
 ENTITY_MODELS: dict[str, tuple[type[ResponseModel], type[ResponseModel]]] = {
     "devices": (DeviceOut, DeviceList),
     "software": (SoftwareOut, SoftwareList),
     "autopilotDevices": (AutopilotDeviceOut, AutopilotDeviceList),
+    "entraDevices": (EntraDeviceOut, EntraDeviceList),
 }
 
 

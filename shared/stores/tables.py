@@ -29,6 +29,7 @@ DEVICES_TABLE = "memsyncDevices"
 SOFTWARE_TABLE = "memsyncSoftware"
 DEVICE_SOFTWARE_TABLE = "memsyncDeviceSoftware"
 AUTOPILOT_DEVICES_TABLE = "memsyncAutopilotDevices"
+ENTRA_DEVICES_TABLE = "memsyncEntraDevices"
 RUNS_TABLE = "memsyncRuns"
 ALERTS_TABLE = "memsyncAlerts"
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ ALL_TABLES = (
     SOFTWARE_TABLE,
     DEVICE_SOFTWARE_TABLE,
     AUTOPILOT_DEVICES_TABLE,
+    ENTRA_DEVICES_TABLE,
     RUNS_TABLE,
     ALERTS_TABLE,
 )

@@ -47,6 +47,8 @@ DOCUMENTED: dict[str, tuple[str, ...]] = {
     "defender": ("Machine.Read.All", "Machine.ReadWrite.All"),
     # https://learn.microsoft.com/graph/api/intune-enrollment-windowsautopilotdeviceidentity-list
     "autopilot": ("DeviceManagementServiceConfig.Read.All", "DeviceManagementServiceConfig.ReadWrite.All"),
+    # https://learn.microsoft.com/graph/api/device-list
+    "entraDevices": ("Device.Read.All", "Directory.Read.All", "Device.ReadWrite.All", "Directory.ReadWrite.All"),
 }
 
 
@@ -78,7 +80,7 @@ def test_registration_consent_and_diagnosis_ask_for_the_same_roles():
         "DeviceManagementManagedDevices.Read.All", "DeviceManagementApps.Read.All", "Organization.Read.All")
     assert required_roles(Resource.DEFENDER) == ("Machine.Read.All",)
     # Consent also asks for what the optional entities read with (a sync goes on without it).
-    assert optional_roles(Resource.GRAPH) == ("DeviceManagementServiceConfig.Read.All",)
+    assert optional_roles(Resource.GRAPH) == ("DeviceManagementServiceConfig.Read.All", "Device.Read.All")
     assert consent_scopes(include_defender=True) == {
         Resource.GRAPH: required_roles(Resource.GRAPH) + optional_roles(Resource.GRAPH),
         Resource.DEFENDER: ("Machine.Read.All",)}

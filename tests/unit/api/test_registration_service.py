@@ -290,7 +290,7 @@ async def test_an_optional_permission_the_sync_app_lacks_is_a_warning_not_a_refu
 
 async def test_no_warning_when_the_optional_permission_is_granted_or_the_integration_is_an_msp():
     granted = ["DeviceManagementManagedDevices.Read.All", "DeviceManagementApps.Read.All",
-               "Organization.Read.All", "DeviceManagementServiceConfig.ReadWrite.All"]
+               "Organization.Read.All", "DeviceManagementServiceConfig.ReadWrite.All", "Directory.Read.All"]
     rt = fake_runtime(tokens(roles={(PARTNER_TENANT, SYNC_APP, GRAPH): granted}))
     warnings: list = []
     await registration.register(rt, single(), enqueue=Enqueued(), warnings=warnings)

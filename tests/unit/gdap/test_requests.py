@@ -44,7 +44,7 @@ def test_the_consent_body_grants_exactly_what_the_sync_reads_with():
         "applicationGrants": [
             {"enterpriseApplicationId": "00000003-0000-0000-c000-000000000000",
              "scope": "DeviceManagementManagedDevices.Read.All,DeviceManagementApps.Read.All,Organization.Read.All,"
-                      "DeviceManagementServiceConfig.Read.All"},
+                      "DeviceManagementServiceConfig.Read.All,Device.Read.All"},
             {"enterpriseApplicationId": "fc780465-2017-40d4-a0c5-307022471b92", "scope": "Machine.Read.All"},
         ],
         "displayName": "memsync (Contoso MSP)",
