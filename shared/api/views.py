@@ -173,6 +173,9 @@ class CsvWriter:
     def __init__(self, columns: list[str]) -> None:
         self._columns = columns
         self._buffer = io.StringIO()
+        # A byte-order mark first: Excel opens a CSV without one in the machine's ANSI code page and garbles
+        # every non-ASCII name (Microsoft Support, "Opening CSV UTF-8 files correctly in Excel").
+        self._buffer.write("\ufeff")
         self._writer = csv.writer(self._buffer, lineterminator="\r\n")  # RFC 4180 line ends
         self._writer.writerow(columns)
 

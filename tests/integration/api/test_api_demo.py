@@ -158,10 +158,12 @@ def test_csv_export_holds_every_device_and_every_title(api, registered):
     response = api.get(f"{base}/devices", headers={"Accept": "text/csv"}, params={"top": 5})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert response.content.startswith(b"\xef\xbb\xbf")  # UTF-8 with a BOM, as Excel expects
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert len(rows) == tenant["counts"]["devices"]
     assert {"id", "deviceName", "defender.healthStatus", "removedAt"} <= set(rows[0])
-    software = list(csv.DictReader(io.StringIO(api.get(f"{base}/software", params={"format": "csv"}).text)))
+    exported = api.get(f"{base}/software", params={"format": "csv"}).content.decode("utf-8-sig")
+    software = list(csv.DictReader(io.StringIO(exported)))
     assert len(software) == tenant["counts"]["software"]
 
 

@@ -12,6 +12,7 @@ import azure.functions as func
 import pytest
 
 from functions.http_problems import next_link
+from shared.api.views import CsvWriter
 
 from .appfunctions import user_functions
 
@@ -294,3 +295,11 @@ def test_next_link_is_relative_without_a_platform_host_name(monkeypatch):
     req = func.HttpRequest(method="GET", url="http://127.0.0.1:7071/api/integrations", headers={}, params={},
                            body=b"")
     assert next_link(req, {"top": 5}) == "/api/integrations?top=5"
+
+
+def test_csv_starts_with_a_byte_order_mark_for_excel_and_keeps_the_formula_guard():
+    writer = CsvWriter(["id", "deviceName"])
+    writer.write([{"id": "1", "deviceName": "=HYPERLINK(\"x\")"}, {"id": "2", "deviceName": "Zoë's PC"}])
+    encoded = writer.text().encode("utf-8")
+    assert encoded.startswith(b"\xef\xbb\xbfid,deviceName\r\n")
+    assert encoded.decode("utf-8-sig").splitlines()[1:] == ["1,\"'=HYPERLINK(\"\"x\"\")\"", "2,Zoë's PC"]
