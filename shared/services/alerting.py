@@ -44,7 +44,7 @@ from shared.models import (
     SecretRef,
 )
 from shared.stores.alerts import Alert, AlertKind, AlertStatus, AlertStore, alert_id
-from shared.stores.tables import Contended
+from shared.stores.tables import unless_contended
 
 if TYPE_CHECKING:
     from shared.clients.webhook import AlertWebhook
@@ -291,11 +291,7 @@ async def update_alert(
     store: AlertStore, integration_id: str, alert_id_: str, change: Callable[[Alert], Alert | None]
 ) -> Alert | None:
     """`store.update`, except that an alert that kept changing is left for the next run (logged)."""
-    try:
-        return await store.update(integration_id, alert_id_, change)
-    except Contended:
-        log.warning("alert %s kept changing; leaving it for the next run", alert_id_)
-        return None
+    return await unless_contended(store.update(integration_id, alert_id_, change))
 
 
 async def resolve_alert(store: AlertStore, alert: Alert, now: datetime) -> bool:
@@ -329,10 +325,8 @@ def marked(current: Integration, error: ActionableError, version: str | None, ro
 async def _mark_integration(rt: Runtime, integration_id: str, error: ActionableError, version: str | None,
                             role: AppRole) -> None:
     """Status error + the actionable error, unless the secret was rotated since the failure (`marked`)."""
-    try:
-        await rt.integrations.update(integration_id, lambda current: marked(current, error, version, role))
-    except Contended:
-        log.warning("integration %s kept changing; not marked", integration_id)
+    await unless_contended(
+        rt.integrations.update(integration_id, lambda current: marked(current, error, version, role)))
 
 
 # --- for the sync and registration areas -----------------------------------------------------------

@@ -33,12 +33,11 @@ from shared.services.diagnosis import (
     current_access,
     probe_token,
     rediagnosed,
-    update_tenant,
 )
 from shared.services.jobs import enqueue_tenants
 from shared.services.partner_admin import delegated_partner_token
 from shared.services.queries import load_integration
-from shared.stores.tables import utcnow
+from shared.stores.tables import unless_contended, utcnow
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -120,7 +119,7 @@ async def _record(rt: Runtime, integration: Integration, tenant_id: str, **kwarg
     def change(current: CustomerTenant) -> CustomerTenant | None:
         return rediagnosed(current, integration, None, **kwargs)
 
-    return await update_tenant(rt, integration.id, tenant_id, change)
+    return await unless_contended(rt.tenants.update(integration.id, tenant_id, change))
 
 
 def _partner_center(rt: Runtime, token: SecretStr) -> PartnerCenterClient:

@@ -45,7 +45,7 @@ from shared.models import (
 from shared.permissions import Resource, lacking, required_roles
 from shared.services.alerting import raise_relationship_alerts
 from shared.services.credentials import app_credential
-from shared.stores.tables import Contended, utcnow
+from shared.stores.tables import unless_contended, utcnow
 
 if TYPE_CHECKING:
     from shared.http import CallStats
@@ -252,18 +252,6 @@ def same_facts(a: TenantAccess | None, b: TenantAccess | None) -> bool:
 # -- storing it -------------------------------------------------------------------------------------
 
 
-async def update_tenant(
-    rt: Runtime, integration_id: str, tenant_id: str, change: Callable[[CustomerTenant], CustomerTenant | None]
-) -> CustomerTenant | None:
-    """`rt.tenants.update`, except that a tenant row that kept changing is left as it is (logged): the
-    next diagnosis writes it."""
-    try:
-        return await rt.tenants.update(integration_id, tenant_id, change)
-    except Contended:
-        log.warning("tenant %s of %s kept changing; access diagnosis not written", tenant_id, integration_id)
-        return None
-
-
 def facts_for(tenant: CustomerTenant, gdap: list[GdapRelationship] | None) -> RelationshipFacts:
     """Relationship facts from the tenant record (Partner Center, contracts) and the GDAP listing; when
     the GDAP listing failed (None), the relationships stored before are kept."""
@@ -365,7 +353,7 @@ async def _store_diagnoses(
     async def one_by_one(n: int) -> None:
         async with slots:
             tenant = tenants[n]
-            recorded[n] = await update_tenant(rt, integration.id, tenant.tenant_id, change) or tenant
+            recorded[n] = await unless_contended(rt.tenants.update(integration.id, tenant.tenant_id, change)) or tenant
 
     await asyncio.gather(*(one_by_one(n) for n, ok in zip(at, written, strict=True) if not ok))
     return recorded

@@ -51,7 +51,7 @@ from shared.services.alerting import (
     secret_ref_of,
 )
 from shared.stores.alerts import AlertStore
-from shared.stores.tables import Contended
+from shared.stores.tables import unless_contended
 
 if TYPE_CHECKING:
     from shared.clients.keyvault import StoredSecret
@@ -258,11 +258,7 @@ class SecretExpiryCheck:
             return current.model_copy(update={"secrets": [
                 *(s for s in current.secrets if s.role != ref.role), updated_ref]})
 
-        try:
-            await self._rt.integrations.update(integration_id, change)
-        except Contended:
-            log.warning("integration %s kept changing; the %s secret's expiry is written next run",
-                        integration_id, ref.role.value)
+        await unless_contended(self._rt.integrations.update(integration_id, change))
 
     async def _resolve_stale(self, integration_ids: set[str], stored: dict[str, StoredSecret]) -> None:
         """Resolve open alerts of a replaced secret version or of a deleted (or disabled) integration."""

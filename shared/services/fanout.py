@@ -48,7 +48,7 @@ from shared.services.credentials import app_credential
 from shared.services.diagnosis import diagnose_integration
 from shared.services.jobs import enqueue_tenants, queue_run, queueable
 from shared.stores.queues import Trigger
-from shared.stores.tables import Contended, utcnow
+from shared.stores.tables import unless_contended, utcnow
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -159,18 +159,6 @@ async def discover_customers(
 # -- recording -----------------------------------------------------------------------------------
 
 
-async def _update_tenant(
-    rt: Runtime, integration_id: str, tenant_id: str,
-    change: Callable[[CustomerTenant], CustomerTenant | None],
-) -> CustomerTenant | None:
-    """`rt.tenants.update`; a row that kept changing keeps its discovery data until the next run."""
-    try:
-        return await rt.tenants.update(integration_id, tenant_id, change)
-    except Contended:
-        log.warning("tenant %s of %s kept changing; discovery data not written", tenant_id, integration_id)
-        return None
-
-
 def _desired(
     current: CustomerTenant, found: DiscoveredTenant | None, *, admitted: bool, complete: bool, now: Any
 ) -> CustomerTenant | None:
@@ -216,7 +204,7 @@ async def record_tenants(rt: Runtime, integration: Integration, discovery: Disco
         if current is not None and change(tid)(current) is None:
             return current
         async with slots:
-            return await _update_tenant(rt, integration.id, tid, change(tid))
+            return await unless_contended(rt.tenants.update(integration.id, tid, change(tid)))
 
     async def create(fresh: list[CustomerTenant]) -> list[CustomerTenant | None]:
         created = await rt.tenants.create_many_if_absent(fresh)
@@ -263,10 +251,7 @@ def discovery_marked(current: Integration, discovery: Discovery) -> Integration 
 
 async def _mark_integration(rt: Runtime, integration_id: str, discovery: Discovery) -> None:
     """Note a discovery failure on the integration, or clear the one a previous discovery noted."""
-    try:
-        await rt.integrations.update(integration_id, lambda current: discovery_marked(current, discovery))
-    except Contended:
-        log.warning("integration %s kept changing; discovery outcome not noted", integration_id)
+    await unless_contended(rt.integrations.update(integration_id, lambda current: discovery_marked(current, discovery)))
 
 
 async def _credential_alert(rt: Runtime, integration: Integration, error: ActionableError) -> None:

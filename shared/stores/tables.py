@@ -102,6 +102,16 @@ async def guarded_update(
     raise Contended(f"{what} changed under {WRITE_ATTEMPTS} guarded writes in a row; not written")
 
 
+async def unless_contended(update: Awaitable[T | None]) -> T | None:
+    """`update`, or None (logged) when its record kept changing: for a write the next run makes again
+    (a diagnosis, a discovery note, an expiry date, an alert's delivery state)."""
+    try:
+        return await update
+    except Contended as exc:
+        log.warning("%s; left for the next run", exc)
+        return None
+
+
 class Tables:
     """The table clients memsync uses, created once per process (tables are created if absent)."""
 
