@@ -29,22 +29,8 @@ ENTRA_DEVICE_SELECT: tuple[str, ...] = (
     "model",
 )
 
-ENTRA_DEVICE_FIELDS: tuple[str, ...] = (
-    "id",
-    "tenantId",
-    "deviceId",
-    "displayName",
-    "operatingSystem",
-    "operatingSystemVersion",
-    "trustType",
-    "isManaged",
-    "isCompliant",
-    "accountEnabled",
-    "approximateLastSignInDateTime",
-    "registrationDateTime",
-    "manufacturer",
-    "model",
-)
+# The Entra device fields (docs/api.md) in order: what is selected, with the tenant after the id.
+ENTRA_DEVICE_FIELDS: tuple[str, ...] = ("id", "tenantId", *ENTRA_DEVICE_SELECT[1:])
 
 _DISPLAY = frozenset({"displayName", "manufacturer", "model"})
 

@@ -40,7 +40,10 @@ from pydantic import SecretStr
 from devstack.azurite import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME
 from devstack.stack import REPO_ROOT, DevStack, StackPorts, free_port
 from shared.clients.keyvault import secret_name
+from shared.http import CallStats
 from shared.models import AppRole, Integration, IntegrationKind, SecretRef
+from shared.services.fanout import discover_customers, record_tenants
+from shared.services.tenant_sync import sync_tenant
 from shared.stores.assets import AssetStore
 from shared.stores.queues import SyncJob
 
@@ -164,33 +167,38 @@ def job(integration: Integration, tenant_id: str, run_id: str | None = None, tri
                                    "runId": run_id or str(uuid.uuid4()), "trigger": trigger})
 
 
-async def all_devices(rt: Any, integration_id: str, tenant_id: str, *, removed: bool | None = False,
-                      top: int = 7) -> dict[str, dict[str, Any]]:
-    """Every stored device, read through the paged API (a small `top` exercises the continuation)."""
+async def all_assets(rt: Any, kind: str, integration_id: str, tenant_id: str, *, top: int = 7,
+                     **filters: Any) -> dict[str, dict[str, Any]]:
+    """Every stored asset of one entity, by id, read through the paged store the API lists with (a small
+    `top` exercises the continuation); `filters` are the entity's declared list filters."""
     store = AssetStore(rt.tables)
     out: dict[str, dict[str, Any]] = {}
     token = None
     while True:
-        page, token = await store.list_assets("devices", integration_id, tenant_id, top=top, continuation=token,
-                                              filters={"removed": removed})
-        for device in page:
-            assert device["id"] not in out, "a device appeared on two pages"
-            out[device["id"]] = device
+        page, token = await store.list_assets(kind, integration_id, tenant_id, top=top, continuation=token,
+                                              filters=filters)
+        for asset in page:
+            assert asset["id"] not in out, f"a {kind} item appeared on two pages"
+            out[asset["id"]] = asset
         if token is None:
             return out
+
+
+async def all_devices(rt: Any, integration_id: str, tenant_id: str, *, removed: bool | None = False,
+                      top: int = 7) -> dict[str, dict[str, Any]]:
+    return await all_assets(rt, "devices", integration_id, tenant_id, top=top, removed=removed)
 
 
 async def all_software(rt: Any, integration_id: str, tenant_id: str, *, top: int = 5) -> dict[str, dict[str, Any]]:
-    store = AssetStore(rt.tables)
-    out: dict[str, dict[str, Any]] = {}
-    token = None
-    while True:
-        page, token = await store.list_assets("software", integration_id, tenant_id, top=top, continuation=token)
-        for app in page:
-            assert app["id"] not in out, "a software title appeared on two pages"
-            out[app["id"]] = app
-        if token is None:
-            return out
+    return await all_assets(rt, "software", integration_id, tenant_id, top=top)
+
+
+async def sync_tenants(rt: Any, registration: dict[str, Any], tenant_ids: list[str]) -> tuple[Integration, list[Any]]:
+    """A registration stored (not through the API), its customers discovered and recorded, and the named
+    tenants synced one after the other; the integration and each tenant's `SyncResult`."""
+    integration = await store_integration(rt, registration)
+    await record_tenants(rt, integration, await discover_customers(rt, integration, CallStats()))
+    return integration, [await sync_tenant(rt, job(integration, tid)) for tid in tenant_ids]
 
 
 def truth(stack: Any, tenant_id: str) -> dict[str, Any]:

@@ -9,36 +9,24 @@ from typing import Any
 import pytest
 
 from shared.errors import ErrorCode
-from shared.http import CallStats
 from shared.mapping.devices import join_key
 from shared.models import TenantStatus
-from shared.services.fanout import discover_customers, record_tenants
-from shared.services.tenant_sync import sync_tenant
-from shared.stores.assets import AssetStore
-from tests.integration.support import all_devices, job, store_integration, truth
+from tests.integration.support import all_assets, all_devices, sync_tenants, truth
 
 pytestmark = pytest.mark.integration
 SCENARIO = "demo"
 
 
 @pytest.fixture(scope="module")
-async def synced(stack, scenario, module_runtime) -> dict[str, Any]:
-    integration = await store_integration(module_runtime, scenario["registrations"][0])
-    await record_tenants(module_runtime, integration,
-                         await discover_customers(module_runtime, integration, CallStats()))
+async def synced(scenario, module_runtime) -> dict[str, Any]:
     keys = {t["key"]: t["tenantId"] for t in scenario["tenants"]}
-    results = {key: await sync_tenant(module_runtime, job(integration, keys[key])) for key in ("contoso", "tailspin")}
-    return {"integration": integration, "tenants": keys, "results": results}
+    integration, (contoso, tailspin) = await sync_tenants(
+        module_runtime, scenario["registrations"][0], [keys["contoso"], keys["tailspin"]])
+    return {"integration": integration, "tenants": keys, "results": {"contoso": contoso, "tailspin": tailspin}}
 
 
 async def _stored(runtime: Any, integration_id: str, tenant_id: str, **filters: Any) -> dict[str, dict[str, Any]]:
-    store, out, token = AssetStore(runtime.tables), {}, None
-    while True:
-        page, token = await store.list_assets("entraDevices", integration_id, tenant_id, top=9,
-                                              continuation=token, filters=filters)
-        out.update({item["id"]: item for item in page})
-        if token is None:
-            return out
+    return await all_assets(runtime, "entraDevices", integration_id, tenant_id, top=9, **filters)
 
 
 async def test_every_entra_device_is_stored_as_the_simulator_holds_it(stack, synced, module_runtime):
