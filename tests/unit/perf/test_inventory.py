@@ -25,6 +25,7 @@ from shared.mapping.inventory import (
     rows_for,
 )
 from shared.services.inventory import InventorySync
+from tests.unit.faketime import FakeTime
 
 pytestmark = pytest.mark.unit
 GRAPH = "https://graph.test/v1.0"
@@ -79,22 +80,9 @@ class FakeIntune:
         return httpx.Response(404, json={"error": {"code": "ResourceNotFound", "message": path}})
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 def clients(fake: FakeIntune, *, max_wait=30.0, budget=600.0):
     http = httpx.AsyncClient(transport=httpx.MockTransport(fake))
-    clock = FakeClock()
+    clock = FakeTime()
     budget_ = Budget(budget, clock=clock.clock)
 
     async def token(fresh: bool) -> str:

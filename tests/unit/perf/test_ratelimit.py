@@ -15,27 +15,13 @@ from shared.ratelimit import (
     RateLimits,
     SlidingWindowLimiter,
 )
+from tests.unit.faketime import FakeTime
 
 pytestmark = pytest.mark.unit
 
 
-class FakeTime:
-    """A clock that only moves when the limiter sleeps (or the test moves it): no real waiting, exact arithmetic."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 async def test_a_fresh_limiter_lets_a_burst_of_its_capacity_through_without_waiting():
-    t = FakeTime()
+    t = FakeTime(1000.0)
     limiter = SlidingWindowLimiter(5, 1.0, clock=t.clock, sleep=t.sleep)
     for _ in range(5):
         await limiter.acquire()
@@ -43,7 +29,7 @@ async def test_a_fresh_limiter_lets_a_burst_of_its_capacity_through_without_wait
 
 
 async def test_beyond_the_capacity_a_request_waits_until_the_oldest_leaves_the_window():
-    t = FakeTime()
+    t = FakeTime(1000.0)
     limiter = SlidingWindowLimiter(10, 20.0, clock=t.clock, sleep=t.sleep)
     stamps = []
     for _ in range(30):
@@ -57,7 +43,7 @@ def _max_in_window(stamps: list[float], window: float) -> int:
 
 
 async def test_no_window_of_a_period_holds_more_than_capacity():
-    t = FakeTime()
+    t = FakeTime(1000.0)
     limiter = SlidingWindowLimiter(10, 20.0, clock=t.clock, sleep=t.sleep)
     stamps = []
     for _ in range(40):
@@ -68,7 +54,7 @@ async def test_no_window_of_a_period_holds_more_than_capacity():
 
 async def test_irregular_callers_never_exceed_the_window_and_keep_near_the_limit():
     rng = random.Random(7)
-    t = FakeTime()
+    t = FakeTime(1000.0)
     limiter = SlidingWindowLimiter(50, 20.0, clock=t.clock, sleep=t.sleep)
     stamps = []
     for _ in range(2_000):
@@ -78,7 +64,7 @@ async def test_irregular_callers_never_exceed_the_window_and_keep_near_the_limit
         assert len(limiter._groups) <= GROUPS_PER_PERIOD + 1  # memory stays bounded, whatever the traffic
     assert _max_in_window(stamps, 20.0) <= 50
     # Callers that always have work: the sustained rate stays within 1% of capacity / period.
-    t = FakeTime()
+    t = FakeTime(1000.0)
     limiter = SlidingWindowLimiter(50, 20.0, clock=t.clock, sleep=t.sleep)
     for _ in range(1_000):
         t.now += 0.013
@@ -87,7 +73,7 @@ async def test_irregular_callers_never_exceed_the_window_and_keep_near_the_limit
 
 
 async def test_concurrent_callers_share_one_bucket():
-    t = FakeTime()
+    t = FakeTime(1000.0)
     limiter = SlidingWindowLimiter(4, 1.0, clock=t.clock, sleep=t.sleep)
     await asyncio.gather(*(limiter.acquire() for _ in range(12)))
     assert t.now - 1000.0 == pytest.approx(2.0)  # 4 at once, then 4 a second later, then 4 more

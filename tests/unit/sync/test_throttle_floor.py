@@ -21,6 +21,7 @@ from shared.http import (
     RetriableApiError,
     parse_retry_after,
 )
+from tests.unit.faketime import FakeTime
 
 from .samples import sample_json
 
@@ -30,22 +31,6 @@ DEFENDER = "https://defender.test"
 SYNC_BUDGET = 8 * 60.0
 # Far more requests than any bounded policy sends: the old loop is stopped here instead of spinning forever.
 STORM = 10 * MAX_THROTTLED_RETRIES
-
-
-class FakeTime:
-    """A clock that moves only when a client sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)  # let the other clients of the sync run, as a real wait would
 
 
 class Throttling:
@@ -81,7 +66,7 @@ def one_sync(time: FakeTime) -> tuple[Budget, CallStats]:
 
 @pytest.mark.parametrize("retry_after", ["0", "-1", "0.001", "0.5"])
 async def test_retry_after_below_the_floor_forever_ends_at_the_ceiling_as_throttled(retry_after):
-    time = FakeTime()
+    time = FakeTime(yield_on_sleep=True)
     budget, stats = one_sync(time)
     server = Throttling(retry_after)
     graph = GraphClient(GRAPH, directory=client(server, service="intuneDevices", budget=budget, stats=stats,
@@ -107,7 +92,7 @@ async def test_retry_after_below_the_floor_forever_ends_at_the_ceiling_as_thrott
 
 
 async def test_the_ceiling_is_per_tenant_sync_shared_by_its_graph_and_defender_clients():
-    time = FakeTime()
+    time = FakeTime(yield_on_sleep=True)
     budget, stats = one_sync(time)
     graph_server, defender_server = Throttling("0"), Throttling("0")
     graph = GraphClient(GRAPH, directory=client(graph_server, service="intuneDevices", budget=budget,
@@ -131,7 +116,7 @@ async def test_the_ceiling_is_per_tenant_sync_shared_by_its_graph_and_defender_c
 
 
 async def test_a_client_meeting_429_after_another_spent_the_ceiling_gives_way_at_once():
-    time = FakeTime()
+    time = FakeTime(yield_on_sleep=True)
     budget, stats = one_sync(time)
     defender_server = Throttling("0")
     defender = client(defender_server, service="defender", budget=budget, stats=stats, time=time)
@@ -153,7 +138,7 @@ async def test_a_client_meeting_429_after_another_spent_the_ceiling_gives_way_at
 
 
 async def test_a_throttled_request_that_recovers_does_not_give_way():
-    time = FakeTime()
+    time = FakeTime(yield_on_sleep=True)
     budget, stats = one_sync(time)
     answers = iter([httpx.Response(429, headers={"Retry-After": "0"}) for _ in range(5)])
 
@@ -168,7 +153,7 @@ async def test_a_throttled_request_that_recovers_does_not_give_way():
 
 
 async def test_without_retry_after_the_backoff_is_as_before_and_counts_toward_the_ceiling():
-    time = FakeTime()
+    time = FakeTime(yield_on_sleep=True)
     budget, stats = Budget(MAX_THROTTLED_RETRIES * 30.0, clock=time.clock), CallStats()  # time enough for all
     server = Throttling(None)
     api = client(server, service="defender", budget=budget, stats=stats, time=time)
@@ -181,7 +166,7 @@ async def test_without_retry_after_the_backoff_is_as_before_and_counts_toward_th
 
 
 async def test_a_503_with_retry_after_0_waits_the_floor_and_spends_no_throttled_retry():
-    time = FakeTime()
+    time = FakeTime(yield_on_sleep=True)
     budget, stats = one_sync(time)
     server = Throttling("0", status=503)
     with pytest.raises(RetriableApiError) as raised:
