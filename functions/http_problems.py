@@ -88,7 +88,6 @@ def problem_boundary(handler: Handler) -> Handler:
     Only the exception's type and where it was raised are logged: arguments and messages of errors
     from SDKs may carry request data, and a request may carry a secret.
     """
-
     @functools.wraps(handler)
     async def boundary(req: func.HttpRequest) -> func.HttpResponse:
         try:

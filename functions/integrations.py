@@ -160,7 +160,6 @@ async def _assets(req: func.HttpRequest, kind: str) -> func.HttpResponse:
 def _register_list_route(name: str) -> None:
     """`GET /api/integrations/{id}/tenants/{tenantId}/{name}` for one exposed entity, as the function
     `list_tenant_{name}` (shared.entities declares which entities the API lists)."""
-
     async def handler(req: func.HttpRequest) -> func.HttpResponse:
         return await _assets(req, name)
 

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 def host_credential(settings: Settings) -> AsyncTokenCredential:
     """memsync's own identity, for Key Vault and (without a connection string) storage."""
-
     discovery_off = not settings.authority_is_microsoft
     if settings.azure_client_secret and settings.azure_tenant_id and settings.azure_client_id:
         return sdk.ClientSecretCredential(

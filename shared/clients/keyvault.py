@@ -169,7 +169,6 @@ class SecretStore:
 
     async def delete_secret(self, name: str) -> None:
         """Soft-delete (the vault keeps it for its retention period unless purged)."""
-
         try:
             # The async client returns once the deletion has completed (it polls internally).
             await _vault(lambda: self._client.delete_secret(name))

@@ -71,7 +71,6 @@ def app_label(role: AppRole) -> str:
 
 def secret_ref_of(integration: Integration, role: AppRole) -> SecretRef:
     """The integration's record of that secret, or one derived from the integration when it has none."""
-
     ref = integration.secret(role)
     if ref is not None:
         return ref
@@ -438,7 +437,6 @@ async def _deliver(
 ) -> None:
     """Claim, post, record the outcome in the alert and in `report`. Nothing to do for an alert that is
     delivered, resolved, or claimed by another worker."""
-
     if alert.delivered or alert.status is not AlertStatus.OPEN:
         return
     if alert.delivery_claimed_until is not None and alert.delivery_claimed_until > now:
@@ -466,7 +464,6 @@ async def _deliver(
 
 async def _deliver_safely(rt: Runtime, store: AlertStore, alert: Alert, etag: str, clock: Clock) -> None:
     """Immediate delivery on behalf of a sync: nothing it meets may fail the sync."""
-
     webhook = alert_webhook(rt)
     if webhook is None:
         return
@@ -479,7 +476,6 @@ async def _deliver_safely(rt: Runtime, store: AlertStore, alert: Alert, etag: st
 
 async def deliver_pending(rt: Runtime, *, clock: Clock = SYSTEM_CLOCK) -> DeliveryReport:
     """Post every open alert not yet delivered, oldest first; failures stay pending for the next run."""
-
     webhook = alert_webhook(rt)
     report = DeliveryReport(configured=webhook is not None)
     if webhook is None:

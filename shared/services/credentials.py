@@ -20,7 +20,6 @@ _LABELS = {AppRole.PARTNER: "partner app", AppRole.SYNC: "sync app"}
 
 async def app_credential(rt: Runtime, integration: Integration, role: AppRole) -> AppCredential:
     """The partner or sync app's id and current secret; an `ActionableError` when it cannot be had."""
-
     label = _LABELS[role]
     app_id = integration.partner_app_id if role is AppRole.PARTNER else integration.sync_app_id
     again = f"Give memsync the {label}'s secret again with PUT /api/integrations/{integration.id}/secrets."

@@ -155,7 +155,6 @@ async def delegated_partner_token(rt: Runtime, integration: Integration) -> Secr
     Raises `Conflict` `signInRequired` without a sign-in, and `signInExpired` when Entra refuses the
     refresh token (the sign-in is then marked expired); `PartnerTokenRefused` when Entra refuses it for
     another reason."""
-
     require_multi_tenant(integration, "consent")
     ref = integration.secret(AppRole.PARTNER_SIGNIN)
     if ref is None:

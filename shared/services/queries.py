@@ -95,7 +95,6 @@ async def _load_tenant(rt: Runtime, integration_id: str, tenant_id: str) -> None
 @asynccontextmanager
 async def _store_query() -> AsyncIterator[None]:
     """The asset store refuses a parameter it cannot use with `InvalidQuery`: invalid input."""
-
     try:
         yield
     except InvalidQuery as exc:

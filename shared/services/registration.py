@@ -596,7 +596,6 @@ async def update_integration(
 
 async def _current_value(rt: Runtime, integration: Integration, role: AppRole) -> SecretStr | None:
     """The value in use, kept in memory only to put it back if the rotation fails half-way."""
-
     ref = integration.secret(role)
     if ref is None:
         return None

@@ -122,7 +122,6 @@ class AlertStore:
 
     async def create_alert(self, alert: Alert) -> bool:
         """Insert; False when an alert with this id was already raised (by anyone, at any time)."""
-
         try:
             await self._table.create_entity(self._to_entity(alert))
         except sdk.ResourceExistsError:
@@ -153,7 +152,6 @@ class AlertStore:
     ) -> Alert | None:
         """The alert after `change` (a pure function of the stored alert; None for no write), written
         under its ETag and retried on lost races (`guarded_update`); None when there is no such alert."""
-
         async def replace(alert: Alert, etag: str) -> bool:
             return await self.replace_if_unchanged(alert, etag) is not None
 

@@ -207,7 +207,6 @@ class AssetStore:
 
     async def mark_listed(self, kind: AssetKind, integration_id: str, tenant_id: str, at: str) -> None:
         """Record a complete listing of the partition (read back as present assets' `lastSeenAt`)."""
-
         entity = {"PartitionKey": partition_key(integration_id, tenant_id), "RowKey": MARKER_ROW,
                   "listedAt": at}
         await self.table(kind).upsert_entity(entity, mode=sdk.UpdateMode.REPLACE)
@@ -307,7 +306,6 @@ class AssetStore:
         self, kind: AssetKind, integration_id: str, tenant_id: str, asset_id: str
     ) -> dict[str, Any] | None:
         """One device or app by its Microsoft id (also when removed); None when it was never stored."""
-
         if not asset_id or asset_id.startswith("~") or any(c in asset_id for c in "/\\#?"):
             return None
         partition = partition_key(integration_id, tenant_id)
@@ -321,7 +319,6 @@ class AssetStore:
         self, kind: AssetKind, integration_id: str, tenant_id: str, ids: list[str], *, in_flight: int = 16
     ) -> list[dict[str, Any] | None]:
         """Several assets by id (point reads, `in_flight` at a time), in the order of `ids`."""
-
         declared = declaration(kind)
         partition = partition_key(integration_id, tenant_id)
         listed_at = await self._listed_at(kind, partition)
@@ -366,7 +363,6 @@ def _matcher(columns: tuple[str, ...], needle: str | None) -> Callable[[dict[str
 
 async def _delete_prefix(table: TableClient, integration_id: str) -> int:
     """Delete all entities whose partition starts with `{integration_id}_`, 100 per transaction."""
-
     # "_" + 1 is "`": the range holds exactly the partitions `{integration_id}_...`.
     query = (f"PartitionKey ge {odata_quote(integration_id + '_')} and "
              f"PartitionKey lt {odata_quote(integration_id + '`')}")

@@ -275,7 +275,6 @@ class TenantStore:
         since the caller listed the tenants), that transaction's rows are created one by one instead, and
         an existing row is left as it is (False), for the caller's ETag-guarded update.
         """
-
         created = [False] * len(tenants)
         by_partition: dict[str, list[int]] = {}
         for n, tenant in enumerate(tenants):

@@ -49,7 +49,6 @@ ALL_TABLES = (
 
 def table_service(settings: Settings, credential: AsyncTokenCredential | None) -> TableServiceClient:
     """The async table service client for the configured storage."""
-
     if settings.storage_connection_string is not None:
         return sdk.TableServiceClient.from_connection_string(
             settings.storage_connection_string.get_secret_value()
