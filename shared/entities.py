@@ -40,9 +40,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shared.mapping.autopilot import AUTOPILOT_FIELDS, AUTOPILOT_SELECT, map_autopilot_device
-from shared.mapping.devices import COMPLIANCE_STATES, DEVICE_FIELDS, MANAGED_DEVICE_SELECT, map_device
+from shared.mapping.devices import (
+    COMPLIANCE_STATES,
+    DEFENDER_FIELDS,
+    DEVICE_FIELDS,
+    MANAGED_DEVICE_SELECT,
+    map_device,
+)
 from shared.mapping.entra import ENTRA_DEVICE_FIELDS, ENTRA_DEVICE_SELECT, map_entra_device
+from shared.mapping.joins import AUTOPILOT_SUMMARY, ENTRA_SUMMARY
+from shared.mapping.licences import LICENCE_FIELDS, LICENCE_SELECT, PREPAID_UNITS, map_licence
 from shared.mapping.software import DETECTED_APP_SELECT, SOFTWARE_FIELDS, map_software
+from shared.mapping.vulnerabilities import SEVERITIES, SUMMARY_FIELDS, VULNERABILITY_FIELDS, map_vulnerability
 from shared.permissions import OPTIONAL_AREAS, READS, Permission
 from shared.ratelimit import AREA_LIMITS
 from shared.stores.tables import (
@@ -50,7 +59,9 @@ from shared.stores.tables import (
     DEVICE_SOFTWARE_TABLE,
     DEVICES_TABLE,
     ENTRA_DEVICES_TABLE,
+    LICENCES_TABLE,
     SOFTWARE_TABLE,
+    VULNERABILITIES_TABLE,
 )
 
 Service = Literal["graph", "defender"]
@@ -100,18 +111,23 @@ class Entity:
     fields: tuple[str, ...] = ()  # output fields in order (`id` first), without the bookkeeping dates
     mapper: Callable[..., dict[str, Any]] | None = None
     search: Mapping[str, str] = field(default_factory=dict)  # output field -> lower-case column searched
-    json_fields: frozenset[str] = frozenset()  # stored as JSON text
+    # An object field (or null) -> its members, each stored as its own typed column `{field}{Member}`
+    # (`defenderRiskScore`), a list member as text joined by ", "; in CSV, columns `field.member`.
+    nested: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     flag_fields: frozenset[str] = frozenset()  # booleans read as False when absent
     filters: tuple[Filter, ...] = ()
     marks_removed: bool = True  # a complete listing marks rows it did not contain as removed
     lists_removed: bool = False  # the list route can show removed rows (`removed` filter)
     dates_out: bool = False  # firstSeenAt, lastSeenAt and removedAt are part of the output
-    csv_expand: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # JSON field -> CSV sub-columns
     join_field: str | None = None  # a field filled from another source; counted when it matched
     exposed: bool = True  # served by the list route GET .../tenants/{tenantId}/{name} (functions/integrations.py)
     # The sync goes on without it where the tenant does not grant its permission (or Microsoft refuses it
     # for want of a licence): a note on the tenant's status, and its stored rows kept as they are.
     optional: bool = False
+    # What the tenant status says of a synced listing beyond its count (`counts.facts.<name>`): each
+    # present asset's figures, summed (unmanaged devices, vulnerabilities by severity, licence units).
+    facts: Callable[[dict[str, Any]], Mapping[str, int]] | None = None
+    fact_keys: tuple[str, ...] = ()  # the figures `facts` gives, each 0 before the first asset
     summary: str = ""
 
     def __post_init__(self) -> None:
@@ -150,7 +166,8 @@ DEVICES = Entity(
     fields=DEVICE_FIELDS,
     mapper=map_device,
     search={"deviceName": "deviceNameLower", "serialNumber": "serialLower"},
-    json_fields=frozenset({"defender"}),
+    nested={"defender": DEFENDER_FIELDS, "autopilot": AUTOPILOT_SUMMARY, "entraDevice": ENTRA_SUMMARY,
+            "vulnerabilities": SUMMARY_FIELDS},
     join_field="defender",  # the Defender machine joined by Entra device id (tenant counts.defenderMachines)
     flag_fields=frozenset({"serialPlaceholder"}),
     filters=(
@@ -161,8 +178,6 @@ DEVICES = Entity(
     ),
     lists_removed=True,
     dates_out=True,
-    csv_expand={"defender": ("machineId", "healthStatus", "riskScore", "exposureLevel", "onboardingStatus",
-                             "lastSeen")},
 )
 
 SOFTWARE = Entity(
@@ -205,6 +220,8 @@ AUTOPILOT_DEVICES = Entity(
     mapper=map_autopilot_device,
     search={"serialNumber": "serialLower", "displayName": "displayNameLower"},
     flag_fields=frozenset({"serialPlaceholder", "enrolled"}),
+    facts=lambda a: {"unenrolled": 0 if a["enrolled"] else 1},
+    fact_keys=("unenrolled",),
     filters=(
         Filter("enrolled", "enrolled", "bool", "false lists identities Intune does not manage (never enrolled, "
                "or enrolment failed); true the enrolled ones; absent, all."),
@@ -224,6 +241,8 @@ ENTRA_DEVICES = Entity(
     mapper=map_entra_device,
     search={"displayName": "displayNameLower", "deviceId": "deviceIdLower"},
     flag_fields=frozenset({"isManaged"}),
+    facts=lambda a: {"unmanaged": 0 if a["isManaged"] else 1},
+    fact_keys=("unmanaged",),
     filters=(
         Filter("managed", "isManaged", "bool", "false lists devices Entra ID knows that Intune does not manage; "
                "true the managed ones; absent, all."),
@@ -231,13 +250,76 @@ ENTRA_DEVICES = Entity(
     optional=True,
 )
 
+VULNERABILITIES = Entity(
+    name="vulnerabilities",
+    summary="The vulnerabilities Defender for Endpoint sees on a tenant's machines, one per machine, CVE and "
+            "product version (served per device).",
+    table=VULNERABILITIES_TABLE,
+    # https://learn.microsoft.com/defender-endpoint/api/get-all-vulnerabilities-by-machines: `$top` up to
+    # 10,000, then `$skip` (or the service's next link).
+    source=Source("defender", "/api/vulnerabilities/machinesVulnerabilities", page_size=10_000),
+    permission_area="vulnerabilities",
+    rate_limit_area="defenderVulnerabilities",
+    fields=VULNERABILITY_FIELDS,
+    mapper=map_vulnerability,
+    search={"cveId": "cveIdLower", "productName": "productNameLower"},
+    filters=(
+        Filter("severity", "severity", "enum", "Only vulnerabilities of this Defender severity.",
+               values=SEVERITIES, hint="Send one of Defender's severities (Critical, High, Medium, Low), or leave "
+               "it out."),
+    ),
+    facts=lambda a: {a["severity"].lower(): 1} if a["severity"] in SEVERITIES else {},
+    fact_keys=tuple(s.lower() for s in SEVERITIES),
+    exposed=False,  # served per device (GET .../devices/{deviceId}/vulnerabilities, functions/integrations.py)
+    optional=True,
+)
+
+LICENCES = Entity(
+    name="licences",
+    summary="A tenant's subscribed licences (SKUs): units paid for against units assigned.",
+    table=LICENCES_TABLE,
+    # https://learn.microsoft.com/graph/api/subscribedsku-list: one answer, `$select` only.
+    source=Source("graph", "/subscribedSkus", LICENCE_SELECT),
+    permission_area="licences",
+    rate_limit_area="graphDirectory",
+    fields=LICENCE_FIELDS,
+    mapper=map_licence,
+    search={"skuPartNumber": "skuPartNumberLower"},
+    nested={"prepaidUnits": PREPAID_UNITS},
+    facts=lambda a: {"enabled": a["prepaidUnits"]["enabled"], "consumed": a["consumedUnits"] or 0},
+    fact_keys=("enabled", "consumed"),
+    optional=True,
+)
+
 ENTITIES: dict[str, Entity] = {e.name: e for e in (DEVICES, SOFTWARE, DEVICE_SOFTWARE, AUTOPILOT_DEVICES,
-                                                   ENTRA_DEVICES)}
+                                                   ENTRA_DEVICES, VULNERABILITIES, LICENCES)}
 LISTED: tuple[Entity, ...] = tuple(e for e in ENTITIES.values() if e.listed)
 EXPOSED: tuple[Entity, ...] = tuple(e for e in LISTED if e.exposed)
 # Listed entities beyond devices and software: each is read by the same listing loop, and counted in the
 # tenant status (`counts.<name>`) and the run record (`entities.<name>`) under its name.
 OTHER_LISTED: tuple[Entity, ...] = tuple(e for e in LISTED if e not in (DEVICES, SOFTWARE))
+# What an integration may choose to collect (`collect`), beyond the devices and software it always syncs.
+OPTIONAL: tuple[Entity, ...] = tuple(e for e in ENTITIES.values() if e.optional)
+COLLECTABLE: tuple[str, ...] = tuple(e.name for e in OPTIONAL)
+
+
+def collects(e: Entity, *, include_defender: bool, collect: list[str] | None) -> bool:
+    """Whether an integration syncs an entity: every required one; an optional one when `collect` names
+    it (absent: every optional entity), and one read from Defender only with `includeDefender`."""
+    if not e.optional:
+        return True
+    if e.source.service == "defender" and not include_defender:
+        return False
+    return collect is None or e.name in collect
+
+
+def chosen_areas(*, include_defender: bool, collect: list[str] | None) -> tuple[str, ...]:
+    """The permission areas of the optional entities an integration collects (consent asks for them)."""
+    areas: list[str] = []
+    for e in OPTIONAL:
+        if collects(e, include_defender=include_defender, collect=collect) and e.permission_area not in areas:
+            areas.append(e.permission_area)
+    return tuple(areas)
 
 
 def entity(name: str) -> Entity:

@@ -256,6 +256,8 @@ FIELD_HINTS: dict[str, str] = {
     "syncAppSecret": "Send the Value of a client secret of the sync app (App registrations > "
     "Certificates & secrets); the Value is shown only when the secret is created.",
     "includeDefender": "Send true or false (JSON booleans, not strings).",
+    "collect": "List the optional entities to collect, each once, from autopilotDevices, entraDevices, "
+    "vulnerabilities (needs includeDefender true) and licences; or leave the field out to collect them all.",
     "partnerAppSecretExpiresOn": "Send the secret's 'Expires' date from Certificates & secrets, in ISO 8601 "
     "with a zone, e.g. 2027-05-01T00:00:00Z, or leave the field out.",
     "syncAppSecretExpiresOn": "Send the secret's 'Expires' date from Certificates & secrets, in ISO 8601 "

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from shared.ratelimit import SlidingWindowLimiter
+from shared.ratelimit import Limiter
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class ApiClient:
         token: TokenSource,
         budget: Budget,
         stats: CallStats,
-        limiter: SlidingWindowLimiter | None = None,
+        limiter: Limiter | None = None,
         max_attempts: int = 6,
         base_backoff: float = 0.5,
         max_backoff: float = 30.0,

@@ -106,6 +106,7 @@ class NewIntegration:
     partner_app: AppSecret | None = None  # present: multi-tenant (an MSP listing its customers)
     display_name: str | None = None
     include_defender: bool = True
+    collect: list[str] | None = None  # optional entities to collect; None: every one
     tenant_filter: TenantFilter = field(default_factory=lambda: TenantFilter())
     auto_consent: bool = False
 
@@ -155,6 +156,8 @@ class Integration(Camel):
     partner_app_id: str | None = None
     sync_app_id: str
     include_defender: bool = True
+    # The optional entities it collects (`shared.entities.COLLECTABLE`); None: every one of them.
+    collect: list[str] | None = None
     tenant_filter: TenantFilter = Field(default_factory=TenantFilter)
     secrets: list[SecretRef] = Field(default_factory=list)
     created_at: datetime
@@ -188,6 +191,8 @@ class TenantCounts(Camel):
     defender_machines: int = 0
     skipped: int = 0  # listed records memsync could not read; each kept its stored copy
     entities: dict[str, int] = Field(default_factory=dict)  # other listed entities present, by name
+    # Per entity with declared facts (`shared.entities.Entity.facts`), its figures summed over the tenant.
+    facts: dict[str, dict[str, int]] = Field(default_factory=dict)
 
 
 class CustomerTenant(Camel):

@@ -19,6 +19,9 @@ Microsoft's documented permission for each endpoint (Application row, least priv
 - contracts: https://learn.microsoft.com/graph/api/contract-list
 - delegatedAdminCustomers: https://learn.microsoft.com/graph/api/tenantrelationship-list-delegatedadmincustomers
 - Defender machines: https://learn.microsoft.com/defender-endpoint/api/get-machines
+- Defender vulnerabilities: https://learn.microsoft.com/defender-endpoint/api/get-all-vulnerabilities-by-machines
+- subscribedSkus: https://learn.microsoft.com/graph/api/subscribedsku-list (LicenseAssignment.Read.All is
+  the least privileged; memsync's sync already holds Organization.Read.All, which the page also lists)
 Broader roles: https://learn.microsoft.com/graph/permissions-reference
 """
 
@@ -65,6 +68,8 @@ AUTOPILOT_READ = Permission(Resource.GRAPH, "DeviceManagementServiceConfig.Read.
 # https://learn.microsoft.com/graph/api/device-list
 ENTRA_DEVICES_READ = Permission(Resource.GRAPH, "Device.Read.All",
                                 frozenset({"Device.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}))
+# https://learn.microsoft.com/defender-endpoint/api/get-all-vulnerabilities-by-machines (WindowsDefenderATP)
+VULNERABILITY_READ = Permission(Resource.DEFENDER, "Vulnerability.Read.All")
 
 # Every read memsync makes, by the area its Graph or Defender client names in errors.
 READS: dict[str, Permission] = {
@@ -77,6 +82,8 @@ READS: dict[str, Permission] = {
     "defender": MACHINE_READ,  # Defender /api/machines
     "autopilot": AUTOPILOT_READ,  # /deviceManagement/windowsAutopilotDeviceIdentities
     "entraDevices": ENTRA_DEVICES_READ,  # /devices
+    "vulnerabilities": VULNERABILITY_READ,  # Defender /api/vulnerabilities/machinesVulnerabilities
+    "licences": ORGANIZATION_READ,  # /subscribedSkus
 }
 
 
@@ -108,7 +115,7 @@ DEFENDER_AREAS = ("defender",)
 # The reads of optional entities (`shared.entities.Entity.optional`): a sync makes each where the tenant
 # grants its permission and goes on without it where it does not (the tenant's status names what is
 # missing); a Partner Center consent asks for them with the rest.
-OPTIONAL_AREAS: tuple[str, ...] = ("autopilot", "entraDevices")
+OPTIONAL_AREAS: tuple[str, ...] = ("autopilot", "entraDevices", "vulnerabilities", "licences")
 
 
 def sync_permissions(*, include_defender: bool) -> tuple[Permission, ...]:
@@ -126,23 +133,27 @@ def required_roles(resource: Resource, *, include_defender: bool = True) -> tupl
     return tuple(p.name for p in sync_permissions(include_defender=include_defender) if p.resource == resource)
 
 
-def optional_roles(resource: Resource) -> tuple[str, ...]:
-    """The app roles of one resource that optional entities read with (`OPTIONAL_AREAS`), each once."""
+def optional_roles(resource: Resource, areas: Iterable[str] = OPTIONAL_AREAS) -> tuple[str, ...]:
+    """The app roles of one resource that optional entities read with (`areas`, by default every one of
+    `OPTIONAL_AREAS`; an integration's choice from `shared.entities.chosen_areas`), each once."""
     names: list[str] = []
-    for area in OPTIONAL_AREAS:
+    for area in areas:
         permission = READS[area]
         if permission.resource == resource and permission.name not in names:
             names.append(permission.name)
     return tuple(names)
 
 
-def consent_scopes(*, include_defender: bool) -> dict[Resource, tuple[str, ...]]:
+def consent_scopes(
+    *, include_defender: bool, optional: Iterable[str] = OPTIONAL_AREAS
+) -> dict[Resource, tuple[str, ...]]:
     """The application grants a Partner Center consent asks for, per resource (no resource without one):
-    what the sync needs and what its optional entities read with."""
+    what the sync needs and what the optional entities it collects read with (`optional`, their areas)."""
     scopes: dict[Resource, tuple[str, ...]] = {}
+    chosen = tuple(optional)
     for resource in Resource:
         needed = required_roles(resource, include_defender=include_defender)
-        names = needed + tuple(n for n in optional_roles(resource) if n not in needed)
+        names = needed + tuple(n for n in optional_roles(resource, chosen) if n not in needed)
         if names:
             scopes[resource] = names
     return scopes

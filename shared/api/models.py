@@ -20,12 +20,14 @@ from pydantic import (
     SecretStr,
     StrictBool,
     TypeAdapter,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from shared.entities import OTHER_LISTED
+from shared.entities import COLLECTABLE, OTHER_LISTED, entity
 from shared.mapping.devices import COMPLIANCE_STATES as DEVICE_COMPLIANCE_STATES
 from shared.models import AppSecret, NewIntegration, NewSecrets, TenantFilter, _camel
 
@@ -130,6 +132,35 @@ DisplayName = Annotated[
 ]
 
 
+def _collectable(value: object) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalidType", "must be a string naming an entity")
+    if value not in COLLECTABLE:
+        raise PydanticCustomError("invalidValue", "must be one of " + ", ".join(COLLECTABLE))
+    return value
+
+
+CollectName = Annotated[
+    str, BeforeValidator(_collectable), WithJsonSchema({"type": "string", "enum": list(COLLECTABLE)})
+]
+COLLECT_DESCRIPTION = (
+    "The optional entities to collect besides devices and software (absent: all of them). vulnerabilities is "
+    "read from Defender for Endpoint and needs includeDefender true. Partner Center consent asks for the "
+    "permissions of exactly these.")
+
+
+def _checked_collect(collect: list[str] | None, include_defender: bool) -> list[str] | None:
+    if collect is None:
+        return None
+    if len(set(collect)) != len(collect):
+        raise PydanticCustomError("duplicate", "collect names an entity twice")
+    defender_only = [n for n in collect if entity(n).source.service == "defender"]
+    if defender_only and not include_defender:
+        raise PydanticCustomError("conflictingOptions", f"collect names {', '.join(defender_only)}, which is read "
+                                  "from Defender for Endpoint, while includeDefender is false")
+    return collect
+
+
 class RequestModel(BaseModel):
     """A request body: camelCase names only, unknown fields refused."""
 
@@ -173,6 +204,8 @@ class MultiTenantRegistration(RequestModel):
     sync_app_id: Guid
     sync_app_secret: SecretValue
     include_defender: StrictBool = True
+    collect: list[CollectName] | None = Field(default=None, max_length=len(COLLECTABLE) * 2,
+                                               description=COLLECT_DESCRIPTION)
     partner_app_secret_expires_on: ExpiresOn | None = None
     sync_app_secret_expires_on: ExpiresOn | None = None
     tenant_filter: TenantFilterIn | None = None
@@ -182,6 +215,11 @@ class MultiTenantRegistration(RequestModel):
         "a partner admin has signed in (POST /api/integrations/{id}/partner-signin); recorded until then.",
     )
 
+    @field_validator("collect")
+    @classmethod
+    def _collect(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        return _checked_collect(value, info.data.get("include_defender", True))
+
     def to_domain(self) -> NewIntegration:
         tenant_filter = self.tenant_filter
         return NewIntegration(
@@ -190,6 +228,7 @@ class MultiTenantRegistration(RequestModel):
             partner_app=AppSecret(self.partner_app_id, self.partner_app_secret, self.partner_app_secret_expires_on),
             display_name=self.display_name,
             include_defender=self.include_defender,
+            collect=self.collect,
             tenant_filter=TenantFilter(include=tenant_filter.include, exclude=tenant_filter.exclude)
             if tenant_filter
             else TenantFilter(),
@@ -206,7 +245,14 @@ class SingleTenantRegistration(RequestModel):
     sync_app_id: Guid
     sync_app_secret: SecretValue
     include_defender: StrictBool = True
+    collect: list[CollectName] | None = Field(default=None, max_length=len(COLLECTABLE) * 2,
+                                               description=COLLECT_DESCRIPTION)
     sync_app_secret_expires_on: ExpiresOn | None = None
+
+    @field_validator("collect")
+    @classmethod
+    def _collect(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        return _checked_collect(value, info.data.get("include_defender", True))
 
     def to_domain(self) -> NewIntegration:
         return NewIntegration(
@@ -214,6 +260,7 @@ class SingleTenantRegistration(RequestModel):
             sync_app=AppSecret(self.sync_app_id, self.sync_app_secret, self.sync_app_secret_expires_on),
             display_name=self.display_name,
             include_defender=self.include_defender,
+            collect=self.collect,
         )
 
 
@@ -278,6 +325,8 @@ class IntegrationOut(ResponseModel):
     partner_app_id: str | None = Field(default=None, description="Multi-tenant only.")
     sync_app_id: str
     include_defender: bool
+    collect: list[str] = Field(description="The optional entities this integration collects (with includeDefender "
+                               "deciding the Defender ones).")
     tenant_filter: TenantFilterOut
     secrets: list[SecretInfo]
     created_at: datetime
@@ -305,10 +354,19 @@ class IntegrationList(ResponseModel):
 
 
 def _entity_counts(schema: dict[str, Any]) -> None:
-    """One integer per other listed entity (`shared.entities.OTHER_LISTED`), under the entity's name."""
+    """One integer per other listed entity (`shared.entities.OTHER_LISTED`), under the entity's name, and
+    `facts`: per entity with declared facts, its figures summed over the tenant."""
+    properties = schema.setdefault("properties", {})
     for other in OTHER_LISTED:
-        schema.setdefault("properties", {})[other.name] = {
+        properties[other.name] = {
             "type": "integer", "description": f"{other.summary} Present after the last sync that read them."}
+    properties["facts"] = {
+        "type": "object",
+        "description": "What the last sync saw beyond the counts, per entity it collected: autopilotDevices "
+                       "{unenrolled}, entraDevices {unmanaged}, vulnerabilities {critical, high, medium, low}, "
+                       "licences {enabled, consumed} (prepaid units enabled, units assigned).",
+        "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}},
+    }
 
 
 class TenantCountsOut(ResponseModel):
@@ -401,8 +459,42 @@ class DefenderOut(ResponseModel):
     last_seen: datetime | None = None
 
 
+class AutopilotJoinOut(ResponseModel):
+    """The Autopilot identity of a device, matched by managed device id or (trusted) serial number."""
+
+    id: str
+    group_tag: str | None = None
+    enrollment_state: str | None = None
+    purchase_order_identifier: str | None = None
+    last_contacted_date_time: datetime | None = None
+    matched_by: Literal["managedDeviceId", "serialNumber"]
+
+
+class EntraJoinOut(ResponseModel):
+    """The Entra ID device of a device, matched by its azureADDeviceId."""
+
+    id: str
+    trust_type: str | None = None
+    is_compliant: bool | None = None
+    account_enabled: bool | None = None
+    approximate_last_sign_in_date_time: datetime | None = None
+    registration_date_time: datetime | None = None
+
+
+class VulnerabilitySummaryOut(ResponseModel):
+    """What Defender lists against a device's machine: counts by severity and the most severe CVEs."""
+
+    total: int
+    critical: int = 0
+    high: int = 0
+    medium: int = 0
+    low: int = 0
+    top_cves: list[str] = Field(default_factory=list, description="Up to five CVE ids, most severe first.")
+
+
 class DeviceOut(ResponseModel):
-    """A hardware asset: an Intune managed device, with its Defender health when matched."""
+    """A hardware asset: an Intune managed device, with its Defender health when matched, and the
+    Autopilot identity, Entra ID device and vulnerabilities that describe the same machine."""
 
     id: str = Field(description="Intune managed device id.")
     tenant_id: str
@@ -427,6 +519,10 @@ class DeviceOut(ResponseModel):
     imei: str | None = None
     is_encrypted: bool | None = None
     defender: DefenderOut | None = None
+    autopilot: AutopilotJoinOut | None = None
+    entra_device: EntraJoinOut | None = None
+    vulnerabilities: VulnerabilitySummaryOut | None = Field(
+        default=None, description="null when Defender lists none for the device's machine, or is not read.")
     first_seen_at: datetime | None = None
     last_seen_at: datetime | None = None
     removed_at: datetime | None = Field(default=None, description="null while the device is in Intune.")
@@ -514,12 +610,59 @@ class EntraDeviceList(ResponseModel):
     next_link: str | None = None
 
 
-# The response model of each entity the API lists (shared.entities, `exposed`): the item and the page.
+class VulnerabilityOut(ResponseModel):
+    """A vulnerability Defender for Endpoint sees on a machine: one CVE in one product version."""
+
+    id: str = Field(description="Defender's id: machine, CVE, vendor, product, version and fixing KB.")
+    tenant_id: str
+    machine_id: str
+    cve_id: str | None = None
+    product_name: str | None = None
+    product_vendor: str | None = None
+    product_version: str | None = None
+    severity: str | None = Field(default=None, description="Low, Medium, High or Critical.")
+    fixing_kb_id: str | None = None
+
+
+class VulnerabilityList(ResponseModel):
+    value: list[VulnerabilityOut]
+    next_link: str | None = None
+
+
+class PrepaidUnitsOut(ResponseModel):
+    enabled: int = 0
+    suspended: int = 0
+    warning: int = 0
+    locked_out: int = 0
+
+
+class LicenceOut(ResponseModel):
+    """A subscribed licence (SKU) of a tenant: units paid for against units assigned."""
+
+    id: str
+    tenant_id: str
+    sku_id: str | None = None
+    sku_part_number: str | None = None
+    capability_status: str | None = Field(default=None, description="Enabled, Warning, Suspended, Deleted or "
+                                          "LockedOut.")
+    applies_to: str | None = None
+    consumed_units: int | None = None
+    prepaid_units: PrepaidUnitsOut | None = None
+
+
+class LicenceList(ResponseModel):
+    value: list[LicenceOut]
+    next_link: str | None = None
+
+
+# The response model of each entity the API lists (shared.entities): the item and the page.
 ENTITY_MODELS: dict[str, tuple[type[ResponseModel], type[ResponseModel]]] = {
     "devices": (DeviceOut, DeviceList),
     "software": (SoftwareOut, SoftwareList),
     "autopilotDevices": (AutopilotDeviceOut, AutopilotDeviceList),
     "entraDevices": (EntraDeviceOut, EntraDeviceList),
+    "vulnerabilities": (VulnerabilityOut, VulnerabilityList),
+    "licences": (LicenceOut, LicenceList),
 }
 
 

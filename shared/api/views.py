@@ -20,7 +20,7 @@ from shared.api.models import (
     TenantFilterOut,
     TenantOut,
 )
-from shared.entities import entity
+from shared.entities import OPTIONAL, collects, entity
 from shared.errors import FieldProblem
 from shared.models import CustomerTenant, ErrorModel, Integration, IntegrationKind, TenantStatus
 from shared.services.diagnosis import current_access
@@ -45,6 +45,8 @@ def integration_view(integration: Integration) -> dict[str, Any]:
         partner_app_id=integration.partner_app_id,
         sync_app_id=integration.sync_app_id,
         include_defender=integration.include_defender,
+        collect=[e.name for e in OPTIONAL if collects(e, include_defender=integration.include_defender,
+                                                       collect=integration.collect)],
         tenant_filter=TenantFilterOut.model_validate(integration.tenant_filter.model_dump()),
         secrets=[
             SecretInfo(
@@ -83,7 +85,8 @@ def tenant_view(tenant: CustomerTenant) -> dict[str, Any]:
         last_sync_finished_at=tenant.last_sync_finished_at,
         last_success_at=tenant.last_success_at,
         counts=TenantCountsOut.model_validate(
-            {**tenant.counts.model_dump(exclude={"entities"}), **tenant.counts.entities}),
+            {**tenant.counts.model_dump(exclude={"entities", "facts"}), **tenant.counts.entities,
+             **({"facts": tenant.counts.facts} if tenant.counts.facts else {})}),
         error=_error(tenant.error),
         lease_until=lease_expires(tenant) if tenant.status == TenantStatus.SYNCING else None,
     ).model_dump(mode="json", by_alias=True)
@@ -129,9 +132,9 @@ def _aliases(model: type[BaseModel]) -> list[str]:
 
 
 def csv_columns(kind: str) -> list[str]:
-    """An entity's CSV header: its output fields, a JSON field spread into `field.sub` columns
-    (`shared.entities.Entity.csv_expand`)."""
-    expand = entity(kind).csv_expand
+    """An entity's CSV header: its output fields, an object field spread into `field.member` columns
+    (`shared.entities.Entity.nested`)."""
+    expand = entity(kind).nested
     columns = [c for c in _aliases(ENTITY_MODELS[kind][0]) if c not in expand]
     for name, subs in expand.items():
         columns += [f"{name}.{sub}" for sub in subs]
@@ -152,6 +155,8 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, list):
+        value = ", ".join(str(v) for v in value)
     text = str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
 

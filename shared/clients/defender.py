@@ -1,10 +1,12 @@
-"""Defender for Endpoint machines of one tenant (`GET {api}/api/machines`), streamed page by page.
+"""Defender for Endpoint collections of one tenant, streamed page by page: its machines
+(`GET {api}/api/machines`) and the vulnerabilities on them (`/api/vulnerabilities/machinesVulnerabilities`).
 
 `$top` may be up to 10,000; further pages come by `@odata.nextLink` when the service sends one, else by
-`$skip`. A 404 means the tenant has no recently seen machines (FACTS.md), which is also what a tenant
-without Defender for Endpoint gets: an empty, complete listing, with `not_found` set so the sync can
-say why there is no Defender data.
+`$skip`. For the machines a 404 means the tenant has no recently seen machines (FACTS.md), which is also
+what a tenant without Defender for Endpoint gets: an empty, complete listing, with `not_found` set so the
+sync can say why there is no Defender data. Any other collection's 404 is an error like the rest.
 https://learn.microsoft.com/defender-endpoint/api/get-machines
+https://learn.microsoft.com/defender-endpoint/api/get-all-vulnerabilities-by-machines
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from shared.errors import ActionableError, ErrorCode
+from shared.errors import ActionableError, ErrorCode, permission_missing, throttled, unreachable
 from shared.http import ApiClient, ApiError, FatalApiError, RetriableApiError, continuation
 
 PAGE_SIZE = 10_000
@@ -20,35 +22,46 @@ PAGE_SIZE = 10_000
 
 class DefenderClient:
     def __init__(self, base_url: str, api: ApiClient, *, page_size: int = PAGE_SIZE) -> None:
-        self.url = base_url.rstrip("/") + "/api/machines"  # settings.defender_url + "/api/machines"
+        self.base_url = base_url.rstrip("/")  # settings.defender_url
+        self.url = self.base_url + "/api/machines"
         self._api = api
         self._page_size = page_size
         self.not_found = False
 
-    async def machines(self) -> AsyncIterator[list[dict[str, Any]]]:
+    def machines(self) -> AsyncIterator[list[dict[str, Any]]]:
+        return self.pages("/api/machines", page_size=self._page_size, empty_when_not_found=True)
+
+    async def pages(
+        self, path: str, params: dict[str, str] | None = None, *, page_size: int | None = None,
+        empty_when_not_found: bool = False,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Each page's `value` of one collection, by next link or `$skip`; with `empty_when_not_found`, a
+        404 on the first page is an empty listing (and sets `not_found`)."""
+        size = page_size or int((params or {}).get("$top") or self._page_size)
+        first = self.base_url + path
         skip = 0
-        url = self.url
-        params: dict[str, str] | None = {"$top": str(self._page_size)}
+        url = first
+        query: dict[str, str] | None = {**(params or {}), "$top": str(size)}
         followed: set[str] = set()
         while True:
             try:
-                body = await self._api.get_json(url, params)
+                body = await self._api.get_json(url, query)
             except FatalApiError as exc:
-                if exc.status == 404 and skip == 0 and not followed:
+                if empty_when_not_found and exc.status == 404 and skip == 0 and not followed:
                     self.not_found = True
                     return
                 raise
             value = body.get("value") if isinstance(body, dict) else None
             if not isinstance(value, list):
-                raise RetriableApiError(self._api.service, 200, "unexpected page shape from /api/machines")
-            page = [m for m in value if isinstance(m, dict)]
-            yield page
+                raise RetriableApiError(self._api.service, 200, f"unexpected page shape from {path}")
+            yield [m for m in value if isinstance(m, dict)]
             next_link = body.get("@odata.nextLink")
             if isinstance(next_link, str) and next_link:
-                url, params = continuation(self._api, self.url, next_link, followed), None
-            elif len(value) >= self._page_size and not followed:
+                # A bearer token never goes to a host other than Defender's (shared.http.may_carry_token).
+                url, query = continuation(self._api, first, next_link, followed), None
+            elif len(value) >= size and not followed:
                 skip += len(value)
-                params = {"$top": str(self._page_size), "$skip": str(skip)}
+                query = {**(params or {}), "$top": str(size), "$skip": str(skip)}
             else:
                 return
 
@@ -89,5 +102,31 @@ def defender_unavailable(
         f"Defender for Endpoint data of tenant {tenant_id} could not be read: {detail}. Intune devices "
         "were synced; their Defender fields keep the last known values.",
         action,
+        retriable=False,
+    )
+
+
+def defender_read_error(
+    exc: ApiError, *, what: str, permission: str, tenant_id: str, app_id: str, roles: frozenset[str]
+) -> ActionableError:
+    """What Defender answered to a read of `what` (other than the machines), as one code and action."""
+    if isinstance(exc, RetriableApiError):
+        return throttled("Microsoft Defender for Endpoint") if exc.throttled else unreachable(
+            "Microsoft Defender for Endpoint", str(exc))
+    if exc.status in (401, 403) and roles and permission not in roles:
+        return permission_missing([permission], app_id=app_id, tenant_id=tenant_id)
+    if exc.status in (403, 404):
+        return ActionableError(
+            ErrorCode.DEFENDER_UNAVAILABLE,
+            f"Defender for Endpoint did not serve {what} of tenant {tenant_id} (HTTP {exc.status}): the tenant "
+            "has no Defender licence that includes vulnerability management, or the read was refused.",
+            f"Check the tenant's Microsoft Defender for Endpoint licence and that the app {app_id} has the "
+            f"WindowsDefenderATP application permission {permission} with admin consent there.",
+            retriable=False,
+        )
+    return ActionableError(
+        ErrorCode.INTERNAL,
+        f"Defender for Endpoint refused a read of {what} in tenant {tenant_id}: HTTP {exc.status}.",
+        "memsync sent a request Defender does not accept; report this with the tenant id and time.",
         retriable=False,
     )

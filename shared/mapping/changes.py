@@ -54,7 +54,9 @@ class StoredState:
     first_seen_at: str | None = None
     last_seen_at: str | None = None
     removed_at: str | None = None
-    defender: Any = None  # the stored Defender summary, kept when Defender could not be read
+    # The stored object fields (`Entity.nested`: a device's Defender, Autopilot, Entra and vulnerability
+    # summaries), kept when their source could not be read this time.
+    nested: dict[str, Any] = field(default_factory=dict)
 
 
 MAX_REASONS = 20  # distinct skip reasons kept per listing (each one counted)

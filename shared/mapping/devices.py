@@ -148,6 +148,10 @@ def _int(raw: dict[str, Any], name: str) -> int | None:
     return int(value)
 
 
+DEFENDER_FIELDS: tuple[str, ...] = ("machineId", "healthStatus", "riskScore", "exposureLevel",
+                                    "onboardingStatus", "lastSeen")
+
+
 @dataclass(frozen=True)
 class DefenderSummary:
     """What memsync keeps of a Defender for Endpoint machine."""
@@ -227,9 +231,16 @@ class DefenderIndex:
 
 
 def map_device(
-    raw: dict[str, Any], *, tenant_id: str, defender: dict[str, Any] | None = None
+    raw: dict[str, Any],
+    *,
+    tenant_id: str,
+    defender: dict[str, Any] | None = None,
+    autopilot: dict[str, Any] | None = None,
+    entra_device: dict[str, Any] | None = None,
+    vulnerabilities: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One Graph v1.0 managedDevice -> the Device fields of docs/api.md (without the bookkeeping dates).
+    """One Graph v1.0 managedDevice -> the Device fields of docs/api.md (without the bookkeeping dates),
+    with the summaries of what joins it (`shared.mapping.joins`), each None when nothing does.
 
     Raises `SkippedRecord` for a record without a usable id or with fields of the wrong type.
     `physicalMemoryInBytes` 0 in a list response means "not listed" (FACTS.md), so it maps to None.
@@ -252,6 +263,9 @@ def map_device(
         raise SkippedRecord(f"isEncrypted is {type(encrypted).__name__}, not a boolean")
     device["isEncrypted"] = encrypted
     device["defender"] = defender
+    device["autopilot"] = autopilot
+    device["entraDevice"] = entra_device
+    device["vulnerabilities"] = vulnerabilities
     return device
 
 
@@ -281,4 +295,7 @@ DEVICE_FIELDS: tuple[str, ...] = (
     "imei",
     "isEncrypted",
     "defender",
+    "autopilot",
+    "entraDevice",
+    "vulnerabilities",
 )

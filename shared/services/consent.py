@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from shared.clients.partner_center import PartnerCenterClient
+from shared.entities import chosen_areas
 from shared.errors import ConsentFailed, DomainError, ErrorCode, ErrorInfo, NotFound, unreachable
 from shared.http import ApiClient, Budget, CallStats, FatalApiError, RetriableApiError
 from shared.models import ConsentFacts, CustomerTenant, ErrorModel, Integration, TenantStatus
@@ -51,7 +52,10 @@ CONSENTS_IN_FLIGHT = 4  # Partner Center allows 50 requests/s per application
 def consent_body(integration: Integration) -> dict[str, Any]:
     """The applicationconsents body: the sync app and exactly the permissions its sync uses."""
     grants = [{"enterpriseApplicationId": resource.value, "scope": ",".join(scopes)}
-              for resource, scopes in consent_scopes(include_defender=integration.include_defender).items()]
+              for resource, scopes in consent_scopes(
+                  include_defender=integration.include_defender,
+                  optional=chosen_areas(include_defender=integration.include_defender,
+                                        collect=integration.collect)).items()]
     return {
         "applicationId": integration.sync_app_id,
         "applicationGrants": grants,

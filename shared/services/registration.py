@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from shared import sdk
 from shared.auth import AppCredential, token_roles
 from shared.clients.keyvault import SecretDeleted, secret_name
-from shared.entities import ENTITIES
+from shared.entities import ENTITIES, chosen_areas
 from shared.errors import (
     FIELD_HINTS,
     PERMANENT_CODES,
@@ -134,7 +134,8 @@ def _partner_check(rt: Runtime, tenant_id: str, app_id: str, secret: SecretStr) 
 
 
 def _sync_check(
-    rt: Runtime, tenant_id: str, app_id: str, secret: SecretStr, *, defender: bool, tenant_field: str
+    rt: Runtime, tenant_id: str, app_id: str, secret: SecretStr, *, defender: bool, tenant_field: str,
+    collect: list[str] | None = None,
 ) -> AppCheck:
     """The sync app in `tenant_id`. In a single tenant its token must carry the sync's permissions. In the
     partner tenant (multi-tenant) a token proves the secret and the app; the permissions that matter are
@@ -144,9 +145,12 @@ def _sync_check(
     if tenant_field == "partnerTenantId":
         audiences = [Audience(cloud.graph_scope, (), "Graph")]
     else:
-        audiences = [Audience(cloud.graph_scope, GRAPH_ROLES, "Graph", optional_roles(Resource.GRAPH))]
+        # The optional permissions asked about are those of the entities this integration collects.
+        areas = chosen_areas(include_defender=defender, collect=collect)
+        audiences = [Audience(cloud.graph_scope, GRAPH_ROLES, "Graph", optional_roles(Resource.GRAPH, areas))]
         if defender:
-            audiences.append(Audience(cloud.defender_scope, DEFENDER_ROLES, "Defender for Endpoint"))
+            audiences.append(Audience(cloud.defender_scope, DEFENDER_ROLES, "Defender for Endpoint",
+                                      optional_roles(Resource.DEFENDER, areas)))
     return AppCheck(
         AppRole.SYNC,
         tenant_id,
@@ -353,7 +357,8 @@ def _checks_for(rt: Runtime, new: NewIntegration) -> list[AppCheck]:
                 rt, home, sync.app_id, sync.secret, defender=new.include_defender, tenant_field="partnerTenantId"
             ),
         ]
-    return [_sync_check(rt, home, sync.app_id, sync.secret, defender=new.include_defender, tenant_field="tenantId")]
+    return [_sync_check(rt, home, sync.app_id, sync.secret, defender=new.include_defender, tenant_field="tenantId",
+                        collect=new.collect)]
 
 
 async def register(
@@ -396,6 +401,7 @@ async def register(
             partner_app_id=new.partner_app.app_id if new.partner_app is not None else None,
             sync_app_id=new.sync_app.app_id,
             include_defender=new.include_defender,
+            collect=new.collect,
             tenant_filter=new.tenant_filter if multi else TenantFilter(),
             secrets=secrets,
             created_at=utcnow(),
@@ -529,6 +535,7 @@ async def rotate_secrets(rt: Runtime, integration_id: str, body: NewSecrets) -> 
                 body.sync_app_secret,
                 defender=integration.include_defender,
                 tenant_field=tenant_field,
+                collect=integration.collect,
             )
         )
     errors = await check_credentials(rt, checks)

@@ -16,7 +16,15 @@ raised as `TransientSyncError`, so the Functions host retries the message and ev
 
 Defender is optional: when it cannot be read the tenant still syncs and ends `ok`, with
 `error = {code: defenderUnavailable, ...}` noted, and devices keep their last known Defender fields
-(nothing is erased on a failed read).
+(nothing is erased on a failed read). So is every optional entity (`shared.entities.Entity.optional`):
+one the integration does not collect is not read; one the tenant does not grant, or Microsoft refuses,
+is a note on the tenant's status, its rows kept as they are.
+
+Joins. A device carries the Autopilot identity, the Entra ID device and the vulnerability summary of its
+machine (`shared.mapping.joins`). Those listings run beside the device listing; the devices' first page
+waits for them (as it waits for Defender's machines), so each device is written once, joined. A join
+whose listing was not read this time keeps the device's stored summary; one the integration does not
+collect is cleared.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,16 +42,32 @@ from pydantic import ValidationError
 
 from shared.auth import AppCredential, token_roles
 from shared.clients.apis import Apis, Service
-from shared.clients.defender import DefenderClient, defender_not_found, defender_unavailable
+from shared.clients.defender import (
+    DefenderClient,
+    defender_not_found,
+    defender_read_error,
+    defender_unavailable,
+)
 from shared.clients.exports import EXPORT_MAX_WAIT_SECONDS, ExportJobsClient
 from shared.clients.graph import GraphClient, graph_error, missing_permissions
-from shared.entities import DEVICES, OTHER_LISTED, SOFTWARE, Entity
+from shared.entities import (
+    AUTOPILOT_DEVICES,
+    DEVICES,
+    ENTRA_DEVICES,
+    OTHER_LISTED,
+    SOFTWARE,
+    VULNERABILITIES,
+    Entity,
+    collects,
+)
 from shared.errors import ActionableError, ErrorCode, ErrorInfo, permission_missing, throttled, unreachable
 from shared.http import ApiClient, ApiError, Budget, CallStats, RetriableApiError
 from shared.mapping.changes import PartitionDiff, StoredState, stamp
 from shared.mapping.devices import DefenderIndex, record_id
+from shared.mapping.joins import AutopilotIndex, EntraIndex
 from shared.mapping.tenants import organization_names
 from shared.mapping.text import SkippedRecord
+from shared.mapping.vulnerabilities import VulnerabilityTally
 from shared.models import (
     AppRole,
     CustomerTenant,
@@ -237,6 +261,18 @@ async def _release(rt: Runtime, integration_id: str, job: SyncJob, lease: Lease,
 class ListingResult:
     diff: PartitionDiff
     joined: int = 0  # assets whose declared join field (`Entity.join_field`) found a partner
+    facts: dict[str, int] = field(default_factory=dict)  # `Entity.facts` summed over the listed assets
+
+
+Index = AutopilotIndex | EntraIndex | VulnerabilityTally
+# The listings a device joins: entity -> (the device field it fills, the index its listing feeds).
+JOINS: dict[str, tuple[str, Callable[[], Index]]] = {
+    AUTOPILOT_DEVICES.name: ("autopilot", AutopilotIndex),
+    ENTRA_DEVICES.name: ("entraDevice", EntraIndex),
+    VULNERABILITIES.name: ("vulnerabilities", VulnerabilityTally),
+}
+KEEP: Literal["keep"] = "keep"  # a join whose listing was not read this time: devices keep their stored summary
+Join = Index | Literal["keep"] | None  # None: not collected, the summary is cleared
 
 
 @dataclass
@@ -264,12 +300,27 @@ class TenantSync:
     entity_notes: list[ErrorInfo] = field(default_factory=list)  # optional entities left out (after `notes`)
     _app: AppCredential | None = None
     _roles: frozenset[str] = frozenset()
+    _defender_roles: frozenset[str] | None = None
     _devices_answered: asyncio.Event = field(default_factory=asyncio.Event)
+    _joins: dict[str, asyncio.Future[Join]] = field(default_factory=dict)
+
+    def collects(self, entity: Entity) -> bool:
+        return collects(entity, include_defender=self.integration.include_defender,
+                        collect=self.integration.collect)
 
     def _api(self, area: str, *, service: Service = "graph", label: str | None = None) -> ApiClient:
         assert self._app is not None
         return self.apis.api(self.tenant_id, self._app, area, self.budget, self.stats, service=service,
                              label=label or area)
+
+    async def _read_error(self, exc: ApiError, entity: Entity) -> ActionableError:
+        """What a service's refusal of an entity's listing means, as one code and action."""
+        if entity.source.service == "defender":
+            assert self._app is not None
+            return defender_read_error(exc, what=entity.name, permission=entity.permission.name,
+                                       tenant_id=self.tenant_id, app_id=self._app.app_id,
+                                       roles=self._defender_roles or frozenset())
+        return self._graph_error(exc, entity.permission_area)
 
     def _graph_error(self, exc: ApiError, area: str) -> ActionableError:
         assert self._app is not None
@@ -291,6 +342,9 @@ class TenantSync:
             devices=self._api("intuneDevices"),
             apps=self._api("intuneApps"),
         )
+        loop = asyncio.get_running_loop()
+        # The joined listings this sync runs (each resolves its future, read or not); devices wait for them.
+        self._joins = {e.name: loop.create_future() for e in OTHER_LISTED if e.name in JOINS}
         # Stored state loads while the first pages are on their way (a listing needs it only to diff).
         async with asyncio.timeout(max(1.0, self.budget.remaining())), asyncio.TaskGroup() as tasks:
             device_state = tasks.create_task(
@@ -359,23 +413,49 @@ class TenantSync:
             return error
         return index
 
+    async def _roles_for(self, entity: Entity) -> frozenset[str]:
+        """The application permissions the tenant grants on the entity's service (its token's roles)."""
+        if entity.source.service == "graph":
+            return self._roles
+        if self._defender_roles is None:
+            assert self._app is not None
+            token = await self.apis.tokens.get_token(self.tenant_id, self._app,
+                                                     self.apis.settings.cloud.defender_scope)
+            self._defender_roles = token_roles(token)
+        return self._defender_roles
+
+    def _joined(self, name: str, value: Join) -> None:
+        future = self._joins.get(name)
+        if future is not None and not future.done():
+            future.set_result(value)
+
     async def _sync_other(self, entity: Entity, graph: GraphClient) -> None:
-        """A listed entity beyond devices and software. An optional one the tenant does not grant (its
-        permission absent from the token, or Microsoft refusing it) is a note, its stored rows kept."""
-        if entity.optional:
-            lacking = missing_permissions(entity.permission_area, self._roles)
-            if lacking:
-                assert self._app is not None
-                self.entity_notes.append(not_collected(entity.name, permission_missing(
-                    lacking, app_id=self._app.app_id, tenant_id=self.tenant_id)).info)
-                return
-        state = asyncio.ensure_future(self.assets.load_state(entity.name, self.integration.id, self.tenant_id))
+        """A listed entity beyond devices and software. One the integration does not collect is not read;
+        an optional one the tenant does not grant (its permission absent from the token, or Microsoft
+        refusing it) is a note, its stored rows kept. A listing that devices join feeds their index."""
+        if not self.collects(entity):
+            self._joined(entity.name, None)
+            return
+        join = JOINS.get(entity.name)
+        index = join[1]() if join is not None else None
         try:
-            self.listings[entity.name] = await self._sync_listing(entity, graph, state)
+            if entity.optional:
+                lacking = missing_permissions(entity.permission_area, await self._roles_for(entity))
+                if lacking:
+                    assert self._app is not None
+                    self.entity_notes.append(not_collected(entity.name, permission_missing(
+                        lacking, app_id=self._app.app_id, tenant_id=self.tenant_id)).info)
+                    return
+            state = asyncio.ensure_future(self.assets.load_state(entity.name, self.integration.id, self.tenant_id))
+            self.listings[entity.name] = await self._sync_listing(
+                entity, graph, state, observe=index.add if index is not None else None)
+            self._joined(entity.name, index)
         except ActionableError as exc:
             if not entity.optional or exc.retriable:
                 raise
             self.entity_notes.append(not_collected(entity.name, exc).info)
+        finally:
+            self._joined(entity.name, KEEP)  # not read in full: devices keep what they had
 
     async def _sync_devices(
         self,
@@ -383,17 +463,33 @@ class TenantSync:
         state: asyncio.Task[tuple[dict[str, StoredState], str | None]],
         defender: asyncio.Task[DefenderIndex | ActionableError] | None,
     ) -> ListingResult:
-        """Devices, joined to Defender's machines once the first page is in (Defender was read meanwhile)."""
+        """Devices, joined to Defender's machines and the other joined listings once the first page is in
+        (those were read meanwhile)."""
         index: DefenderIndex | ActionableError | None = None
+        joins: dict[str, Join] = {}
 
         async def first_page() -> None:
             nonlocal index
             self._devices_answered.set()
             if defender is not None:
                 index = await defender
+            for name, future in self._joins.items():
+                joins[name] = await future
 
         def joined(raw: dict[str, Any], known: StoredState | None) -> dict[str, Any]:
-            return {"defender": _defender_of(raw, index, known)}
+            out = {"defender": _defender_of(raw, index, known)}
+            machine = (out["defender"] or {}).get("machineId")
+            for name, (field_name, _) in JOINS.items():
+                source = joins.get(name)
+                if source == KEEP:
+                    out[field_name] = known.nested.get(field_name) if known is not None else None
+                elif isinstance(source, VulnerabilityTally):
+                    out[field_name] = source.summary(machine)
+                elif isinstance(source, AutopilotIndex | EntraIndex):
+                    out[field_name] = source.match(raw)
+                else:
+                    out[field_name] = None
+            return {"entra_device" if k == "entraDevice" else k: v for k, v in out.items()}
 
         result = await self._sync_listing(DEVICES, graph, state, first_page=first_page, extra=joined)
         if isinstance(index, ActionableError):
@@ -408,29 +504,34 @@ class TenantSync:
         *,
         first_page: Callable[[], Awaitable[None]] | None = None,
         extra: Callable[[dict[str, Any], StoredState | None], dict[str, Any]] | None = None,
+        observe: Callable[[dict[str, Any]], None] | None = None,
     ) -> ListingResult:
         """One entity's listing, for every listed entity alike: stream its pages, map each record, diff it
         against the stored state, write what changed in batches; and only after the whole listing was
         read, mark what it did not contain as removed (`shared.mapping.changes`).
 
         `first_page` runs when the first page has arrived; `extra(raw, stored)` adds mapper arguments
-        (the devices' Defender summary).
+        (the devices' joined summaries); `observe(asset)` sees each asset read (a join's index).
         """
         assert entity.mapper is not None
-        if entity.source.service != "graph":
-            # Only Graph collections are paged here today; another service needs its pager first.
-            raise NotImplementedError(f"{entity.name}: the listing loop pages Microsoft Graph only")
-        api = self._api(entity.rate_limit_area)
+        pages: AsyncIterator[list[dict[str, Any]]]
+        if entity.source.service == "defender":
+            api = self._api(entity.rate_limit_area, service="defender")
+            client = DefenderClient(self.apis.settings.defender_url, api)
+            pages = client.pages(entity.source.path, page_size=entity.source.page_size)
+        else:
+            api = self._api(entity.rate_limit_area)
+            pages = graph.pages(api, entity.source.path, entity.source.params())
         writer = self.assets.writer(entity.name, self.integration.id, self.tenant_id)
         failure: ActionableError | None = None
-        pages = graph.pages(api, entity.source.path, entity.source.params())
         first = asyncio.ensure_future(anext(pages, None))  # the first page is fetched while state loads
         try:
             existing, listed_at = await state
         except BaseException:
             first.cancel()
             raise
-        result = ListingResult(PartitionDiff(existing, self.now, listed_at))
+        result = ListingResult(PartitionDiff(existing, self.now, listed_at),
+                               facts=dict.fromkeys(entity.fact_keys, 0))
         diff = result.diff
         try:
             page = await first
@@ -449,13 +550,19 @@ class TenantSync:
                         continue
                     seen_before = len(diff.seen)
                     op = diff.observe(asset)
-                    if entity.join_field and len(diff.seen) > seen_before and asset.get(entity.join_field):
-                        result.joined += 1
+                    if len(diff.seen) > seen_before:  # first time in this listing
+                        if entity.join_field and asset.get(entity.join_field):
+                            result.joined += 1
+                        if observe is not None:
+                            observe(asset)
+                        if entity.facts is not None:
+                            for name, n in entity.facts(asset).items():
+                                result.facts[name] = result.facts.get(name, 0) + n
                     if op is not None:
                         await writer.add(op)
                 page = await anext(pages, None)
         except ApiError as exc:
-            failure = self._graph_error(exc, entity.permission_area)
+            failure = await self._read_error(exc, entity)
         await writer.close()  # what was read is stored either way; removals need the whole listing
         if failure is not None:
             raise failure
@@ -496,7 +603,7 @@ def _defender_of(
     if index is None:
         return None  # Defender not included for this integration
     if isinstance(index, ActionableError):
-        return known.defender if known is not None else None  # keep the last known values
+        return known.nested.get("defender") if known is not None else None  # keep the last known values
     aad = raw.get("azureADDeviceId")
     found = index.match(aad if isinstance(aad, str) else None)
     return found.to_json() if found is not None else None
@@ -611,7 +718,9 @@ async def sync_tenant(
                                 defender_machines=devices.joined,
                                 skipped=devices.diff.counts.skipped + software.diff.counts.skipped
                                 + sum(listing.diff.counts.skipped for listing in sync.listings.values()),
-                                entities={name: listing.diff.present() for name, listing in sync.listings.items()}),
+                                entities={name: listing.diff.present() for name, listing in sync.listings.items()},
+                                facts={name: listing.facts for name, listing in sync.listings.items()
+                                       if listing.facts}),
             error=ErrorModel.of(note),
         )
     else:

@@ -4,10 +4,15 @@ Layout. Partition = `f"{integration_id}_{tenant_id}"`: one tenant of one integra
 integrations never share a partition, and a tenant's assets fit entity-group transactions (at most 100
 operations, one partition: https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions).
 Row = the Microsoft id. Each output field
-(docs/api.md, Device and Software title) is its own typed column; `defender` is JSON text. Bookkeeping
-columns: `contentHash` (change detection), `firstSeenAt`, `lastSeenAt`, `removedAt` and `isRemoved`
-(Table Storage cannot filter on a missing property, so removal also has a boolean to filter on), and
-`deviceNameLower` / `serialLower` for search.
+(docs/api.md, Device and Software title) is its own typed column, and so is each member of an object
+field (`Entity.nested`: a device's `defender.riskScore` is the column `defenderRiskScore`), so a BI tool
+reads plain columns. Bookkeeping columns: `contentHash` (change detection), `layout`, `firstSeenAt`,
+`lastSeenAt`, `removedAt` and `isRemoved` (Table Storage cannot filter on a missing property, so removal
+also has a boolean to filter on), and `deviceNameLower` / `serialLower` for search.
+
+Layout. `layout` is `LAYOUT` on every row written now. Rows of the first layout (no `layout`; the
+Defender summary as JSON text in `defender`) are read as before, and the sync rewrites each one it
+lists on its first run (`load_state` gives them no content hash, so they count as changed).
 
 Each partition also holds one marker row, `~listing`, with the time of the last *complete* listing.
 Asset row keys are printable ASCII that never start with "~" (see `shared.mapping.devices.safe_id`), so
@@ -44,7 +49,6 @@ from shared.stores.tables import (
     RUNS_TABLE,
     Tables,
     TransactionPipeline,
-    dumps,
     loads,
     odata_quote,
 )
@@ -60,7 +64,47 @@ _ASSETS_ONLY = f"RowKey lt {odata_quote('~')}"
 SEARCH_SCAN_LIMIT = 5000
 MAX_TOP = 1000
 _INT32 = range(-(2**31), 2**31)
-_STATE_COLUMNS = ["RowKey", "contentHash", "firstSeenAt", "lastSeenAt", "removedAt", "defender"]
+_STATE_COLUMNS = ["RowKey", "contentHash", "layout", "firstSeenAt", "lastSeenAt", "removedAt"]
+LAYOUT = 2  # the row layout written now; rows without `layout` are of the first one (module docstring)
+_LEGACY_JSON = frozenset({"defender"})  # object fields the first layout stored as JSON text
+_LIST_SEPARATOR = ", "
+
+
+def nested_column(name: str, member: str) -> str:
+    """The column of one member of an object field: `defender` + `riskScore` -> `defenderRiskScore`."""
+    return name + member[:1].upper() + member[1:]
+
+
+def _nested_columns(kind: Entity) -> list[str]:
+    return [nested_column(name, m) for name, members in kind.nested.items() for m in members]
+
+
+def _flatten(name: str, members: tuple[str, ...], value: dict[str, Any] | None) -> dict[str, Any]:
+    if not value:
+        return {}
+    out: dict[str, Any] = {}
+    for member in members:
+        item = value.get(member)
+        if isinstance(item, list):
+            item = _LIST_SEPARATOR.join(str(x) for x in item)
+        if item is not None:
+            out[nested_column(name, member)] = _column_value(item)
+    return out
+
+
+def _unflatten(name: str, members: tuple[str, ...], entity: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An object field from its columns; None when its first member (its key: an id, a total) is absent.
+    A row of the first layout holds some as JSON text instead."""
+    if entity.get(nested_column(name, members[0])) is None:
+        legacy = entity.get(name) if name in _LEGACY_JSON else None
+        return loads(legacy) if isinstance(legacy, str) else None
+    out: dict[str, Any] = {}
+    for member in members:
+        item = _plain(entity.get(nested_column(name, member)))
+        if member == "topCves":
+            item = [x for x in item.split(_LIST_SEPARATOR) if x] if isinstance(item, str) else []
+        out[member] = item
+    return out
 
 
 class InvalidQuery(ValueError):
@@ -115,11 +159,15 @@ def _to_entity(kind: Entity, partition: str, op: WriteOp) -> dict[str, Any]:
     for name, value in asset.items():
         if name == "id" or value is None:
             continue
-        entity[name] = dumps(value) if name in kind.json_fields else _column_value(value)
+        members = kind.nested.get(name)
+        if members is not None:
+            entity.update(_flatten(name, members, value))
+        else:
+            entity[name] = _column_value(value)
     for name, column in kind.search.items():
         entity[column] = (asset.get(name) or "").lower()
-    entity.update(contentHash=op.content_hash, firstSeenAt=op.first_seen_at, lastSeenAt=op.last_seen_at,
-                  isRemoved=False)
+    entity.update(contentHash=op.content_hash, layout=LAYOUT, firstSeenAt=op.first_seen_at,
+                  lastSeenAt=op.last_seen_at, isRemoved=False)
     return {k: v for k, v in entity.items() if v is not None}
 
 
@@ -129,8 +177,8 @@ def _from_entity(kind: Entity, entity: dict[str, Any], listed_at: str | None) ->
     for name in kind.fields:
         if name == "id":
             out["id"] = entity["RowKey"]
-        elif name in kind.json_fields:
-            out[name] = loads(entity.get(name))
+        elif name in kind.nested:
+            out[name] = _unflatten(name, kind.nested[name], entity)
         elif name in kind.flag_fields:
             out[name] = bool(entity.get(name, False))
         else:
@@ -186,19 +234,23 @@ class AssetStore:
         partition = partition_key(integration_id, tenant_id)
         table = self.table(kind)
         query = f"PartitionKey eq {odata_quote(partition)}"
+        declared = declaration(kind)
+        legacy = [name for name in declared.nested if name in _LEGACY_JSON]
         states: dict[str, StoredState] = {}
         listed_at: str | None = None
-        async for entity in table.query_entities(query, select=[*_STATE_COLUMNS, "listedAt"],
-                                                 results_per_page=1000):
+        select = [*_STATE_COLUMNS, *_nested_columns(declared), *legacy, "listedAt"]
+        async for entity in table.query_entities(query, select=select, results_per_page=1000):
             if entity["RowKey"] == MARKER_ROW:
                 listed_at = entity.get("listedAt")
                 continue
+            current = _plain(entity.get("layout")) == LAYOUT
             states[entity["RowKey"]] = StoredState(
-                content_hash=entity.get("contentHash"),
+                # A row of an older layout has no hash to match: listed again, it is rewritten.
+                content_hash=entity.get("contentHash") if current else None,
                 first_seen_at=entity.get("firstSeenAt"),
                 last_seen_at=entity.get("lastSeenAt"),
                 removed_at=entity.get("removedAt"),
-                defender=loads(entity.get("defender")),
+                nested={name: _unflatten(name, members, entity) for name, members in declared.nested.items()},
             )
         return states, listed_at
 

@@ -30,6 +30,8 @@ SOFTWARE_TABLE = "memsyncSoftware"
 DEVICE_SOFTWARE_TABLE = "memsyncDeviceSoftware"
 AUTOPILOT_DEVICES_TABLE = "memsyncAutopilotDevices"
 ENTRA_DEVICES_TABLE = "memsyncEntraDevices"
+VULNERABILITIES_TABLE = "memsyncVulnerabilities"
+LICENCES_TABLE = "memsyncLicences"
 RUNS_TABLE = "memsyncRuns"
 ALERTS_TABLE = "memsyncAlerts"
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ ALL_TABLES = (
     DEVICE_SOFTWARE_TABLE,
     AUTOPILOT_DEVICES_TABLE,
     ENTRA_DEVICES_TABLE,
+    VULNERABILITIES_TABLE,
+    LICENCES_TABLE,
     RUNS_TABLE,
     ALERTS_TABLE,
 )

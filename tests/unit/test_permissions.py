@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.entities import ENTITIES, LISTED
+from shared.entities import ENTITIES, LISTED, chosen_areas
 from shared.permissions import (
     OPTIONAL_AREAS,
     READS,
@@ -49,6 +49,11 @@ DOCUMENTED: dict[str, tuple[str, ...]] = {
     "autopilot": ("DeviceManagementServiceConfig.Read.All", "DeviceManagementServiceConfig.ReadWrite.All"),
     # https://learn.microsoft.com/graph/api/device-list
     "entraDevices": ("Device.Read.All", "Directory.Read.All", "Device.ReadWrite.All", "Directory.ReadWrite.All"),
+    # https://learn.microsoft.com/defender-endpoint/api/get-all-vulnerabilities-by-machines
+    "vulnerabilities": ("Vulnerability.Read.All",),
+    # https://learn.microsoft.com/graph/api/subscribedsku-list
+    "licences": ("LicenseAssignment.Read.All", "Directory.Read.All", "Organization.Read.All",
+                 "LicenseAssignment.ReadWrite.All", "Directory.ReadWrite.All", "Organization.ReadWrite.All"),
 }
 
 
@@ -80,11 +85,20 @@ def test_registration_consent_and_diagnosis_ask_for_the_same_roles():
         "DeviceManagementManagedDevices.Read.All", "DeviceManagementApps.Read.All", "Organization.Read.All")
     assert required_roles(Resource.DEFENDER) == ("Machine.Read.All",)
     # Consent also asks for what the optional entities read with (a sync goes on without it).
-    assert optional_roles(Resource.GRAPH) == ("DeviceManagementServiceConfig.Read.All", "Device.Read.All")
+    # (Licences read with Organization.Read.All, which the sync needs anyway: asked for once.)
+    assert optional_roles(Resource.GRAPH) == ("DeviceManagementServiceConfig.Read.All", "Device.Read.All",
+                                              "Organization.Read.All")
+    assert optional_roles(Resource.DEFENDER) == ("Vulnerability.Read.All",)
     assert consent_scopes(include_defender=True) == {
-        Resource.GRAPH: required_roles(Resource.GRAPH) + optional_roles(Resource.GRAPH),
-        Resource.DEFENDER: ("Machine.Read.All",)}
-    assert Resource.DEFENDER not in consent_scopes(include_defender=False)
+        Resource.GRAPH: required_roles(Resource.GRAPH) + ("DeviceManagementServiceConfig.Read.All", "Device.Read.All"),
+        Resource.DEFENDER: ("Machine.Read.All", "Vulnerability.Read.All")}
+    # An integration's choice (shared.entities.chosen_areas) narrows what consent asks for.
+    chosen = chosen_areas(include_defender=False, collect=None)
+    assert "vulnerabilities" not in chosen
+    assert Resource.DEFENDER not in consent_scopes(include_defender=False, optional=chosen)
+    assert consent_scopes(include_defender=True, optional=chosen_areas(include_defender=True,
+                                                                       collect=["licences"])) == {
+        Resource.GRAPH: required_roles(Resource.GRAPH), Resource.DEFENDER: ("Machine.Read.All",)}
 
 
 def test_broader_permissions_imply_narrower_ones():
@@ -99,6 +113,6 @@ def test_broader_permissions_imply_narrower_ones():
 
 def test_an_undeclared_area_fails_loudly():
     with pytest.raises(KeyError, match=r"shared\.permissions"):
-        read_permission("licences")
+        read_permission("somethingNew")
     with pytest.raises(KeyError, match="AREA_LIMITS"):
         RateLimits().bucket("somethingNew", "t", "a")

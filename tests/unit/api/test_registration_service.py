@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.api.models import MultiTenantRegistration, SecretRotation, SingleTenantRegistration
+from shared.api.parsing import parse_registration
 from shared.api.problems import ApiProblem, problem_from_domain
 from shared.errors import DomainError, unreachable
 from shared.models import IntegrationStatus, NewIntegration, NewSecrets
@@ -278,20 +279,56 @@ async def test_unknown_tenants_of_a_manual_sync_are_each_named():
 
 
 async def test_an_optional_permission_the_sync_app_lacks_is_a_warning_not_a_refusal():
-    rt = fake_runtime(tokens())  # the required roles, not DeviceManagementServiceConfig.Read.All
+    rt = fake_runtime(tokens())  # the required roles only: no optional Graph or Defender permission
     warnings: list = []
     integration = await registration.register(rt, single(), enqueue=Enqueued(), warnings=warnings)
     assert integration.status == IntegrationStatus.ACTIVE
-    [warning] = warnings
-    assert (warning.field, warning.code.value) == ("syncAppId", "permissionMissing")
-    assert "DeviceManagementServiceConfig.Read.All" in warning.message + warning.action
-    assert "autopilotDevices" in warning.message
+    graph, defender = warnings  # one per resource: Graph's token, then Defender's
+    assert {(w.field, w.code.value) for w in warnings} == {("syncAppId", "permissionMissing")}
+    assert "DeviceManagementServiceConfig.Read.All" in graph.message + graph.action
+    assert "autopilotDevices" in graph.message and "entraDevices" in graph.message
+    assert "Vulnerability.Read.All" in defender.message + defender.action
+    assert "vulnerabilities" in defender.message
+
+
+async def test_only_the_permissions_of_the_entities_collected_are_asked_about():
+    rt = fake_runtime(tokens())
+    warnings: list = []
+    integration = await registration.register(rt, single(collect=["autopilotDevices", "licences"]),
+                                              enqueue=Enqueued(), warnings=warnings)
+    assert integration.collect == ["autopilotDevices", "licences"]
+    [warning] = warnings  # licences read with Organization.Read.All, which the sync holds already
+    assert "DeviceManagementServiceConfig.Read.All" in warning.message
+    assert "Device.Read.All" not in warning.message and "Vulnerability" not in warning.message
+    without_defender: list = []
+    await registration.register(fake_runtime(tokens()), single(includeDefender=False), enqueue=Enqueued(),
+                                warnings=without_defender)
+    assert all("Vulnerability.Read.All" not in w.message for w in without_defender)
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"collect": ["vulnerabilities"], "includeDefender": False}, "conflictingOptions"),
+    ({"collect": ["licences", "licences"]}, "duplicate"),
+    ({"collect": ["devices"]}, "invalidValue"),
+    ({"collect": "licences"}, "invalidType"),
+])
+def test_a_collect_option_that_cannot_be_honoured_is_refused_with_its_reason(body, code):
+    with pytest.raises(ApiProblem) as caught:
+        parse_registration({"kind": "singleTenant", "tenantId": PARTNER_TENANT, "syncAppId": SYNC_APP,
+                            "syncAppSecret": SYNC_SECRET, **body})
+    problem = caught.value
+    assert problem.status == 400
+    assert [e.code for e in problem.errors] == [code], problem.errors
+    assert all(e.field.startswith("collect") for e in problem.errors)
+    assert all("autopilotDevices" in e.action for e in problem.errors)
 
 
 async def test_no_warning_when_the_optional_permission_is_granted_or_the_integration_is_an_msp():
     granted = ["DeviceManagementManagedDevices.Read.All", "DeviceManagementApps.Read.All",
                "Organization.Read.All", "DeviceManagementServiceConfig.ReadWrite.All", "Directory.Read.All"]
-    rt = fake_runtime(tokens(roles={(PARTNER_TENANT, SYNC_APP, GRAPH): granted}))
+    rt = fake_runtime(tokens(roles={(PARTNER_TENANT, SYNC_APP, GRAPH): granted,
+                                    (PARTNER_TENANT, SYNC_APP, DEFENDER): ["Machine.Read.All",
+                                                                           "Vulnerability.Read.All"]}))
     warnings: list = []
     await registration.register(rt, single(), enqueue=Enqueued(), warnings=warnings)
     assert warnings == []

@@ -45,12 +45,18 @@ def test_the_consent_body_grants_exactly_what_the_sync_reads_with():
             {"enterpriseApplicationId": "00000003-0000-0000-c000-000000000000",
              "scope": "DeviceManagementManagedDevices.Read.All,DeviceManagementApps.Read.All,Organization.Read.All,"
                       "DeviceManagementServiceConfig.Read.All,Device.Read.All"},
-            {"enterpriseApplicationId": "fc780465-2017-40d4-a0c5-307022471b92", "scope": "Machine.Read.All"},
+            {"enterpriseApplicationId": "fc780465-2017-40d4-a0c5-307022471b92",
+             "scope": "Machine.Read.All,Vulnerability.Read.All"},
         ],
         "displayName": "memsync (Contoso MSP)",
     }
     assert [g["enterpriseApplicationId"] for g in consent_body(integration(False))["applicationGrants"]] == [
         "00000003-0000-0000-c000-000000000000"]
+    # Only what the chosen entities read with: no Autopilot, Entra or vulnerability permission here.
+    narrow = integration().model_copy(update={"collect": ["licences"]})
+    assert [g["scope"] for g in consent_body(narrow)["applicationGrants"]] == [
+        "DeviceManagementManagedDevices.Read.All,DeviceManagementApps.Read.All,Organization.Read.All",
+        "Machine.Read.All"]
 
 
 def _partner_center(handler):

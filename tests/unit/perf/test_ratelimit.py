@@ -8,12 +8,15 @@ import random
 import pytest
 
 from shared.ratelimit import (
+    AREA_LIMITS,
     DEFENDER_LIMIT,
+    DEFENDER_VULNERABILITY_LIMITS,
     GROUPS_PER_PERIOD,
     INTUNE_APPS_LIMIT,
     INTUNE_DEVICES_LIMIT,
     RateLimits,
     SlidingWindowLimiter,
+    WindowedLimiter,
 )
 from tests.unit.faketime import FakeTime
 
@@ -104,3 +107,29 @@ def test_one_limiter_per_area_tenant_and_app():
     assert limits.bucket("intuneApps", "t1", "app") is not a
     assert limits.bucket("defender", "t1", "app").capacity == DEFENDER_LIMIT[0]
     assert limits.bucket("intuneApps", "t1", "app").capacity == INTUNE_APPS_LIMIT[0]
+
+
+async def test_two_windows_hold_both_the_per_minute_and_the_per_hour_limit():
+    # Defender's vulnerability reads: so many a minute and so many an hour (shared.ratelimit).
+    t = FakeTime(0.0)
+    limiter = WindowedLimiter([SlidingWindowLimiter(5, 60.0, clock=t.clock, sleep=t.sleep),
+                               SlidingWindowLimiter(12, 3600.0, clock=t.clock, sleep=t.sleep)])
+    stamps = []
+    for _ in range(14):
+        await limiter.acquire()
+        stamps.append(t.now)
+    # 5 a minute until the hour's 12 are spent; the 13th waits for the hour to pass.
+    assert stamps[:12] == [0.0] * 5 + [60.0] * 5 + [120.0] * 2
+    assert stamps[12] == 3600.0 and stamps[13] == 3600.0
+    for a in stamps:
+        assert sum(1 for b in stamps if a <= b < a + 60.0) <= 5
+        assert sum(1 for b in stamps if a <= b < a + 3600.0) <= 12
+
+
+def test_the_vulnerability_area_has_both_published_windows_with_a_margin():
+    # 50 calls per minute and 1500 per hour (get-discovered-vulnerabilities); 10% left for other tools.
+    assert AREA_LIMITS["defenderVulnerabilities"] == DEFENDER_VULNERABILITY_LIMITS
+    (per_minute, minute), (per_hour, hour) = sorted(DEFENDER_VULNERABILITY_LIMITS, key=lambda w: w[1])
+    assert (minute, hour) == (60.0, 3600.0) and per_minute < 50 and per_hour < 1500
+    bucket = RateLimits().bucket("defenderVulnerabilities", "t1", "app")
+    assert isinstance(bucket, WindowedLimiter) and [w.period for w in bucket.windows] == [3600.0, 60.0]

@@ -213,7 +213,7 @@ async def test_defender_machines_join_their_devices_by_entra_device_id():
 
     assert listed.joined == 2
     stored = harness.rows(DEVICES_TABLE)
-    joined = {rk for rk, row in stored.items() if row.get("defender")}
+    joined = {rk for rk, row in stored.items() if row.get("defenderMachineId")}
     assert joined == {d["id"] for d in devices[:2]}
     assert harness.tokens.asked.count(SETTINGS.cloud.defender_scope) >= 1
 
