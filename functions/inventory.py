@@ -1,7 +1,8 @@
-"""Per-device installed software: what is on a device, and which devices have a detected app.
+"""Per-device lists: what is on a device, which devices have a detected app, and what Defender sees on it.
 
-`GET /api/integrations/{id}/tenants/{tenantId}/devices/{deviceId}/software` and
-`GET /api/integrations/{id}/tenants/{tenantId}/software/{softwareId}/devices`, lists shaped like the rest
+`GET /api/integrations/{id}/tenants/{tenantId}/devices/{deviceId}/software`,
+`GET /api/integrations/{id}/tenants/{tenantId}/software/{softwareId}/devices` and
+`GET /api/integrations/{id}/tenants/{tenantId}/devices/{deviceId}/vulnerabilities`, lists shaped like the rest
 of the API (`{"value": [...], "nextLink"}`, `?top=` 1-1000, default 100), errors as problem documents.
 The answers come from the inventory the sync stored (shared.services.inventory).
 """
@@ -24,7 +25,7 @@ from shared.api.parsing import (
     verify_continuation,
 )
 from shared.api.problems import FieldError, invalid_request
-from shared.services.inventory import device_software, software_devices
+from shared.services.inventory import device_software, device_vulnerabilities, software_devices
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -94,4 +95,20 @@ async def list_software_devices(req: func.HttpRequest) -> func.HttpResponse:
     rt = await runtime.get()
     after = await verify_continuation(token, scope, rt.continuation_keys)
     items, last = await software_devices(rt, integration_id, tenant_id, software_id, top=top, after=after)
+    return await _page(req, rt, items, last, top, scope)
+
+
+@bp.route(route="integrations/{id}/tenants/{tenantId}/devices/{deviceId}/vulnerabilities", methods=["GET"],
+          auth_level=_AUTH)
+@problem_boundary
+async def list_device_vulnerabilities(req: func.HttpRequest) -> func.HttpResponse:
+    integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
+    tenant_id = parse_guid(req.route_params.get("tenantId"), "tenantId", "a tenant of the integration")
+    device_id = parse_guid(req.route_params.get("deviceId"), "deviceId", "an Intune managed device")
+    scope: dict[str, object] = {"kind": "deviceVulnerabilities", "i": integration_id, "t": tenant_id,
+                                "d": device_id}
+    top, token = _query(req)
+    rt = await runtime.get()
+    after = await verify_continuation(token, scope, rt.continuation_keys)
+    items, last = await device_vulnerabilities(rt, integration_id, tenant_id, device_id, top=top, after=after)
     return await _page(req, rt, items, last, top, scope)

@@ -253,7 +253,7 @@ ENTRA_DEVICES = Entity(
 VULNERABILITIES = Entity(
     name="vulnerabilities",
     summary="The vulnerabilities Defender for Endpoint sees on a tenant's machines, one per machine, CVE and "
-            "product version (served per device).",
+            "product version.",
     table=VULNERABILITIES_TABLE,
     # https://learn.microsoft.com/defender-endpoint/api/get-all-vulnerabilities-by-machines: `$top` up to
     # 10,000, then `$skip` (or the service's next link).
@@ -270,7 +270,8 @@ VULNERABILITIES = Entity(
     ),
     facts=lambda a: {a["severity"].lower(): 1} if a["severity"] in SEVERITIES else {},
     fact_keys=tuple(s.lower() for s in SEVERITIES),
-    exposed=False,  # served per device (GET .../devices/{deviceId}/vulnerabilities, functions/integrations.py)
+    # Listed per tenant like the others, and per device (GET .../devices/{deviceId}/vulnerabilities,
+    # functions/inventory.py).
     optional=True,
 )
 

@@ -315,6 +315,19 @@ def _paths() -> dict[str, Any]:
                 params=[ID, TENANT_ID, DEVICE_ID, TOP, CONTINUATION],
             ),
         },
+        "/api/integrations/{id}/tenants/{tenantId}/devices/{deviceId}/vulnerabilities": {
+            "get": _op(
+                "listDeviceVulnerabilities",
+                "The vulnerabilities Defender for Endpoint lists for one device's machine (joined by Entra "
+                "device id); empty for a device Defender does not know or when vulnerabilities are not collected.",
+                {
+                    "200": _json(m.VulnerabilityList, "A page of the device's vulnerabilities, by id."),
+                    "404": _problem("No integration, tenant or device with that id."),
+                },
+                tag="assets",
+                params=[ID, TENANT_ID, DEVICE_ID, TOP, CONTINUATION],
+            ),
+        },
         "/api/integrations/{id}/tenants/{tenantId}/software/{softwareId}/devices": {
             "get": _op(
                 "listSoftwareDevices",

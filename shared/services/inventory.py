@@ -208,3 +208,22 @@ async def _resolve(
     """
     found = await assets.get_assets(kind, integration_id, tenant_id, ids, in_flight=RESOLVE_IN_FLIGHT)
     return [a if a is not None else {"id": i, "tenantId": tenant_id} for i, a in zip(ids, found, strict=True)]
+
+
+async def device_vulnerabilities(
+    rt: Runtime, integration_id: str, tenant_id: str, device_id: str, *, top: int, after: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the vulnerabilities Defender lists for one device's machine (joined by Entra device id:
+    the device's `defender.machineId`) and the last id shown when more follow; none for a device Defender
+    does not know. Raises `NotFound` for an unknown integration, tenant or device."""
+    await _known_tenant(rt, integration_id, tenant_id)
+    assets = AssetStore(rt.tables)
+    device = await assets.get_asset("devices", integration_id, tenant_id, device_id)
+    if device is None:
+        raise NotFound("device in this tenant", "deviceId",
+                       "List the tenant's devices with GET /api/integrations/{id}/tenants/{tenantId}/devices.")
+    machine = (device.get("defender") or {}).get("machineId")
+    if not isinstance(machine, str) or not machine:
+        return [], None
+    return await assets.list_matching("vulnerabilities", integration_id, tenant_id, "machineId", machine.lower(),
+                                      top=top, after=after)

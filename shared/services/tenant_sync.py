@@ -154,6 +154,7 @@ class Lease:
     id: str
     until: datetime
     run_id: str
+    tenant_name: str | None = None  # the tenant's display name as stored when the lease was taken
 
 
 def lease_expires(tenant: CustomerTenant) -> datetime | None:
@@ -239,7 +240,7 @@ async def _claim(
         return SyncResult("busy", "the tenant row kept changing while claiming it")
     if tenant is None:
         return SyncResult("ignored", "the tenant is not one of this integration's tenants")
-    return lease
+    return Lease(lease.id, lease.until, lease.run_id, tenant.display_name)
 
 
 async def _release(rt: Runtime, integration_id: str, job: SyncJob, lease: Lease, apply: dict[str, Any]) -> bool:
@@ -271,6 +272,7 @@ JOINS: dict[str, tuple[str, Callable[[], Index]]] = {
     ENTRA_DEVICES.name: ("entraDevice", EntraIndex),
     VULNERABILITIES.name: ("vulnerabilities", VulnerabilityTally),
 }
+TENANT_NAME = "tenantDisplayName"  # a column of every asset row, not an output field
 KEEP: Literal["keep"] = "keep"  # a join whose listing was not read this time: devices keep their stored summary
 Join = Index | Literal["keep"] | None  # None: not collected, the summary is cleared
 
@@ -290,6 +292,7 @@ class TenantSync:
     assets: AssetStore
     inventory_store: DeviceSoftwareStore
     notes: list[ErrorInfo] = field(default_factory=list)
+    stored_name: str | None = None  # the tenant's display name as stored before this sync
     display_name: str | None = None
     default_domain_name: str | None = None
     with_inventory: bool = True
@@ -303,6 +306,7 @@ class TenantSync:
     _defender_roles: frozenset[str] | None = None
     _devices_answered: asyncio.Event = field(default_factory=asyncio.Event)
     _joins: dict[str, asyncio.Future[Join]] = field(default_factory=dict)
+    _named: asyncio.Event = field(default_factory=asyncio.Event)  # set once /organization answered (or not)
 
     def collects(self, entity: Entity) -> bool:
         return collects(entity, include_defender=self.integration.include_defender,
@@ -392,6 +396,8 @@ class TenantSync:
         except ApiError as exc:
             log.info("tenant %s: /organization not read (%s)", self.tenant_id, exc)
             return
+        finally:
+            self._named.set()
         if org:
             self.display_name, self.default_domain_name = organization_names(org)
 
@@ -535,6 +541,10 @@ class TenantSync:
         diff = result.diff
         try:
             page = await first
+            # Every asset row carries its tenant's name (for a BI tool); /organization answers with the
+            # first pages. A new name rewrites the rows once (it is part of their content).
+            await self._named.wait()
+            tenant_name = self.display_name or self.stored_name
             if first_page is not None and page is not None:
                 await first_page()
             while page is not None:
@@ -548,6 +558,8 @@ class TenantSync:
                         diff.skip(record_id(raw), str(exc))
                         log.info("tenant %s: %s %s skipped: %s", self.tenant_id, entity.name, record_id(raw), exc)
                         continue
+                    if tenant_name:
+                        asset[TENANT_NAME] = tenant_name
                     seen_before = len(diff.seen)
                     op = diff.observe(asset)
                     if len(diff.seen) > seen_before:  # first time in this listing
@@ -667,7 +679,7 @@ async def sync_tenant(
     run = RunRecord(integration.id, job.tenant_id.lower(), job.run_id, job.trigger, started, attempt=attempt)
     sync = TenantSync(rt.apis, lambda: app_credential(rt, integration, AppRole.SYNC), integration,
                       job.tenant_id.lower(), stats, Budget(budget_seconds), stamp(started), AssetStore(rt.tables),
-                      DeviceSoftwareStore(rt.tables), export_max_wait=export_max_wait)
+                      DeviceSoftwareStore(rt.tables), stored_name=lease.tenant_name, export_max_wait=export_max_wait)
     error: ActionableError | None = None
     devices: ListingResult | None = None
     software: ListingResult | None = None

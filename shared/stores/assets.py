@@ -354,6 +354,28 @@ class AssetStore:
         return await self._page(kind, partition_key(integration_id, tenant_id), clauses,
                                 top=top, continuation=continuation, search=search)
 
+    async def list_matching(
+        self, kind: AssetKind, integration_id: str, tenant_id: str, column: str, value: str, *, top: int,
+        after: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the present assets whose `column` equals `value` (a device's vulnerabilities by
+        machine id), in row-key order after `after`, and the last row key shown when more follow."""
+        if not 1 <= top <= MAX_TOP:
+            raise InvalidQuery("top", f"top must be between 1 and {MAX_TOP}")
+        declared = declaration(kind)
+        partition = partition_key(integration_id, tenant_id)
+        clauses = [f"PartitionKey eq {odata_quote(partition)}", _ASSETS_ONLY, "isRemoved eq false",
+                   f"{column} eq {odata_quote(value)}"]
+        if after is not None:
+            clauses.append(f"RowKey gt {odata_quote(after)}")
+        listed_at = await self._listed_at(kind, partition)
+        page: list[dict[str, Any]] = []
+        async for entity in self.table(kind).query_entities(" and ".join(clauses), results_per_page=top + 1):
+            if len(page) == top:
+                return page, page[-1]["id"]
+            page.append(_from_entity(declared, entity, listed_at))
+        return page, None
+
     async def get_asset(
         self, kind: AssetKind, integration_id: str, tenant_id: str, asset_id: str
     ) -> dict[str, Any] | None:

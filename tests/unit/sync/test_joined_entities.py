@@ -286,3 +286,27 @@ def test_the_content_hash_sees_a_join_change():
 
 
 
+
+
+async def test_every_asset_row_carries_the_tenant_name_and_a_rename_rewrites_each_row_once():
+    estate = _estate_with_joins()
+    harness = _harness(estate)
+    await harness.sync()
+    for table in (DEVICES_TABLE, LICENCES_TABLE, VULNERABILITIES_TABLE):
+        assert {row["tenantDisplayName"] for row in harness.rows(table).values()} == {"Contoso Ltd"}
+    assert "tenantDisplayName" not in (await _devices(harness))[estate.devices[0]["id"]]  # a column, not output
+
+    renamed = estate.__class__.__call__
+
+    def answer(self: Estate, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1.0/organization":
+            return httpx.Response(200, json={"value": [{"id": TENANT, "displayName": "Contoso Group",
+                                                        "verifiedDomains": []}]})
+        return renamed(self, request)
+
+    estate.__class__ = type("Renamed", (Estate,), {"__call__": answer})
+    sync, (listed, _) = await harness.sync(datetime(2026, 11, 2, tzinfo=UTC))
+    assert listed.diff.counts.changed == 5 and sync.listings["licences"].diff.counts.changed == 1
+    assert {row["tenantDisplayName"] for row in harness.rows(DEVICES_TABLE).values()} == {"Contoso Group"}
+    _, (listed, _) = await harness.sync(datetime(2026, 11, 3, tzinfo=UTC))
+    assert listed.diff.counts.changed == 0
