@@ -15,8 +15,12 @@ from .generate import (
     DeviceFactory,
     EntraDeviceFactory,
     generate_machines,
+    machine_facts,
     machine_for_device,
     server_machine,
+    subscribed_sku,
+    vulnerabilities_for_machine,
+    vulnerability_record,
 )
 from .model import RESOURCE_SHORT_NAMES, AppRegistration, TenantState, canonical_resource
 from .timeutil import iso_seconds, parse_datetime, utcnow
@@ -80,6 +84,9 @@ def tenant_summary(tenant: TenantState) -> dict[str, Any]:
         "defenderMachineCount": len(tenant.machines) if tenant.defender_licensed else 0,
         "autopilotDeviceCount": len(tenant.autopilot),
         "entraDeviceCount": len(tenant.entra_devices),
+        # What /api/vulnerabilities/machinesVulnerabilities lists (nothing without Defender, as for machines).
+        "vulnerabilityCount": len(tenant.vulnerabilities) if tenant.defender_licensed else 0,
+        "subscribedSkuCount": len(tenant.subscribed_skus),
         "matchedDefenderDevices": matched_defender_devices(tenant),
         "consents": {
             app_id: {res: sorted(roles) for res, roles in grants.items()} for app_id, grants in tenant.consents.items()
@@ -160,9 +167,10 @@ async def handle(ctx: RequestContext) -> web.StreamResponse:
 
 
 _ENTITY = re.compile(
-    r"^/tenants/([^/]+)/(managedDevices|detectedApps|machines|windowsAutopilotDeviceIdentities|entraDevices)"
-    r"(?:/([^/]+))?$"
+    r"^/tenants/([^/]+)/(managedDevices|detectedApps|machines|windowsAutopilotDeviceIdentities|entraDevices"
+    r"|subscribedSkus)(?:/([^/]+))?$"
 )
+_VULNERABILITIES = re.compile(r"^/tenants/([^/]+)/machinesVulnerabilities(?:/([^/]+))?$")
 _CONSENT = re.compile(r"^/tenants/([^/]+)/consents/([^/]+)$")
 _SECRETS = re.compile(r"^/apps/([^/]+)/secrets(?:/([^/]+))?$")
 _EXPORT = re.compile(r"^/exports/([^/]+)/([^/]+)\.zip$")
@@ -258,6 +266,8 @@ async def _route(ctx: RequestContext) -> web.StreamResponse:
                 "machines": tenant.machines.values(),
                 "windowsAutopilotDeviceIdentities": tenant.autopilot.values(),
                 "entraDevices": tenant.entra_devices.values(),
+                "machinesVulnerabilities": tenant.vulnerabilities.values(),
+                "subscribedSkus": tenant.subscribed_skus.values(),
             }
         )
     match = re.match(r"^/tenants/([^/]+)$", path)
@@ -319,6 +329,10 @@ async def _route(ctx: RequestContext) -> web.StreamResponse:
     if match:
         tenant = _tenant(server, match.group(1))
         return await _entities(ctx, tenant, match.group(2), match.group(3))
+    match = _VULNERABILITIES.match(path)
+    if match:
+        tenant = _tenant(server, match.group(1))
+        return await _vulnerabilities(ctx, tenant, match.group(2))
     return sim_error(404, f"unknown simulator route {method} /_sim{path}")
 
 
@@ -369,6 +383,7 @@ async def _entities(ctx: RequestContext, tenant: TenantState, kind: str, entity_
         "machines": tenant.machines,
         "windowsAutopilotDeviceIdentities": tenant.autopilot,
         "entraDevices": tenant.entra_devices,
+        "subscribedSkus": tenant.subscribed_skus,
     }[kind]
     if entity_id is None and method == "GET":
         return json_response({"value": store.values()})
@@ -403,6 +418,67 @@ async def _entities(ctx: RequestContext, tenant: TenantState, kind: str, entity_
             _recount(tenant, touched)
         if kind == "detectedApps":
             tenant.app_devices.pop(entity_id, None)
+        return web.Response(status=204)
+    return sim_error(405, "method not allowed")
+
+
+async def _vulnerabilities(ctx: RequestContext, tenant: TenantState, record_id: str | None) -> web.Response:
+    """Defender's machinesVulnerabilities: listed, added (``{"forMachines": [machine ids]}`` gives each machine
+    what outdated software would, ``{"vulnerabilities": [partial records]}`` adds those, completed from
+    ``machineId``/``cveId``/...), and removed by id (every record with that id)."""
+    method = ctx.request.method
+    records = tenant.vulnerabilities
+    if record_id is None and method == "GET":
+        return json_response({"value": records.values()})
+    if record_id is None and method == "POST":
+        body = await _body(ctx)
+        created: list[str] = []
+        made: list[dict[str, Any]] = []
+        for machine_id in body.get("forMachines") or []:
+            machine = tenant.machines.get(str(machine_id))
+            if machine is None:
+                raise LookupError(f"machine {machine_id} not found")
+            facts = machine_facts([machine])[0]
+            found: list[dict[str, Any]] = []
+            for _ in range(50):  # a machine whose platform has vulnerable software gets some
+                found = vulnerabilities_for_machine(ctx.server.sim.rng, facts)
+                if found:
+                    break
+            if not found:
+                raise BadInput(f"machine {machine_id}: no vulnerable software is simulated for {facts[1]!r}")
+            made.extend(found)
+        partials = body.get("vulnerabilities") or []
+        if not isinstance(partials, list):
+            raise BadInput("vulnerabilities must be a list")
+        for partial in partials:
+            fields = {
+                "machineId": next(iter(tenant.machines.ids()), "0" * 40),
+                "cveId": "CVE-2024-0519",
+                "productVendor": "microsoft",
+                "productName": "edge_chromium-based",
+                "productVersion": "120.0.2210.133",
+                "fixingKbId": None,
+                "severity": "High",
+                **dict(partial),
+            }
+            record = vulnerability_record(
+                fields["machineId"], fields["cveId"], fields["productVendor"], fields["productName"],
+                fields["productVersion"], fields["fixingKbId"], fields["severity"],
+            )
+            made.append({**record, **({"id": partial["id"]} if "id" in partial else {})})
+        for record in made:
+            records.append(record)
+            created.append(record["id"])
+        return json_response({"ids": created}, status=201)
+    if record_id is None:
+        return sim_error(405, "method not allowed")
+    found_records = records.find(record_id)
+    if not found_records:
+        raise LookupError(f"machinesVulnerabilities {record_id} not found in tenant {tenant.tenant_id}")
+    if method == "GET":
+        return json_response({"value": found_records})
+    if method == "DELETE":
+        records.remove(record_id)
         return web.Response(status=204)
     return sim_error(405, "method not allowed")
 
@@ -466,6 +542,15 @@ def _create(ctx: RequestContext, tenant: TenantState, kind: str, body: dict[str,
         for identity in identities:
             tenant.autopilot.add(identity)
             created.append(identity["id"])
+        return created
+    if kind == "subscribedSkus":
+        specs = body.get("skus") or []
+        if not isinstance(specs, list):
+            raise BadInput('skus must be a list of {"sku": part number, "enabled", "consumed", ...}')
+        for spec in specs:
+            sku = subscribed_sku(rng, tenant.tenant_id, tenant.default_domain.split(".", 1)[0], dict(spec))
+            tenant.subscribed_skus.add(sku)
+            created.append(sku["id"])
         return created
     if kind == "entraDevices":
         entra = EntraDeviceFactory(rng, _prefix(tenant), utcnow())

@@ -12,6 +12,7 @@ import random
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -330,13 +331,22 @@ class Limit:
 INTUNE_DEVICES = Limit("intuneDevices", 2000, 20.0)
 INTUNE_APPS = Limit("intuneApps", 1000, 20.0)
 DEFENDER_MACHINES = Limit("defender", 100, 60.0)
+# Defender's vulnerability APIs: "Rate limitations for this API are 50 calls per minute and 1500 calls per
+# hour" (https://learn.microsoft.com/defender-endpoint/api/get-discovered-vulnerabilities), both at once,
+# counted apart from /api/machines.
+DEFENDER_VULNERABILITIES = (
+    Limit("defenderVulnerabilitiesPerMinute", 50, 60.0),
+    Limit("defenderVulnerabilitiesPerHour", 1500, 3600.0),
+)
 
 
 class RateLimiter:
-    """Sliding-window counters keyed by (limit, app, tenant)."""
+    """Sliding-window counters keyed by (limit, app, tenant). ``clock`` (monotonic seconds) is replaceable,
+    so a test can move time instead of waiting for it."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.enabled = enabled
+        self.clock = clock
         self._windows: dict[tuple[str, str, str], deque[float]] = {}
 
     def reset(self) -> None:
@@ -344,14 +354,30 @@ class RateLimiter:
 
     def check(self, limit: Limit, app_id: str, tenant_id: str) -> float | None:
         """None when allowed; otherwise seconds until a slot frees up (the Retry-After)."""
+        refused = self.check_all((limit,), app_id, tenant_id)
+        return None if refused is None else refused[0]
+
+    def check_all(self, limits: tuple[Limit, ...], app_id: str, tenant_id: str) -> tuple[float, Limit] | None:
+        """A request that must fit every one of ``limits`` (a per-minute and a per-hour window): None when it
+        does, and it then counts in each; otherwise (seconds until every window has room, the window that
+        waits longest), and it counts in none, as a refused call does not use up Microsoft's quota."""
         if not self.enabled:
             return None
-        now = time.monotonic()
-        window = self._windows.setdefault((limit.name, app_id, tenant_id), deque())
-        horizon = now - limit.window_s
-        while window and window[0] <= horizon:
-            window.popleft()
-        if len(window) >= limit.requests:
-            return max(0.001, window[0] + limit.window_s - now)
-        window.append(now)
+        now = self.clock()
+        windows = []
+        refused: tuple[float, Limit] | None = None
+        for limit in limits:
+            window = self._windows.setdefault((limit.name, app_id, tenant_id), deque())
+            horizon = now - limit.window_s
+            while window and window[0] <= horizon:
+                window.popleft()
+            if len(window) >= limit.requests:
+                wait = max(0.001, window[0] + limit.window_s - now)
+                if refused is None or wait > refused[0]:
+                    refused = (wait, limit)
+            windows.append(window)
+        if refused is not None:
+            return refused
+        for window in windows:
+            window.append(now)
         return None

@@ -1,4 +1,5 @@
-"""Deterministic, realistic tenant data: Intune managed devices, detected apps, Defender machines.
+"""Deterministic, realistic tenant data: Intune managed devices, detected apps, Defender machines and their
+vulnerabilities, Windows Autopilot identities, Entra ID devices and subscribed SKUs.
 
 Everything comes from a ``random.Random`` seeded by (scenario seed, tenant key), so the same
 scenario always yields the same data. Field names and value sets follow Graph v1.0
@@ -1072,3 +1073,318 @@ def generate_entra_devices(
     out.extend(factory.unmanaged(index) for index in range(unmanaged))
     out.sort(key=lambda d: str(d["id"]))
     return out
+
+
+# --- Defender vulnerabilities by machine and software ----------------------------------------------
+# One record per (machine, CVE, product version), as GET /api/vulnerabilities/machinesVulnerabilities
+# lists them (PublicAssetVulnerabilityDto,
+# https://learn.microsoft.com/defender-endpoint/api/get-all-vulnerabilities-by-machines): the id joins
+# machine, CVE, vendor, product, version and fixing KB with "-_-" (the KB empty when there is none, as in
+# that page's example), vendor and product are Defender's lower-case underscore names, fixingKbId is the
+# KB number without "KB" (the example's "3185911") or null, and severity one of Low, Medium, High,
+# Critical (https://learn.microsoft.com/defender-endpoint/api/vulnerability).
+VULNERABILITY_SEVERITIES = ("Low", "Medium", "High", "Critical")
+# Cumulative updates a Windows machine may be missing: the KB that fixes each product, and the CVEs
+# (with Defender's severity, from their CVSS scores) that update fixed.
+WINDOWS_UPDATES: dict[str, tuple[dict[str, str], tuple[tuple[str, str], ...]]] = {
+    "2024-02": (
+        {"windows_11": "5034765", "windows_10": "5034763", "windows_server_2022": "5034770",
+         "windows_server_2019": "5034768"},
+        (("CVE-2024-21412", "High"), ("CVE-2024-21351", "High"), ("CVE-2024-21338", "High"),
+         ("CVE-2024-21340", "Medium")),
+    ),
+    "2024-08": (
+        {"windows_11": "5041585", "windows_10": "5041580", "windows_server_2022": "5041160",
+         "windows_server_2019": "5041578"},
+        (("CVE-2024-38063", "Critical"), ("CVE-2024-38193", "High"), ("CVE-2024-38106", "High")),
+    ),
+    "2025-02": (
+        {"windows_11": "5051987"},
+        (("CVE-2025-21418", "High"), ("CVE-2025-21391", "High")),
+    ),
+}
+# The OS a Defender machine reports (osPlatform, and osBuild for Windows 11) -> Defender's product name
+# and the patch levels it may sit at: (version, the updates it lacks).
+_OS_LEVELS: dict[str, tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]] = {
+    "Windows10": ("windows_10", (("10.0.19045.3930", ("2024-02", "2024-08")), ("10.0.19045.4651", ("2024-08",)))),
+    "Windows11:22621": ("windows_11", (("10.0.22621.3007", ("2024-02", "2024-08")), ("10.0.22621.3880", ("2024-08",)))),
+    "Windows11:22631": ("windows_11", (("10.0.22631.3007", ("2024-02", "2024-08")), ("10.0.22631.3880", ("2024-08",)))),
+    "Windows11:26100": ("windows_11", (("10.0.26100.2894", ("2025-02",)),)),
+    "WindowsServer2022": ("windows_server_2022", (("10.0.20348.2227", ("2024-02", "2024-08")),
+                                                  ("10.0.20348.2582", ("2024-08",)))),
+    "WindowsServer2019": ("windows_server_2019", (("10.0.17763.5329", ("2024-02", "2024-08")),
+                                                  ("10.0.17763.6054", ("2024-08",)))),
+}
+
+
+@dataclass(frozen=True)
+class VulnerableSoftware:
+    """An outdated version of a product, the CVEs Defender reports on it, and the platforms it runs on."""
+
+    vendor: str
+    product: str
+    version: str
+    cves: tuple[tuple[str, str], ...]
+    platforms: frozenset[str]
+    weight: int = 10
+
+
+_DESKTOP = frozenset({"Windows10", "Windows11", "macOS"})
+_WINDOWS = frozenset({"Windows10", "Windows11", "WindowsServer2022", "WindowsServer2019"})
+VULNERABLE_SOFTWARE: tuple[VulnerableSoftware, ...] = (
+    VulnerableSoftware("microsoft", "edge_chromium-based", "120.0.2210.133",
+                       (("CVE-2024-0517", "High"), ("CVE-2024-0518", "High"), ("CVE-2024-0519", "High")), _DESKTOP, 14),
+    # The documented example's record: an Edge left at version 81.
+    VulnerableSoftware("microsoft", "edge_chromium-based", "81.0.416.77", (("CVE-2020-6494", "Low"),),
+                       frozenset({"Windows10"}), 2),
+    VulnerableSoftware("google", "chrome", "116.0.5845.141", (("CVE-2023-4863", "High"),), _DESKTOP, 8),
+    VulnerableSoftware("google", "chrome", "121.0.6167.85",
+                       (("CVE-2024-1059", "High"), ("CVE-2024-1060", "High"), ("CVE-2024-1077", "High")), _DESKTOP, 10),
+    VulnerableSoftware("mozilla", "firefox", "117.0", (("CVE-2023-4863", "High"), ("CVE-2023-5217", "High")),
+                       _DESKTOP, 5),
+    VulnerableSoftware("mozilla", "firefox", "131.0", (("CVE-2024-9680", "Critical"),), _DESKTOP, 5),
+    VulnerableSoftware("adobe", "acrobat_reader_dc", "22.003.20282", (("CVE-2023-21608", "High"),),
+                       frozenset({"Windows10", "Windows11"}), 6),
+    VulnerableSoftware("adobe", "acrobat_reader_dc", "23.003.20284", (("CVE-2023-26369", "High"),),
+                       frozenset({"Windows10", "Windows11", "macOS"}), 8),
+    VulnerableSoftware("oracle", "jre", "1.8.0.371", (("CVE-2023-22045", "Low"), ("CVE-2023-22049", "Low")),
+                       _WINDOWS, 4),
+    VulnerableSoftware("oracle", "jre", "1.8.0.381", (("CVE-2023-22067", "Medium"), ("CVE-2023-22081", "Medium")),
+                       _WINDOWS, 6),
+    VulnerableSoftware("7-zip", "7-zip", "23.01", (("CVE-2024-11477", "High"), ("CVE-2025-0411", "High")), _WINDOWS, 7),
+    VulnerableSoftware("7-zip", "7-zip", "24.07", (("CVE-2025-0411", "High"),), _WINDOWS, 5),
+    VulnerableSoftware("apple", "macos", "14.2.1", (("CVE-2024-23222", "High"),), frozenset({"macOS"}), 12),
+    VulnerableSoftware("apple", "ios", "17.2.1", (("CVE-2024-23222", "High"),), frozenset({"iOS"}), 12),
+    VulnerableSoftware("openssl", "openssl", "3.0.2", (("CVE-2022-3602", "High"), ("CVE-2023-0286", "High")),
+                       frozenset({"Linux"}), 10),
+    VulnerableSoftware("sudo_project", "sudo", "1.8.31", (("CVE-2021-3156", "High"),), frozenset({"Linux"}), 6),
+)
+_SOFTWARE_BY_PLATFORM: dict[str, tuple[VulnerableSoftware, ...]] = {
+    platform: tuple(s for s in VULNERABLE_SOFTWARE if platform in s.platforms)
+    for platform in ("Windows10", "Windows11", "WindowsServer2022", "WindowsServer2019", "macOS", "iOS", "Linux")
+}
+
+
+def vulnerability_record(
+    machine_id: str, cve: str, vendor: str, product: str, version: str, kb: str | None, severity: str | None
+) -> dict[str, Any]:
+    return {
+        "id": f"{machine_id}-_-{cve}-_-{vendor}-_-{product}-_-{version}-_-{kb or ''}",
+        "cveId": cve,
+        "machineId": machine_id,
+        "fixingKbId": kb,
+        "productName": product,
+        "productVendor": vendor,
+        "productVersion": version,
+        "severity": severity,
+    }
+
+
+# What vulnerability generation needs of a machine: (id, osPlatform, osBuild), taken when the scenario is built.
+MachineFacts = tuple[str, str, Any]
+
+
+def machine_facts(machines: list[dict[str, Any]]) -> list[MachineFacts]:
+    return [(str(m["id"]), str(m.get("osPlatform") or ""), m.get("osBuild")) for m in machines]
+
+
+def vulnerabilities_for_machine(rng: random.Random, machine: MachineFacts) -> list[dict[str, Any]]:
+    """What Defender reports on one machine with outdated software: a missing Windows update (every CVE it
+    fixes, with its KB) and/or one or two outdated applications (their CVEs, no KB)."""
+    machine_id, platform, build = machine
+    out: list[dict[str, Any]] = []
+    os_key = f"{platform}:{build}" if platform == "Windows11" else platform
+    levels = _OS_LEVELS.get(os_key)
+    software = _SOFTWARE_BY_PLATFORM.get(platform, ())
+    if levels and (not software or rng.random() < 0.55):
+        product, choices = levels
+        version, missing = rng.choice(choices)
+        for update in missing:
+            kbs, cves = WINDOWS_UPDATES[update]
+            out.extend(
+                vulnerability_record(machine_id, cve, "microsoft", product, version, kbs.get(product), severity)
+                for cve, severity in cves
+            )
+    if software and (not out or rng.random() < 0.5):
+        picked: list[VulnerableSoftware] = []
+        for _ in range(rng.choice((1, 1, 1, 2))):
+            choice = rng.choices(software, weights=[s.weight for s in software])[0]
+            if all(p.product != choice.product for p in picked):
+                picked.append(choice)
+        for item in picked:
+            out.extend(
+                vulnerability_record(machine_id, cve, item.vendor, item.product, item.version, None, severity)
+                for cve, severity in item.cves
+            )
+    return out
+
+
+def generate_vulnerabilities(
+    rng: random.Random, machines: list[MachineFacts], *, share: float = 0.45, oddities: bool = False
+) -> list[dict[str, Any]]:
+    """Vulnerabilities on ``share`` of the machines (each machine with outdated software gets every CVE of
+    it), in machine order. ``oddities`` adds what Defender may legally send and a client must survive: a
+    Windows CVE without a fixing KB, a null severity, a severity outside the four documented, a machine
+    offboarded since, a product name of 300 characters, and the first record's id again on the last page."""
+    out: list[dict[str, Any]] = []
+    for machine in machines:
+        if rng.random() < share:
+            out.extend(vulnerabilities_for_machine(rng, machine))
+    if oddities and machines:
+        windows = next((m for m in machines if m[1] in ("Windows10", "Windows11")), machines[0])
+        other = machines[len(machines) // 2]
+        offboarded = hashlib.sha1(f"offboarded:{machines[0][0]}".encode(), usedforsecurity=False).hexdigest()
+        long_name = "workspace_app_for_windows" + "_long_term_service_release" * 11
+        out[len(out) // 2 : len(out) // 2] = [
+            # A Windows vulnerability Microsoft has not shipped a KB for (still listed, KB null, id ends "-_-").
+            vulnerability_record(windows[0], "CVE-2024-43461", "microsoft",
+                                 "windows_11" if windows[1] == "Windows11" else "windows_10",
+                                 "10.0.22631.4169" if windows[1] == "Windows11" else "10.0.19045.4894", None, "High"),
+            vulnerability_record(other[0], "CVE-2025-0411", "7-zip", "7-zip", "24.08", None, None),
+            vulnerability_record(other[0], "CVE-2023-44487", "microsoft", "dotnet", "6.0.20", None, "Informational"),
+            vulnerability_record(offboarded, "CVE-2023-4863", "google", "chrome", "116.0.5845.97", None, "High"),
+            vulnerability_record(windows[0], "CVE-2023-24483", "citrix", long_name, "2203.1.2000.0", None, "High"),
+        ]
+        out.append(dict(out[0]))
+    return out
+
+
+# --- Subscribed SKUs (Microsoft Graph v1.0 subscribedSku) -------------------------------------------
+# https://learn.microsoft.com/graph/api/resources/subscribedsku: id "{tenantId}_{skuId}", prepaidUnits
+# (licenseUnitsDetail: enabled, lockedOut, suspended, warning), servicePlans (servicePlanInfo) and
+# capabilityStatus Enabled, Warning, Suspended, Deleted or LockedOut. skuId, skuPartNumber and the service
+# plans as Microsoft's "Product names and service plan identifiers for licensing" lists them
+# (https://learn.microsoft.com/entra/identity/users/licensing-service-plan-reference).
+SERVICE_PLANS: dict[str, str] = {
+    "EXCHANGE_S_FOUNDATION": "113feb6c-3fe4-4440-bddc-54d774bf0318",
+    "EXCHANGE_S_ENTERPRISE": "efb87545-963c-4e0d-99df-69c6916d9eb0",
+    "EXCHANGE_S_STANDARD": "9aaf7827-d63c-4b61-89c3-182f06f82e5c",
+    "SHAREPOINTENTERPRISE": "5dbe027f-2339-4123-9542-606e4d348a72",
+    "SHAREPOINTSTANDARD": "c7699d2e-19aa-44de-8edf-1736da088ca1",
+    "MCOSTANDARD": "0feaeb32-d00e-4d66-bd5a-43b5b83db82c",
+    "OFFICESUBSCRIPTION": "43de0ff5-c92c-492b-9116-175376d08c38",
+    "OFFICE_BUSINESS": "094e7854-93fc-4d55-b2c0-3ab5369ebdc1",
+    "TEAMS1": "57ff2da0-773e-42df-b2af-ffb7a2317929",
+    "SWAY": "a23b959c-7ce8-4e57-9140-b90eb88a9e97",
+    "YAMMER_ENTERPRISE": "7547a3fe-08ee-4ccb-b430-5077c5041653",
+    "AAD_PREMIUM": "41781fb2-bc02-4b7c-bd55-b576c07bb09d",
+    "AAD_PREMIUM_P2": "eec0eb4f-6444-4f95-aba0-50c24d67f998",
+    "MFA_PREMIUM": "8a256a2b-b617-496d-b51b-e76466e88db0",
+    "RMS_S_ENTERPRISE": "bea4c11e-220a-4e6d-8eb8-8ea15d019f90",
+    "RMS_S_PREMIUM": "6c57d4b6-3b23-47a5-9bc9-69f17b4947b3",
+    "INTUNE_A": "c1ec4a95-1f05-45b3-a911-aa3fa01094f5",
+    "WINDEFATP": "871d91ec-ec1a-452b-a83f-bd76c7d770ef",
+    "FLOW_P2_VIRAL": "50e68c76-46c6-4674-81f9-75456511b170",
+    "BI_AZURE_P0": "2049e525-b859-401b-b2a0-e0a31c4b1fe4",
+    "WINDOWS_STORE": "a420f25f-a7b3-4ff5-a9d0-5d58f73b537d",
+}
+
+
+@dataclass(frozen=True)
+class Sku:
+    part_number: str
+    sku_id: str
+    plans: tuple[str, ...]
+    applies_to: str = "User"
+
+
+_OFFICE_E = ("EXCHANGE_S_ENTERPRISE", "SHAREPOINTENTERPRISE", "MCOSTANDARD", "OFFICESUBSCRIPTION", "TEAMS1")
+_OFFICE_BUSINESS = ("EXCHANGE_S_STANDARD", "SHAREPOINTSTANDARD", "MCOSTANDARD", "OFFICE_BUSINESS", "TEAMS1")
+SKUS: dict[str, Sku] = {
+    sku.part_number: sku
+    for sku in (
+        Sku("SPE_E3", "05e9a617-0261-4cee-bb44-138d3ef5d965",
+            (*_OFFICE_E, "AAD_PREMIUM", "MFA_PREMIUM", "RMS_S_ENTERPRISE", "RMS_S_PREMIUM", "INTUNE_A",
+             "EXCHANGE_S_FOUNDATION")),
+        Sku("SPE_E5", "06ebc4ee-1bb5-47dd-8120-11324bc54e06",
+            (*_OFFICE_E, "AAD_PREMIUM", "AAD_PREMIUM_P2", "MFA_PREMIUM", "RMS_S_ENTERPRISE", "RMS_S_PREMIUM",
+             "INTUNE_A", "WINDEFATP", "EXCHANGE_S_FOUNDATION")),
+        Sku("ENTERPRISEPACK", "6fd2c87f-b296-42f0-b197-1e91e994b900",
+            (*_OFFICE_E, "RMS_S_ENTERPRISE", "SWAY", "YAMMER_ENTERPRISE", "EXCHANGE_S_FOUNDATION")),
+        Sku("O365_BUSINESS_PREMIUM", "f245ecc8-75af-4f8e-b61f-27d8114de5f3",
+            (*_OFFICE_BUSINESS, "SWAY", "EXCHANGE_S_FOUNDATION")),
+        Sku("SPB", "cbdc14ab-d96c-4c30-b9f4-6ada7cdc1d46",
+            (*_OFFICE_BUSINESS, "AAD_PREMIUM", "MFA_PREMIUM", "RMS_S_ENTERPRISE", "INTUNE_A", "EXCHANGE_S_FOUNDATION")),
+        Sku("EMS", "efccb6f7-5641-4e0e-bd10-b4976e1bf68e",
+            ("AAD_PREMIUM", "MFA_PREMIUM", "RMS_S_ENTERPRISE", "RMS_S_PREMIUM", "INTUNE_A", "EXCHANGE_S_FOUNDATION")),
+        Sku("INTUNE_A", "061f9ace-7d42-4136-88ac-31dc755f143f", ("INTUNE_A", "EXCHANGE_S_FOUNDATION")),
+        Sku("WIN_DEF_ATP", "111046dd-295b-4d6d-9724-d52ac90bd1f2", ("WINDEFATP", "EXCHANGE_S_FOUNDATION")),
+        Sku("FLOW_FREE", "f30db892-07e9-47e9-837c-80727f46fd3d", ("FLOW_P2_VIRAL", "EXCHANGE_S_FOUNDATION")),
+        Sku("POWER_BI_STANDARD", "a403ebcc-fae0-4ca2-8c8c-7a907fd6c235", ("BI_AZURE_P0", "EXCHANGE_S_FOUNDATION")),
+        Sku("WINDOWS_STORE", "6470687e-a428-4b7a-bef2-8a291ad947c9", ("WINDOWS_STORE", "EXCHANGE_S_FOUNDATION"),
+            applies_to="Company"),
+    )
+}
+CAPABILITY_STATUSES = ("Enabled", "Warning", "Suspended", "Deleted", "LockedOut")
+# Free "viral" SKUs come with this many units, of which a tenant uses a handful.
+VIRAL_UNITS = 10_000
+
+
+def subscribed_sku(rng: random.Random, tenant_id: str, account_name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """One subscribedSku from a scenario entry ``{"sku": part number, "enabled", "consumed", "warning",
+    "suspended", "lockedOut", "status"}`` (units default to 0; status to what the units say: Enabled while
+    any unit is enabled, else Warning, Suspended, LockedOut, and Deleted when none is left)."""
+    sku = SKUS.get(str(spec.get("sku")))
+    if sku is None:
+        raise ValueError(f"unknown SKU {spec.get('sku')!r}: one of {sorted(SKUS)}")
+    units = {name: int(spec.get(name, 0)) for name in ("enabled", "lockedOut", "suspended", "warning")}
+    status = spec.get("status") or next(
+        (s for s, n in (("Enabled", "enabled"), ("Warning", "warning"), ("Suspended", "suspended"),
+                        ("LockedOut", "lockedOut")) if units[n] > 0),
+        "Deleted",
+    )
+    if status not in CAPABILITY_STATUSES:
+        raise ValueError(f"SKU {sku.part_number}: status must be one of {CAPABILITY_STATUSES}")
+    plan_status = {"Enabled": "Success", "Warning": "Success", "Suspended": "Disabled", "LockedOut": "Disabled",
+                   "Deleted": "Disabled"}[status]
+    return {
+        "id": f"{tenant_id}_{sku.sku_id}",
+        "accountId": tenant_id,
+        "accountName": account_name,
+        "appliesTo": sku.applies_to,
+        "capabilityStatus": status,
+        "consumedUnits": int(spec.get("consumed", 0)),
+        "prepaidUnits": units,
+        "servicePlans": [
+            {
+                "servicePlanId": SERVICE_PLANS[plan],
+                "servicePlanName": plan,
+                "provisioningStatus": plan_status,
+                "appliesTo": sku.applies_to,
+            }
+            for plan in sku.plans
+        ],
+        "skuId": sku.sku_id,
+        "skuPartNumber": sku.part_number,
+        "subscriptionIds": [] if status == "Deleted" else [fast_guid(rng)],
+    }
+
+
+def default_skus(
+    rng: random.Random, *, devices: int, intune: bool, defender: bool
+) -> list[dict[str, Any]]:
+    """A plausible set of 2 to 5 SKUs for a tenant the scenario says nothing about: a suite for its people
+    (about one licensed user per device), Intune and Defender where the tenant has them, and free SKUs."""
+    users = max(5, round(devices * rng.uniform(0.7, 0.95)))
+    bought = -(-int(users * rng.uniform(1.02, 1.15)) // 5) * 5
+    consumed = min(bought, users)
+    specs: list[dict[str, Any]] = []
+    if defender and intune:
+        specs.append({"sku": "SPE_E5", "enabled": bought, "consumed": consumed})
+    elif intune:
+        suite = "SPB" if users <= 300 else "SPE_E3"
+        specs.append({"sku": suite, "enabled": bought, "consumed": consumed})
+    else:
+        specs.append({"sku": "O365_BUSINESS_PREMIUM", "enabled": bought, "consumed": consumed})
+        if defender:
+            specs.append({"sku": "WIN_DEF_ATP", "enabled": bought, "consumed": consumed})
+    specs.append({"sku": "FLOW_FREE", "enabled": VIRAL_UNITS, "consumed": rng.randrange(0, max(2, users // 10))})
+    if rng.random() < 0.5:
+        specs.append({"sku": "POWER_BI_STANDARD", "enabled": VIRAL_UNITS, "consumed": rng.randrange(1, max(2, users // 4))})
+    return specs
+
+
+def generate_subscribed_skus(
+    rng: random.Random, tenant_id: str, account_name: str, specs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    return [subscribed_sku(rng, tenant_id, account_name, spec) for spec in specs]

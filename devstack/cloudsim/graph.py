@@ -1,4 +1,4 @@
-"""Microsoft Graph v1.0: organization, contracts, GDAP relationships, Intune devices and apps,
+"""Microsoft Graph v1.0: organization, subscribed SKUs, contracts, GDAP relationships, Intune devices and apps,
 Windows Autopilot device identities, Microsoft Entra ID devices, export jobs and application registrations.
 
 Permissions come from the token's ``roles`` as each API page lists them, e.g.
@@ -78,6 +78,31 @@ ENTRA_STRING_FIELDS = {
     "enrollmentType",
 }
 _entra_properties: set[str] = set()
+# List subscribedSkus, Application row: LicenseAssignment.Read.All, or the higher privileged Directory.Read.All,
+# Directory.ReadWrite.All, Organization.Read.All, Organization.ReadWrite.All.
+# https://learn.microsoft.com/graph/api/subscribedsku-list?view=graph-rest-1.0
+SKU_READ = (
+    "LicenseAssignment.Read.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "Organization.Read.All",
+    "Organization.ReadWrite.All",
+)
+# The subscribedSku properties (https://learn.microsoft.com/graph/api/resources/subscribedsku?view=graph-rest-1.0).
+SKU_PROPERTIES = {
+    "id",
+    "accountId",
+    "accountName",
+    "appliesTo",
+    "capabilityStatus",
+    "consumedUnits",
+    "prepaidUnits",
+    "servicePlans",
+    "skuId",
+    "skuPartNumber",
+    "subscriptionIds",
+}
+SKU_TYPE = "microsoft.graph.subscribedSku"
 APPLICATION_READ = (
     "Application.Read.All",
     "Application.ReadWrite.All",
@@ -295,6 +320,7 @@ _AUTOPILOT_ONE = re.compile(r"^/v1\.0/deviceManagement/windowsAutopilotDeviceIde
 # /devices/{id}, /devices('{id}') and the alternate key /devices(deviceId='{deviceId}') (device resource page).
 _ENTRA_ONE = re.compile(r"^/v1\.0/devices(?:/([^/()]+)|\('([^']+)'\)|\(deviceId='([^']+)'\))$")
 _APPLICATION = re.compile(r"^/v1\.0/applications(?:\(appId='([^']+)'\)|/([^/]+))$")
+_SKU_ONE = re.compile(r"^/v1\.0/subscribedSkus(?:/([^/()]+)|\('([^']+)'\))$")
 
 
 async def _route(call: GraphCall, method: str, path: str) -> web.StreamResponse:
@@ -308,6 +334,13 @@ async def _route(call: GraphCall, method: str, path: str) -> web.StreamResponse:
         if not call.require(ORG_READ):
             return call.error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
         return call.ok({"@odata.context": f"{call.v1}/$metadata#organization", "value": [call.tenant.organization()]})
+    if method == "GET" and path == "/v1.0/subscribedSkus":
+        ctx.route = "graph.subscribedSkus.list"
+        return _list_skus(call)
+    match = _SKU_ONE.match(path)
+    if match and method == "GET":
+        ctx.route = "graph.subscribedSkus.get"
+        return _get_sku(call, match.group(1) or match.group(2))
     if method == "GET" and path == "/v1.0/contracts":
         ctx.route = "graph.contracts"
         if not call.require(DIRECTORY_READ):
@@ -388,6 +421,7 @@ async def _route(call: GraphCall, method: str, path: str) -> web.StreamResponse:
         "delegatedAdminRelationships",
         "windowsAutopilotDeviceIdentities",
         "devices",
+        "subscribedSkus",
     }
     unknown = next((s for s in segments if s.split("(")[0] not in known), segments[-1] if segments else "")
     if method not in ("GET",) and unknown in known:
@@ -694,6 +728,60 @@ def _get_entra_device(call: GraphCall, object_id: str | None, *, device_id: str 
         return call.error(400, "Request_BadRequest", str(exc))
     body = store.select_json(found, select) if select else store.list_json(found)
     context = f"{call.v1}/$metadata#devices/$entity"
+    return call.bytes_ok(b'{"@odata.context":' + json.dumps(context).encode() + b"," + body[1:])
+
+
+# --- Subscribed SKUs
+# https://learn.microsoft.com/graph/api/subscribedsku-list?view=graph-rest-1.0
+# https://learn.microsoft.com/graph/api/resources/subscribedsku?view=graph-rest-1.0
+
+
+def _sku_query(call: GraphCall) -> tuple[str, ...] | web.Response | None:
+    """The $select of a subscribedSkus request, or the 400 for an option the list does not take: "This method
+    supports only the $select OData query parameter" (list page), and the collection comes whole, in one
+    answer, so there is no $top, $skip or next link to honour."""
+    query = call.ctx.request.query
+    unsupported = next((name for name in query if name.startswith("$") and name != "$select"), None)
+    if unsupported is not None:
+        return call.error(
+            400,
+            "Request_UnsupportedQuery",
+            f"The query option '{unsupported}' is not supported by subscribedSkus; it supports only $select.",
+        )
+    try:
+        return parse_select(query.get("$select"), SKU_PROPERTIES, SKU_TYPE)
+    except ODataError as exc:
+        return call.error(400, "Request_BadRequest", str(exc))
+
+
+def _list_skus(call: GraphCall) -> web.Response:
+    if not call.require(SKU_READ):
+        return _directory_denied(call)
+    select = _sku_query(call)
+    if isinstance(select, web.Response):
+        return select
+    store = call.tenant.subscribed_skus
+    context = "subscribedSkus" + (f"({','.join(select)})" if select else "")
+    items = [store.select_json(i, select) if select else store.list_json(i) for i in store.ids()]
+    head = b'{"@odata.context":' + json.dumps(f"{call.v1}/$metadata#{context}").encode()
+    return call.bytes_ok(head + b',"value":[' + b",".join(items) + b"]}")
+
+
+def _get_sku(call: GraphCall, sku_object_id: str) -> web.Response:
+    if not call.require(SKU_READ):
+        return _directory_denied(call)
+    select = _sku_query(call)
+    if isinstance(select, web.Response):
+        return select
+    store = call.tenant.subscribed_skus
+    if sku_object_id not in store:
+        return call.error(
+            404,
+            "Request_ResourceNotFound",
+            f"Resource '{sku_object_id}' does not exist or one of its queried reference-property objects are not present.",
+        )
+    body = store.select_json(sku_object_id, select) if select else store.list_json(sku_object_id)
+    context = f"{call.v1}/$metadata#subscribedSkus/$entity"
     return call.bytes_ok(b'{"@odata.context":' + json.dumps(context).encode() + b"," + body[1:])
 
 

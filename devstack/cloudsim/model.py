@@ -245,6 +245,61 @@ class EntityStore:
         return [i for i in self._order if predicate is None or predicate(i)]
 
 
+class RecordList:
+    """Records listed by position, for a collection that pages by ``$skip`` and whose ids may repeat (Defender's
+    machinesVulnerabilities can list one id on two pages), so nothing here is keyed by id.
+
+    ``source`` makes the records on first use: a large scenario builds its tenants without paying for data
+    most runs never list, and what it makes depends only on what the scenario handed ``source``, not on when
+    it is first asked."""
+
+    def __init__(self, source: Callable[[], list[dict[str, Any]]] | None = None) -> None:
+        self._source = source
+        self._items: list[dict[str, Any]] | None = None if source is not None else []
+        self._json: list[bytes | None] = []
+
+    def _loaded(self) -> list[dict[str, Any]]:
+        if self._items is None:
+            assert self._source is not None
+            self._items = self._source()
+            self._source = None
+            self._json = [None] * len(self._items)
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+    def values(self) -> list[dict[str, Any]]:
+        return list(self._loaded())
+
+    def find(self, record_id: str) -> list[dict[str, Any]]:
+        return [r for r in self._loaded() if r.get("id") == record_id]
+
+    def append(self, obj: dict[str, Any]) -> None:
+        self._loaded().append(obj)
+        self._json.append(None)
+
+    def remove(self, record_id: str) -> int:
+        """Removes every record with this id; how many there were."""
+        items = self._loaded()
+        keep = [i for i, r in enumerate(items) if r.get("id") != record_id]
+        removed = len(items) - len(keep)
+        self._items = [items[i] for i in keep]
+        self._json = [self._json[i] for i in keep]
+        return removed
+
+    def positions(self, predicate: Callable[[dict[str, Any]], bool] | None = None) -> list[int]:
+        items = self._loaded()
+        return list(range(len(items))) if predicate is None else [i for i, r in enumerate(items) if predicate(r)]
+
+    def json(self, position: int) -> bytes:
+        items = self._loaded()
+        cached = self._json[position]
+        if cached is None:
+            cached = self._json[position] = json_bytes(items[position])
+        return cached
+
+
 @dataclass
 class ExportJob:
     job_id: str
@@ -291,6 +346,10 @@ class TenantState:
     entra_devices: EntityStore = field(
         default_factory=lambda: EntityStore(lazy_json=True, list_exclude=("isManagementRestricted",))
     )
+    # Defender's machinesVulnerabilities, in listing order (by machine), made on first use
+    vulnerabilities: RecordList = field(default_factory=RecordList)
+    # Graph's subscribedSkus, in listing order
+    subscribed_skus: EntityStore = field(default_factory=lambda: EntityStore(lazy_json=True))
     export_jobs: dict[str, ExportJob] = field(default_factory=dict)
     expected: dict[str, Any] = field(default_factory=dict)
     pc_customer_id: str = ""

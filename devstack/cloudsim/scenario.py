@@ -7,6 +7,7 @@ the same ids, secrets and data on every run. The file format is documented in RE
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import json
 import random
@@ -18,11 +19,15 @@ from typing import Any
 
 from .faults import FaultRule
 from .generate import (
+    default_skus,
     generate_autopilot,
     generate_detected_apps,
     generate_devices,
     generate_entra_devices,
     generate_machines,
+    generate_subscribed_skus,
+    generate_vulnerabilities,
+    machine_facts,
 )
 from .model import (
     DEFENDER,
@@ -32,6 +37,7 @@ from .model import (
     ROLE_IDS,
     AppRegistration,
     AppSecret,
+    RecordList,
     TenantState,
     canonical_resource,
 )
@@ -46,11 +52,28 @@ SYNC_ROLES_FULL: dict[str, list[str]] = {
         "Directory.Read.All",  # also grants Device.Read.All (/devices)
         "DeviceManagementServiceConfig.Read.All",  # windowsAutopilotDeviceIdentities
     ],
-    "defender": ["Machine.Read.All"],
+    "defender": [
+        "Machine.Read.All",
+        "Vulnerability.Read.All",  # /api/vulnerabilities/machinesVulnerabilities
+    ],
 }
 PARTNER_APP_ROLES: dict[str, list[str]] = {
     "graph": ["Directory.Read.All", "Application.Read.All", "DelegatedAdminRelationship.Read.All"],
     "partnercenter": [],
+}
+
+# The optional reads a sync makes beside devices, apps and machines, each as the roles any one of which allows
+# it (the APIs' permission tables): Autopilot identities, Entra ID devices and subscribed SKUs on Graph, and
+# the machines' vulnerabilities on Defender. A tenant whose sync app lacks one still syncs, with a
+# permissionMissing note that comes after the Defender one.
+OPTIONAL_READS: dict[str, tuple[tuple[str, ...], ...]] = {
+    GRAPH: (
+        ("DeviceManagementServiceConfig.Read.All", "DeviceManagementServiceConfig.ReadWrite.All"),
+        ("Device.Read.All", "Device.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+        ("LicenseAssignment.Read.All", "Organization.Read.All", "Organization.ReadWrite.All", "Directory.Read.All",
+         "Directory.ReadWrite.All"),
+    ),
+    DEFENDER: (("Vulnerability.Read.All",),),
 }
 
 # Token errors a tenant can be told to answer with, and what a person has to do about each.
@@ -114,6 +137,12 @@ def _builtin_demo() -> dict[str, Any]:
                 defenderCoverage=0.85,
                 defenderOnly=3,
                 consents={"sync-app": "full"},
+                subscribedSkus=[
+                    {"sku": "SPE_E3", "enabled": 50, "consumed": 46},
+                    {"sku": "WIN_DEF_ATP", "enabled": 50, "consumed": 41},
+                    {"sku": "FLOW_FREE", "enabled": 10_000, "consumed": 9},
+                    {"sku": "POWER_BI_STANDARD", "enabled": 10_000, "consumed": 14},
+                ],
             ),
             _tenant(
                 "northwind",
@@ -126,7 +155,15 @@ def _builtin_demo() -> dict[str, Any]:
                 apps=22,
                 defenderCoverage=0.7,
                 defenderOnly=2,
-                consents={"sync-app": "full"},
+                # Consented before vulnerabilities were read: Machine.Read.All but not Vulnerability.Read.All,
+                # so /api/machines answers and /api/vulnerabilities/machinesVulnerabilities is a 403.
+                consents={"sync-app": {"graph": SYNC_ROLES_FULL["graph"], "defender": ["Machine.Read.All"]}},
+                # Three more people than Business Premium licences: consumed above enabled.
+                subscribedSkus=[
+                    {"sku": "SPB", "enabled": 30, "consumed": 33},
+                    {"sku": "WIN_DEF_ATP", "enabled": 25, "consumed": 25},
+                    {"sku": "FLOW_FREE", "enabled": 10_000, "consumed": 4},
+                ],
             ),
             # Consented before Autopilot and Entra ID devices were read: neither
             # DeviceManagementServiceConfig.Read.All nor Device.Read.All (nor Directory.Read.All, which
@@ -151,6 +188,12 @@ def _builtin_demo() -> dict[str, Any]:
                         "defender": ["Machine.Read.All"],
                     }
                 },
+                # Its Defender subscription lapsed (hence no Defender): the SKU stays, Suspended.
+                subscribedSkus=[
+                    {"sku": "O365_BUSINESS_PREMIUM", "enabled": 25, "consumed": 22},
+                    {"sku": "INTUNE_A", "enabled": 25, "consumed": 20},
+                    {"sku": "WIN_DEF_ATP", "suspended": 25, "consumed": 18},
+                ],
             ),
             # The one problem a person can fix: the sync app was never consented here. Consent it
             # through Partner Center (POST /v1/customers/{tenantId}/applicationconsents).
@@ -166,6 +209,14 @@ def _builtin_demo() -> dict[str, Any]:
                 defenderCoverage=0.9,
                 defenderOnly=4,
                 consents={},
+                # EMS expired last month and is in its grace period: Warning, every unit in `warning`.
+                subscribedSkus=[
+                    {"sku": "ENTERPRISEPACK", "enabled": 60, "consumed": 58},
+                    {"sku": "EMS", "warning": 60, "consumed": 55},
+                    {"sku": "WIN_DEF_ATP", "enabled": 60, "consumed": 52},
+                    {"sku": "POWER_BI_STANDARD", "enabled": 10_000, "consumed": 31},
+                    {"sku": "FLOW_FREE", "enabled": 10_000, "consumed": 12},
+                ],
             ),
         ],
         "registrations": [
@@ -218,6 +269,17 @@ def _builtin_edge() -> dict[str, Any]:
                 defenderCoverage=0.8,
                 defenderOnly=1,
                 consents=full,
+                vulnerableMachines=0.5,
+                vulnerabilityOddities=True,
+                # Odd but legal: a free SKU nobody uses, a company-wide SKU, a SKU whose units are all zero
+                # but still Enabled (a trial being provisioned), and a Deleted one.
+                subscribedSkus=[
+                    {"sku": "SPE_E5", "enabled": 20, "consumed": 14},
+                    {"sku": "FLOW_FREE", "enabled": 10_000, "consumed": 0},
+                    {"sku": "WINDOWS_STORE", "enabled": 1, "consumed": 0},
+                    {"sku": "POWER_BI_STANDARD", "consumed": 0, "status": "Enabled"},
+                    {"sku": "EMS", "consumed": 0},
+                ],
             ),
             _tenant(
                 "healthy-dap",
@@ -304,6 +366,11 @@ def _builtin_edge() -> dict[str, Any]:
                 devices=0,
                 apps=0,
                 consents=full,
+                # Intune was cancelled long ago: its SKU is Deleted.
+                subscribedSkus=[
+                    {"sku": "O365_BUSINESS_PREMIUM", "enabled": 12, "consumed": 12},
+                    {"sku": "INTUNE_A", "consumed": 0},
+                ],
             ),
             _tenant(
                 "no-defender",
@@ -315,6 +382,11 @@ def _builtin_edge() -> dict[str, Any]:
                 devices=11,
                 apps=7,
                 consents=full,
+                # Defender cancelled: LockedOut, its units locked and still assigned.
+                subscribedSkus=[
+                    {"sku": "SPB", "enabled": 15, "consumed": 11},
+                    {"sku": "WIN_DEF_ATP", "lockedOut": 15, "consumed": 11},
+                ],
             ),
             _tenant(
                 "throttled",
@@ -444,6 +516,8 @@ def _builtin_large() -> dict[str, Any]:
                 apps=3_000,
                 defenderCoverage=0.9,
                 defenderOnly=40,
+                # About 30,000 vulnerabilities: several pages of 10,000.
+                vulnerableMachines=0.25,
                 consents={"large-app": "full"},
             ),
         ],
@@ -662,6 +736,17 @@ def _build_simulation(spec: dict[str, Any], *, now: datetime | None = None) -> S
                     now,
                 )
                 tenant.machines.add_many(machines)
+                # Vulnerabilities are made on first use, from the machines as generated here and a generator
+                # of their own, so they change nothing else and do not depend on when they are first read.
+                tenant.vulnerabilities = RecordList(
+                    functools.partial(
+                        generate_vulnerabilities,
+                        random.Random(f"{seed}:{key}:vulnerabilities"),
+                        machine_facts(machines),
+                        share=float(tenant_spec.get("vulnerableMachines", 0.45)),
+                        oddities=bool(tenant_spec.get("vulnerabilityOddities", False)),
+                    )
+                )
             # A generator of its own, so Autopilot leaves every other generated value as it was.
             unenrolled = tenant_spec.get("autopilotUnenrolled")
             identities = generate_autopilot(
@@ -685,6 +770,17 @@ def _build_simulation(spec: dict[str, Any], *, now: datetime | None = None) -> S
                     unmanaged=None if entra_unmanaged is None else int(entra_unmanaged),
                 )
             )
+        # Subscribed SKUs: the scenario's list, or a plausible set for the tenant's size and licences.
+        sku_rng = random.Random(f"{seed}:{key}:skus")
+        sku_specs = tenant_spec.get("subscribedSkus")
+        if sku_specs is None:
+            sku_specs = default_skus(
+                sku_rng, devices=device_count, intune=tenant.intune_licensed, defender=tenant.defender_licensed
+            )
+        if not isinstance(sku_specs, list):
+            raise ValueError(f"tenant {key!r}: subscribedSkus must be a list")
+        account = tenant.default_domain.split(".", 1)[0]
+        tenant.subscribed_skus.add_many(generate_subscribed_skus(sku_rng, tid, account, sku_specs))
         tenant_faults = tenant_spec.get("faults", [])
         if not isinstance(tenant_faults, list):
             raise ValueError(f"tenant {tenant_spec.get('key')!r}: faults must be a list of rules")
@@ -797,6 +893,11 @@ def _derive_expected(sim: Simulation, tenant: TenantState, tenant_spec: dict[str
     if not tenant.defender_licensed or not tenant.consents[sync_app_id].get(DEFENDER):
         # A warning, not a failure: devices still sync, Defender fields stay null.
         return {"status": "ok", "errorCode": "defenderUnavailable"}
+    grants = tenant.consents[sync_app_id]
+    if any(not grants.get(resource, set()) & set(allowed) for resource, reads in OPTIONAL_READS.items()
+           for allowed in reads):
+        # Also a warning: what the permission reads is left out (northwind's vulnerabilities in demo).
+        return {"status": "ok", "errorCode": "permissionMissing"}
     return {"status": "ok", "errorCode": None}
 
 

@@ -69,24 +69,27 @@ class SimServer:
         self.sim = build_simulation(self.spec, now=self.sim.now)
         self.faults = FaultEngine(self.sim.seed)
         self.faults.add(self.sim.scenario_faults)
-        self.limiter = RateLimiter(bool(self.sim.options.get("limits", True)))
+        self.limiter = RateLimiter(bool(self.sim.options.get("limits", True)), clock=self.limiter.clock)
         self.vault = VaultStore()
         self.device_codes.clear()
         self.refresh_tokens.clear()
         self.log.clear()
 
-    async def gate(self, ctx: RequestContext, limit: Limit | None) -> web.StreamResponse | None:
-        """Injected faults first, then the emulated service limits; None lets the request through."""
+    async def gate(self, ctx: RequestContext, limit: Limit | tuple[Limit, ...] | None) -> web.StreamResponse | None:
+        """Injected faults first, then the emulated service limits (one, or several a request must all fit);
+        None lets the request through."""
         rule = self.faults.match(ctx.service, ctx.tenant_id, ctx.request.path_qs)
         if rule is not None:
             response = await self._apply(ctx, rule)
             if response is not None:
                 return response
         if limit is not None and ctx.app_id and ctx.tenant_id:
-            wait = self.limiter.check(limit, ctx.app_id, ctx.tenant_id)
-            if wait is not None:
+            limits = limit if isinstance(limit, tuple) else (limit,)
+            refused = self.limiter.check_all(limits, ctx.app_id, ctx.tenant_id)
+            if refused is not None:
+                wait, hit = refused
                 ctx.throttled = True
-                return self.throttle_response(ctx, f"{max(1, round(wait))}", limit=limit)
+                return self.throttle_response(ctx, f"{max(1, round(wait))}", limit=hit)
         return None
 
     def transform(self, ctx: RequestContext, response: web.StreamResponse) -> web.StreamResponse:

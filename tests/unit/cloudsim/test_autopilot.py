@@ -9,7 +9,7 @@ import copy
 import json
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
@@ -164,6 +164,7 @@ def test_demo_has_a_tenant_whose_sync_app_cannot_read_autopilot() -> None:
 class Answer:
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -203,7 +204,7 @@ class Graph:
         response = await dispatch(request)
         assert isinstance(response, web.Response)
         assert response.body is None or isinstance(response.body, bytes)
-        return Answer(response.status, response.body or b"")
+        return Answer(response.status, response.body or b"", dict(response.headers))
 
     async def list_all(self, path: str, **kwargs: Any) -> tuple[list[dict[str, Any]], list[int]]:
         items: list[dict[str, Any]] = []
