@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.entities import ENTITIES, OTHER_LISTED
+from shared.services.tenant_sync import JOINS
 from shared.stores.tables import RUNS_TABLE, TENANTS_TABLE
 
 # Every synced entity's table (devices, software, per-device software, and each entity declared after them).
@@ -66,24 +67,32 @@ def critical_chain(log: list[dict[str, Any]]) -> dict[str, int]:
     """The longest chain of dependent requests of one tenant sync, from the simulator's log.
 
     Before any Graph read: the secret from Key Vault and the Graph token, one after the other. Then
-    independent chains run side by side: the device pages (the first one also waits for the Defender
-    index: its token and pages), the app pages, the Defender token and pages, and the export (created
-    after the first device page: create, polls, download), and each other listed entity's pages
-    (`shared.entities.OTHER_LISTED`).
+    independent chains run side by side: the Defender token and machine pages, the app pages, the export
+    (created after the first device page: create, polls, download), and each other listed entity's pages
+    (`shared.entities.OTHER_LISTED`; a Defender one after the Defender token). The device pages come
+    after the longest of the chains their first page waits for: Defender's machines and the listings a
+    device joins (`shared.services.tenant_sync.JOINS`).
     """
     first_graph = min((e["seq"] for e in log if e["service"] == "graph"), default=0)
     prefix = sum(1 for e in log if e["seq"] < first_graph and e["service"] in ("entra", "vault", "keyvault"))
     graph = [e for e in log if e["service"] == "graph" and e["status"] < 400]
+    defender_log = [e for e in log if e["service"] == "defender"]
     device_pages = sum(1 for e in graph if e["path"].endswith("/deviceManagement/managedDevices"))
     app_pages = sum(1 for e in graph if e["path"].endswith("/deviceManagement/detectedApps"))
-    defender = sum(1 for e in log if e["service"] == "defender") + 1  # + its token
+    machines = sum(1 for e in defender_log if e["path"].endswith("/api/machines"))
+    defender = machines + 1 if defender_log else 0  # + its token
     export = sum(1 for e in graph if "exportJobs" in e["path"])
     export_chain = 1 + export + 1 if export else 0  # after the first device page; + the download
     per_app = sum(1 for e in graph if "/detectedApps/" in e["path"] and e["path"].endswith("/managedDevices"))
-    chains = {"devices": device_pages + (defender - 1 if defender > 1 else 0), "apps": app_pages,
-              "defender": defender, "export": export_chain, "organization": 1}
+    chains = {"apps": app_pages, "defender": defender, "export": export_chain, "organization": 1}
     for other in OTHER_LISTED:
-        chains[other.name] = sum(1 for e in graph if e["path"].endswith(other.source.path))
+        if other.source.service == "defender":
+            pages = sum(1 for e in defender_log if e["path"].endswith(other.source.path) and e["status"] < 400)
+            chains[other.name] = pages + 1 if pages else 0  # after the Defender token
+        else:
+            chains[other.name] = sum(1 for e in graph if e["path"].endswith(other.source.path))
+    waits = max([defender - 1 if defender > 1 else 0, *(chains[name] for name in JOINS if name in chains)])
+    chains["devices"] = device_pages + waits
     return {"prefix": prefix, **chains, "longest": prefix + max(chains.values()), "perAppRequests": per_app,
             "exportRequests": export + (1 if export else 0)}
 

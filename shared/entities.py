@@ -115,6 +115,8 @@ class Entity:
     # (`defenderRiskScore`), a list member as text joined by ", "; in CSV, columns `field.member`.
     nested: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     flag_fields: frozenset[str] = frozenset()  # booleans read as False when absent
+    # Microsoft's date-times, stored as Table Storage DateTime (`field`, or `field.member` of a nested one)
+    date_fields: frozenset[str] = frozenset()
     filters: tuple[Filter, ...] = ()
     marks_removed: bool = True  # a complete listing marks rows it did not contain as removed
     lists_removed: bool = False  # the list route can show removed rows (`removed` filter)
@@ -170,6 +172,9 @@ DEVICES = Entity(
             "vulnerabilities": SUMMARY_FIELDS},
     join_field="defender",  # the Defender machine joined by Entra device id (tenant counts.defenderMachines)
     flag_fields=frozenset({"serialPlaceholder"}),
+    date_fields=frozenset({"enrolledDateTime", "lastSyncDateTime", "defender.lastSeen",
+                           "autopilot.lastContactedDateTime", "entraDevice.approximateLastSignInDateTime",
+                           "entraDevice.registrationDateTime"}),
     filters=(
         Filter("removed", "isRemoved", "bool",
                "true lists devices no longer in Intune (removedAt set) instead of current ones.", default=False),
@@ -220,6 +225,7 @@ AUTOPILOT_DEVICES = Entity(
     mapper=map_autopilot_device,
     search={"serialNumber": "serialLower", "displayName": "displayNameLower"},
     flag_fields=frozenset({"serialPlaceholder", "enrolled"}),
+    date_fields=frozenset({"lastContactedDateTime"}),
     facts=lambda a: {"unenrolled": 0 if a["enrolled"] else 1},
     fact_keys=("unenrolled",),
     filters=(
@@ -241,6 +247,7 @@ ENTRA_DEVICES = Entity(
     mapper=map_entra_device,
     search={"displayName": "displayNameLower", "deviceId": "deviceIdLower"},
     flag_fields=frozenset({"isManaged"}),
+    date_fields=frozenset({"approximateLastSignInDateTime", "registrationDateTime"}),
     facts=lambda a: {"unmanaged": 0 if a["isManaged"] else 1},
     fact_keys=("unmanaged",),
     filters=(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.mapping.dates import normal_date
 from shared.mapping.devices import is_placeholder_serial, join_key, normalise_serial, safe_id
 from shared.mapping.text import SkippedRecord, storable
 
@@ -71,6 +72,7 @@ def map_autopilot_device(raw: dict[str, Any], *, tenant_id: str) -> dict[str, An
     for name in ("manufacturer", "model", "groupTag", "purchaseOrderIdentifier", "enrollmentState",
                  "lastContactedDateTime", "displayName", "userPrincipalName", "skuNumber", "systemFamily"):
         device[name] = storable(raw, name, display=name in _DISPLAY)
+    device["lastContactedDateTime"] = normal_date(device["lastContactedDateTime"])
     for name in ("managedDeviceId", "azureActiveDirectoryDeviceId"):
         value = storable(raw, name)
         device[name] = join_key(value)  # the all-zero GUID of an unenrolled identity is no id

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from shared.mapping.dates import normal_date
 from shared.mapping.text import SkippedRecord, storable
 
 # The properties memsync reads from the list (its `$select`): exactly the Device's Intune fields (docs/api.md).
@@ -62,6 +63,7 @@ _STRING_FIELDS = (
 # Free text a person typed, bounded for display (see shared.mapping.text).
 DISPLAY_FIELDS = frozenset({"deviceName", "manufacturer", "model", "userPrincipalName"})
 _INT_FIELDS = ("totalStorageSpaceInBytes", "freeStorageSpaceInBytes", "physicalMemoryInBytes")
+_DATE_FIELDS = ("enrolledDateTime", "lastSyncDateTime")  # shared.mapping.dates
 
 # Values firmware vendors leave in the SMBIOS serial field. Matching assets by these would merge
 # unrelated machines, so they are flagged (`serialPlaceholder`), never trusted as an identity.
@@ -200,7 +202,7 @@ def defender_summary(machine: dict[str, Any]) -> tuple[str, DefenderSummary] | N
         risk_score=text("riskScore"),
         exposure_level=text("exposureLevel"),
         onboarding_status=text("onboardingStatus"),
-        last_seen=text("lastSeen"),
+        last_seen=normal_date(text("lastSeen")),
     )
     return aad, summary
 
@@ -262,6 +264,8 @@ def map_device(
     if encrypted is not None and not isinstance(encrypted, bool):
         raise SkippedRecord(f"isEncrypted is {type(encrypted).__name__}, not a boolean")
     device["isEncrypted"] = encrypted
+    for name in _DATE_FIELDS:
+        device[name] = normal_date(device[name])
     device["defender"] = defender
     device["autopilot"] = autopilot
     device["entraDevice"] = entra_device

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.mapping.dates import normal_date
 from shared.mapping.devices import join_key, safe_id
 from shared.mapping.text import SkippedRecord, storable
 
@@ -55,6 +56,8 @@ def map_entra_device(raw: dict[str, Any], *, tenant_id: str) -> dict[str, Any]:
     for name in ("displayName", "operatingSystem", "operatingSystemVersion", "trustType",
                  "approximateLastSignInDateTime", "registrationDateTime", "manufacturer", "model"):
         device[name] = storable(raw, name, display=name in _DISPLAY)
+    for name in ("approximateLastSignInDateTime", "registrationDateTime"):
+        device[name] = normal_date(device[name])
     device["isManaged"] = bool(_flag(raw, "isManaged"))
     device["isCompliant"] = _flag(raw, "isCompliant")
     device["accountEnabled"] = _flag(raw, "accountEnabled")

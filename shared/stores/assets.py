@@ -44,6 +44,7 @@ from shared import sdk
 from shared.entities import ENTITIES, LISTED, Entity
 from shared.entities import entity as declaration
 from shared.mapping.changes import StoredState, WriteOp, later
+from shared.mapping.dates import date_text, date_value
 from shared.stores.tables import (
     BATCH_SIZE,
     RUNS_TABLE,
@@ -68,8 +69,7 @@ _STATE_COLUMNS = ["RowKey", "contentHash", "layout", "firstSeenAt", "lastSeenAt"
 LAYOUT = 2  # the row layout written now; rows without `layout` are of the first one (module docstring)
 _LEGACY_JSON = frozenset({"defender"})  # object fields the first layout stored as JSON text
 _LIST_SEPARATOR = ", "
-
-
+_BOOKKEEPING_DATES = ("firstSeenAt", "lastSeenAt", "removedAt")
 def nested_column(name: str, member: str) -> str:
     """The column of one member of an object field: `defender` + `riskScore` -> `defenderRiskScore`."""
     return name + member[:1].upper() + member[1:]
@@ -79,7 +79,9 @@ def _nested_columns(kind: Entity) -> list[str]:
     return [nested_column(name, m) for name, members in kind.nested.items() for m in members]
 
 
-def _flatten(name: str, members: tuple[str, ...], value: dict[str, Any] | None) -> dict[str, Any]:
+def _flatten(
+    name: str, members: tuple[str, ...], value: dict[str, Any] | None, dates: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     if not value:
         return {}
     out: dict[str, Any] = {}
@@ -87,6 +89,8 @@ def _flatten(name: str, members: tuple[str, ...], value: dict[str, Any] | None) 
         item = value.get(member)
         if isinstance(item, list):
             item = _LIST_SEPARATOR.join(str(x) for x in item)
+        if f"{name}.{member}" in dates:
+            item = date_value(item)
         if item is not None:
             out[nested_column(name, member)] = _column_value(item)
     return out
@@ -100,7 +104,7 @@ def _unflatten(name: str, members: tuple[str, ...], entity: Mapping[str, Any]) -
         return loads(legacy) if isinstance(legacy, str) else None
     out: dict[str, Any] = {}
     for member in members:
-        item = _plain(entity.get(nested_column(name, member)))
+        item = date_text(_plain(entity.get(nested_column(name, member))))
         if member == "topCves":
             item = [x for x in item.split(_LIST_SEPARATOR) if x] if isinstance(item, str) else []
         out[member] = item
@@ -152,8 +156,8 @@ def _plain(value: Any) -> Any:
 def _to_entity(kind: Entity, partition: str, op: WriteOp) -> dict[str, Any]:
     """The table entity of an add/change (whole, REPLACE) or a removal (a MERGE of the removal columns)."""
     if op.kind == "remove" or op.asset is None:
-        return {"PartitionKey": partition, "RowKey": op.row_key, "removedAt": op.removed_at,
-                "isRemoved": True, "lastSeenAt": op.last_seen_at}
+        return {"PartitionKey": partition, "RowKey": op.row_key, "removedAt": date_value(op.removed_at),
+                "isRemoved": True, "lastSeenAt": date_value(op.last_seen_at)}
     asset = op.asset
     entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": op.row_key}
     for name, value in asset.items():
@@ -161,13 +165,15 @@ def _to_entity(kind: Entity, partition: str, op: WriteOp) -> dict[str, Any]:
             continue
         members = kind.nested.get(name)
         if members is not None:
-            entity.update(_flatten(name, members, value))
+            entity.update(_flatten(name, members, value, kind.date_fields))
+        elif name in kind.date_fields:
+            entity[name] = date_value(value)
         else:
             entity[name] = _column_value(value)
     for name, column in kind.search.items():
         entity[column] = (asset.get(name) or "").lower()
-    entity.update(contentHash=op.content_hash, layout=LAYOUT, firstSeenAt=op.first_seen_at,
-                  lastSeenAt=op.last_seen_at, isRemoved=False)
+    entity.update(contentHash=op.content_hash, layout=LAYOUT, firstSeenAt=date_value(op.first_seen_at),
+                  lastSeenAt=date_value(op.last_seen_at), isRemoved=False)
     return {k: v for k, v in entity.items() if v is not None}
 
 
@@ -181,12 +187,13 @@ def _from_entity(kind: Entity, entity: dict[str, Any], listed_at: str | None) ->
             out[name] = _unflatten(name, kind.nested[name], entity)
         elif name in kind.flag_fields:
             out[name] = bool(entity.get(name, False))
+        elif name in kind.date_fields:
+            out[name] = date_text(entity.get(name))
         else:
             out[name] = _plain(entity.get(name))
     if kind.dates_out:
-        removed_at = entity.get("removedAt")
-        last_seen = entity.get("lastSeenAt")
-        out["firstSeenAt"] = entity.get("firstSeenAt")
+        first_seen, last_seen, removed_at = (date_text(entity.get(n), stamp_form=True) for n in _BOOKKEEPING_DATES)
+        out["firstSeenAt"] = first_seen
         out["lastSeenAt"] = last_seen if removed_at else later(last_seen, listed_at)
         out["removedAt"] = removed_at
     return out
@@ -241,15 +248,17 @@ class AssetStore:
         select = [*_STATE_COLUMNS, *_nested_columns(declared), *legacy, "listedAt"]
         async for entity in table.query_entities(query, select=select, results_per_page=1000):
             if entity["RowKey"] == MARKER_ROW:
-                listed_at = entity.get("listedAt")
+                listed_at = date_text(entity.get("listedAt"), stamp_form=True)
                 continue
             current = _plain(entity.get("layout")) == LAYOUT
+            first_seen, last_seen, removed_at = (date_text(entity.get(n), stamp_form=True)
+                                                 for n in _BOOKKEEPING_DATES)
             states[entity["RowKey"]] = StoredState(
                 # A row of an older layout has no hash to match: listed again, it is rewritten.
                 content_hash=entity.get("contentHash") if current else None,
-                first_seen_at=entity.get("firstSeenAt"),
-                last_seen_at=entity.get("lastSeenAt"),
-                removed_at=entity.get("removedAt"),
+                first_seen_at=first_seen,
+                last_seen_at=last_seen,
+                removed_at=removed_at,
                 nested={name: _unflatten(name, members, entity) for name, members in declared.nested.items()},
             )
         return states, listed_at
@@ -260,7 +269,7 @@ class AssetStore:
     async def mark_listed(self, kind: AssetKind, integration_id: str, tenant_id: str, at: str) -> None:
         """Record a complete listing of the partition (read back as present assets' `lastSeenAt`)."""
         entity = {"PartitionKey": partition_key(integration_id, tenant_id), "RowKey": MARKER_ROW,
-                  "listedAt": at}
+                  "listedAt": date_value(at)}
         await self.table(kind).upsert_entity(entity, mode=sdk.UpdateMode.REPLACE)
 
     # -- the HTTP API's side ---------------------------------------------------------------------
@@ -270,7 +279,7 @@ class AssetStore:
             marker = await self.table(kind).get_entity(partition, MARKER_ROW)
         except sdk.ResourceNotFoundError:
             return None
-        value = marker.get("listedAt")
+        value = date_text(marker.get("listedAt"), stamp_form=True)
         return value if isinstance(value, str) else None
 
     async def _page(

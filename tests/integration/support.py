@@ -131,6 +131,21 @@ PLAIN_FIELDS = (
     "totalStorageSpaceInBytes", "freeStorageSpaceInBytes", "wiFiMacAddress", "imei", "isEncrypted",
 )
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+DATE_FIELDS = frozenset({"enrolledDateTime", "lastSyncDateTime"})
+
+
+def instant(text: Any) -> Any:
+    """A date-time string as the instant it names, to microseconds (Table Storage's DateTime precision);
+    None for a date before 1601 (Intune's 0001-01-01 "never"); other values as they are."""
+    if not isinstance(text, str):
+        return text
+    head, dot, rest = text.rstrip("Z").partition(".")
+    digits = "".join(c for c in rest if c.isdigit())
+    zone = rest[len(digits):] if dot else ""
+    if not zone and "+" in head[10:]:
+        head, zone = head[:head.rindex("+")], head[head.rindex("+"):]
+    moment = datetime.fromisoformat(head + (("." + digits[:6]) if digits else "") + (zone or "+00:00"))
+    return None if moment.year < 1601 else moment.astimezone(UTC)
 
 
 async def store_integration(rt: Any, registration: dict[str, Any]) -> Integration:
@@ -258,6 +273,9 @@ def assert_devices_match_truth(stored: dict[str, dict[str, Any]], tenant_truth: 
         device = stored[device_id]
         for name in PLAIN_FIELDS:
             want = shown(raw.get(name)) if name in DEVICE_DISPLAY_FIELDS else raw.get(name)
+            if name in DATE_FIELDS:  # stored as DateTime: the same instant, shown as ISO 8601 UTC
+                assert instant(device[name]) == instant(want), (device_id, name, device[name], want)
+                continue
             assert device[name] == want, (device_id, name, device[name], raw.get(name))
         assert device["ownerType"] == raw.get("managedDeviceOwnerType"), device_id
         serial = (raw.get("serialNumber") or "").strip().upper() or None
@@ -267,10 +285,10 @@ def assert_devices_match_truth(stored: dict[str, dict[str, Any]], tenant_truth: 
         if machine is None:
             assert device["defender"] is None, device_id
         else:
-            assert device["defender"] == {
+            assert {**device["defender"], "lastSeen": instant(device["defender"]["lastSeen"])} == {
                 "machineId": machine["id"], "healthStatus": machine.get("healthStatus"),
                 "riskScore": machine.get("riskScore"), "exposureLevel": machine.get("exposureLevel"),
-                "onboardingStatus": machine.get("onboardingStatus"), "lastSeen": machine.get("lastSeen"),
+                "onboardingStatus": machine.get("onboardingStatus"), "lastSeen": instant(machine.get("lastSeen")),
             }, device_id
 
 

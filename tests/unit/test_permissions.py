@@ -90,7 +90,7 @@ def test_registration_consent_and_diagnosis_ask_for_the_same_roles():
                                               "Organization.Read.All")
     assert optional_roles(Resource.DEFENDER) == ("Vulnerability.Read.All",)
     assert consent_scopes(include_defender=True) == {
-        Resource.GRAPH: required_roles(Resource.GRAPH) + ("DeviceManagementServiceConfig.Read.All", "Device.Read.All"),
+        Resource.GRAPH: (*required_roles(Resource.GRAPH), "DeviceManagementServiceConfig.Read.All", "Device.Read.All"),
         Resource.DEFENDER: ("Machine.Read.All", "Vulnerability.Read.All")}
     # An integration's choice (shared.entities.chosen_areas) narrows what consent asks for.
     chosen = chosen_areas(include_defender=False, collect=None)

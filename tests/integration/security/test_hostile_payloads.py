@@ -306,6 +306,8 @@ async def test_a_foreign_next_link_is_never_followed_and_nothing_is_removed(stac
     """The simulator's `nextLink` fault puts a foreign or plain-http continuation link on the first page
     of the device listing: memsync sends nothing there, marks nothing removed, and says why."""
     tid = tailspin
+    # Settle first: earlier tests renamed the tenant, and a rename rewrites its rows (tenantDisplayName).
+    assert (await sync_tenant(runtime, job(integration, tid))).outcome == "ok"
     before = await all_devices(runtime, integration.id, tid, top=1000)
     faults = FaultInjector(stack)
     faults.add({"service": "graph", "tenantId": tid, "kind": "nextLink", "link": link,

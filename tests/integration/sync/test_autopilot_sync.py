@@ -13,7 +13,7 @@ import pytest
 from shared.errors import ErrorCode
 from shared.mapping.devices import is_placeholder_serial, join_key
 from shared.models import TenantStatus
-from tests.integration.support import all_assets, sync_tenants, truth
+from tests.integration.support import all_assets, instant, sync_tenants, truth
 
 pytestmark = pytest.mark.integration
 SCENARIO = "demo"
@@ -47,6 +47,7 @@ async def test_every_identity_is_stored_as_the_simulator_holds_it(stack, synced,
         for name in ("manufacturer", "model", "groupTag", "purchaseOrderIdentifier", "enrollmentState",
                      "displayName", "userPrincipalName", "skuNumber", "systemFamily"):
             assert got.get(name) == raw.get(name), (ident, name)
+        assert instant(got["lastContactedDateTime"]) == instant(raw.get("lastContactedDateTime")), ident
         assert got["managedDeviceId"] == join_key(raw.get("managedDeviceId"))
         assert got["azureActiveDirectoryDeviceId"] == join_key(raw.get("azureActiveDirectoryDeviceId"))
         enrolled = raw["enrollmentState"] == "enrolled" and join_key(raw["managedDeviceId"]) is not None

@@ -11,7 +11,7 @@ import pytest
 from shared.errors import ErrorCode
 from shared.mapping.devices import join_key
 from shared.models import TenantStatus
-from tests.integration.support import all_assets, all_devices, sync_tenants, truth
+from tests.integration.support import all_assets, all_devices, instant, sync_tenants, truth
 
 pytestmark = pytest.mark.integration
 SCENARIO = "demo"
@@ -43,6 +43,8 @@ async def test_every_entra_device_is_stored_as_the_simulator_holds_it(stack, syn
         for name in ("displayName", "operatingSystem", "operatingSystemVersion", "trustType", "isCompliant",
                      "accountEnabled", "manufacturer", "model"):
             assert got.get(name) == raw.get(name), (ident, name)
+        for name in ("approximateLastSignInDateTime", "registrationDateTime"):  # stored as DateTime
+            assert instant(got.get(name)) == instant(raw.get(name)), (ident, name)
 
     intune = await all_devices(module_runtime, integration.id, tid)
     by_device_id = {d["deviceId"]: d for d in stored.values()}

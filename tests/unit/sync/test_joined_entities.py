@@ -15,8 +15,8 @@ import pytest
 
 from devstack.cloudsim.generate import machine_for_device
 from shared.errors import ErrorCode
-from shared.mapping.changes import content_hash
-from shared.stores.assets import LAYOUT, AssetStore
+from shared.mapping.changes import content_hash, stamp
+from shared.stores.assets import LAYOUT, AssetStore, date_text, date_value
 from shared.stores.tables import DEVICES_TABLE, LICENCES_TABLE, VULNERABILITIES_TABLE
 from tests.unit.api.fakes import ALL_ROLES
 from tests.unit.sync.test_tenant_sync import INTEGRATION, NOW, TENANT, Harness, Microsoft, _estate
@@ -257,25 +257,45 @@ async def test_rows_of_the_first_layout_are_read_and_rewritten_by_the_first_sync
     table = harness.tables.client(DEVICES_TABLE)
     partition = f"{INTEGRATION.id}_{TENANT}"
     first = estate.devices[0]["id"]
+    raw = {d["id"]: d for d in estate.devices}
+    machines = {m["id"]: m for m in estate.machines}
     for row_key, row in harness.rows(DEVICES_TABLE).items():
-        old = {k: v for k, v in row.items() if not k.startswith("defender") and k != "layout"}
-        if row.get("defenderMachineId"):
-            members = ("machineId", "healthStatus", "riskScore", "exposureLevel", "onboardingStatus", "lastSeen")
-            old["defender"] = json.dumps(
-                {m: row.get("defender" + m[0].upper() + m[1:]) for m in members}, separators=(",", ":"))
+        # The first layout, as its writer made rows: every date as text (Intune's own, memsync's stamps),
+        # the Defender summary as JSON text, no join columns, no tenant name, no `layout`.
+        old: dict[str, Any] = {}
+        for k, v in row.items():
+            if k.startswith(("defender", "autopilot", "entraDevice", "vulnerabilities")) or k in (
+                    "layout", "tenantDisplayName"):
+                continue
+            if isinstance(v, datetime):
+                v = stamp(v) if k in ("firstSeenAt", "lastSeenAt", "removedAt") else raw[row_key][k]
+            old[k] = v
+        machine = machines.get(row.get("defenderMachineId"))
+        if machine is not None:
+            old["defender"] = json.dumps({
+                "machineId": machine["id"], "healthStatus": machine.get("healthStatus"),
+                "riskScore": machine.get("riskScore"), "exposureLevel": machine.get("exposureLevel"),
+                "onboardingStatus": machine.get("onboardingStatus"), "lastSeen": machine.get("lastSeen")},
+                separators=(",", ":"))
         await table.upsert_entity({**old, "PartitionKey": partition, "RowKey": row_key}, mode="replace")
     legacy = harness.rows(DEVICES_TABLE)[first]
     assert "layout" not in legacy and legacy["defender"].startswith("{")
 
-    # Read as before, Defender summary and all.
+    assert all(isinstance(v, str) for k, v in legacy.items() if k.endswith(("At", "DateTime")))
+
+    # Read as before, Defender summary and dates and all.
     device = (await _devices(harness))[first]
     assert device["defender"]["machineId"] == estate.machines[0]["id"]
+    assert device["defender"]["lastSeen"] == estate.machines[0]["lastSeen"]
+    assert device["enrolledDateTime"] == raw[first]["enrolledDateTime"]
 
     _, (listed, _) = await harness.sync(datetime(2026, 11, 2, tzinfo=UTC))
     assert listed.diff.counts.changed == 5
     rewritten = harness.rows(DEVICES_TABLE)[first]
     assert rewritten["layout"] == LAYOUT and "defender" not in rewritten
     assert rewritten["defenderMachineId"] == estate.machines[0]["id"]
+    assert isinstance(rewritten["enrolledDateTime"], datetime) and isinstance(rewritten["firstSeenAt"], datetime)
+    assert (await _devices(harness))[first]["firstSeenAt"] == device["firstSeenAt"]  # kept through the rewrite
     _, (listed, _) = await harness.sync(datetime(2026, 11, 3, tzinfo=UTC))
     assert listed.diff.counts.changed == 0  # once
 
@@ -310,3 +330,19 @@ async def test_every_asset_row_carries_the_tenant_name_and_a_rename_rewrites_eac
     assert {row["tenantDisplayName"] for row in harness.rows(DEVICES_TABLE).values()} == {"Contoso Group"}
     _, (listed, _) = await harness.sync(datetime(2026, 11, 3, tzinfo=UTC))
     assert listed.diff.counts.changed == 0
+
+
+@pytest.mark.parametrize(("text", "stored", "shown"), [
+    ("2026-10-01T08:30:00Z", datetime(2026, 10, 1, 8, 30, tzinfo=UTC), "2026-10-01T08:30:00Z"),
+    # Graph prints seven fraction digits; DateTime keeps microseconds.
+    ("2026-10-01T08:30:00.1234567Z", datetime(2026, 10, 1, 8, 30, 0, 123456, tzinfo=UTC),
+     "2026-10-01T08:30:00.123456Z"),
+    ("2026-10-01T10:30:00+02:00", datetime(2026, 10, 1, 8, 30, tzinfo=UTC), "2026-10-01T08:30:00Z"),
+    ("0001-01-01T00:00:00Z", None, None),  # Intune's "never": before Table Storage's earliest DateTime
+    ("2026-10-01T08:30:00", "2026-10-01T08:30:00", "2026-10-01T08:30:00"),  # no zone: kept as text
+    ("last Tuesday", "last Tuesday", "last Tuesday"),
+])
+def test_microsoft_dates_are_stored_as_datetime_and_shown_as_iso_utc(text, stored, shown):
+    assert date_value(text) == stored
+    assert date_text(date_value(text)) == shown
+    assert date_text(datetime(2026, 11, 2, 6, 0, 0, 123000, tzinfo=UTC), stamp_form=True) == "2026-11-02T06:00:00.123Z"

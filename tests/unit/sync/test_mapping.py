@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
 import pytest
 
 from shared.mapping.devices import (
@@ -53,8 +56,9 @@ def test_managed_device_sample_maps_to_contract_fields():
     assert device["serialPlaceholder"] is False
     assert device["complianceState"] == "compliant"
     assert device["managementAgent"] == "mdm"
-    assert device["enrolledDateTime"] == "2016-12-31T23:59:43.797191-08:00"  # as Microsoft wrote it
-    assert device["lastSyncDateTime"] == "2017-01-01T00:02:49.3205976-08:00"
+    # The instants Microsoft wrote, in UTC, to the microsecond (shared.mapping.dates: stored as DateTime).
+    assert device["enrolledDateTime"] == "2017-01-01T07:59:43.797191Z"  # from 2016-12-31T23:59:43.797191-08:00
+    assert device["lastSyncDateTime"] == "2017-01-01T08:02:49.320597Z"  # from ...00:02:49.3205976-08:00
     assert device["totalStorageSpaceInBytes"] == 8
     assert device["freeStorageSpaceInBytes"] == 7
     assert device["physicalMemoryInBytes"] == 5
@@ -146,8 +150,13 @@ def test_defender_samples_join_on_aad_device_id_case_insensitively(name):
         "riskScore": machines[0]["riskScore"],
         "exposureLevel": machines[0]["exposureLevel"],
         "onboardingStatus": machines[0].get("onboardingStatus"),
-        "lastSeen": machines[0]["lastSeen"],
+        "lastSeen": device["defender"]["lastSeen"],
     }
+    # lastSeen: the same instant in UTC, to the microsecond (Graph's seventh digit dropped), ending in Z.
+    seen, written = device["defender"]["lastSeen"], machines[0]["lastSeen"]
+    assert seen.endswith("Z") and len(seen.rpartition(".")[2]) <= 7
+    assert datetime.fromisoformat(seen.replace("Z", "+00:00")) == datetime.fromisoformat(
+        re.sub(r"(\.\d{6})\d+", r"\1", written).replace("Z", "+00:00"))
 
 
 def test_defender_machine_by_id_sample_and_reonboarded_device_keeps_latest():

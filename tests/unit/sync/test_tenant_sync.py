@@ -168,7 +168,7 @@ async def test_an_unchanged_second_listing_writes_nothing_and_a_missing_device_i
     gone = devices.pop(1)
     _, (after, _) = await harness.sync(datetime(2026, 11, 2, 0, 0, tzinfo=UTC))
     assert after.diff.counts.removed == 1
-    assert harness.rows(DEVICES_TABLE)[gone["id"]].get("removedAt") == "2026-11-02T00:00:00.000Z"
+    assert harness.rows(DEVICES_TABLE)[gone["id"]].get("removedAt") == datetime(2026, 11, 2, tzinfo=UTC)  # a DateTime
     assert all(not row.get("removedAt") for rk, row in harness.rows(DEVICES_TABLE).items() if rk != gone["id"])
 
 
