@@ -487,8 +487,9 @@ class SecondHost:
     def start(self) -> SecondHost:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
+                # `=`: a random key may start with "-", which argparse would take for an option.
                 [sys.executable, "-m", "devstack.functions_host", "--port", str(self.port),
-                 "--function-key", self.stack.function_key],
+                 f"--function-key={self.stack.function_key}"],
                 cwd=REPO_ROOT, env=self.stack.process_env(), stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )

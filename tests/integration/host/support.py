@@ -97,7 +97,7 @@ def start_host(
         env.pop(name, None)
     cmd = [sys.executable, "-m", "devstack.functions_host", "--port", str(port), "--app-dir", str(TESTAPP)]
     if key:
-        cmd += ["--function-key", key]
+        cmd += [f"--function-key={key}"]  # `=`: a key may start with "-"
     proc = subprocess.Popen(
         cmd,
         cwd=REPO_ROOT,
