@@ -61,18 +61,70 @@ def wait_for_alerts(api: Any, seconds: float = 30) -> list[dict[str, Any]]:
         time.sleep(0.5)
 
 
-def print_summary(integration: dict[str, Any], tenants: list[dict[str, Any]]) -> None:
-    say(f"\n  {integration['displayName']} ({integration['kind']}, id {integration['id']})")
-    header = f"  {'tenant':<38} {'name':<24} {'devices':>7} {'software':>8} {'defender':>8}  status"
-    say(header)
-    say("  " + "-" * (len(header) - 2))
+# The per-tenant table: the first columns are fixed (what `make demo` has always printed); each optional
+# entity adds one column, with "-" where the tenant's last sync did not collect it (docs/api.md, Tenant
+# status: `counts.<entity>` and `counts.facts.<entity>` are present only for collected entities).
+NOT_COLLECTED = "-"
+FACT_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("autopilot (unenrolled)", 22),
+    ("entra (unmanaged)", 17),
+    ("vulns crit/high", 15),
+    ("licences used/enabled", 21),
+)
+
+
+def _fact(counts: dict[str, Any], entity: str, name: str) -> int | None:
+    value = ((counts.get("facts") or {}).get(entity) or {}).get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _total_and_part(counts: dict[str, Any], entity: str, part: str) -> str:
+    """`120 (3)`: the entity's count and one fact of it; `120 (-)` for an old row without facts."""
+    total = counts.get(entity)
+    if not isinstance(total, int) or isinstance(total, bool):
+        return NOT_COLLECTED
+    value = _fact(counts, entity, part)
+    return f"{total} ({NOT_COLLECTED if value is None else value})"
+
+
+def _pair(counts: dict[str, Any], entity: str, first: str, second: str) -> str:
+    """`4/12`: two facts of one entity, or "-" when the last sync did not give them."""
+    a, b = _fact(counts, entity, first), _fact(counts, entity, second)
+    return NOT_COLLECTED if a is None or b is None else f"{a}/{b}"
+
+
+def fact_cells(counts: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The optional entities' cells of one tenant, in FACT_COLUMNS order."""
+    return (
+        _total_and_part(counts, "autopilotDevices", "unenrolled"),
+        _total_and_part(counts, "entraDevices", "unmanaged"),
+        _pair(counts, "vulnerabilities", "critical", "high"),
+        _pair(counts, "licences", "consumed", "enabled"),
+    )
+
+
+def summary_lines(integration: dict[str, Any], tenants: list[dict[str, Any]]) -> list[str]:
+    """The demo's per-tenant summary of one integration, one string per printed line."""
+    facts_header = "  ".join(f"{name:>{width}}" for name, width in FACT_COLUMNS)
+    header = (f"  {'tenant':<38} {'name':<24} {'devices':>7} {'software':>8} {'defender':>8}  {'status':<8}"
+              f"  {facts_header}")
+    lines = ["", f"  {integration['displayName']} ({integration['kind']}, id {integration['id']})", header,
+             "  " + "-" * (len(header) - 2)]
     for t in sorted(tenants, key=lambda t: t.get("displayName") or ""):
         counts = t.get("counts") or {}
-        say(f"  {t['tenantId']:<38} {(t.get('displayName') or '')[:24]:<24} {counts.get('devices', 0):>7} "
-            f"{counts.get('software', 0):>8} {counts.get('defenderMachines', 0):>8}  {t['status']}")
+        fixed = (f"  {t['tenantId']:<38} {(t.get('displayName') or '')[:24]:<24} {counts.get('devices', 0):>7} "
+                 f"{counts.get('software', 0):>8} {counts.get('defenderMachines', 0):>8}  {t['status']:<8}")
+        cells = zip(fact_cells(counts), FACT_COLUMNS, strict=True)
+        lines.append(fixed + "  " + "  ".join(f"{cell:>{width}}" for cell, (_, width) in cells))
         if t.get("error"):
-            say(f"      {t['error']['code']}: {t['error']['message']}")
-            say(f"      action: {t['error']['action']}")
+            lines.append(f"      {t['error']['code']}: {t['error']['message']}")
+            lines.append(f"      action: {t['error']['action']}")
+    return lines
+
+
+def print_summary(integration: dict[str, Any], tenants: list[dict[str, Any]]) -> None:
+    for line in summary_lines(integration, tenants):
+        say(line)
 
 
 def main() -> int:

@@ -294,8 +294,11 @@ LICENCES = Entity(
     mapper=map_licence,
     search={"skuPartNumber": "skuPartNumberLower"},
     nested={"prepaidUnits": PREPAID_UNITS},
-    facts=lambda a: {"enabled": a["prepaidUnits"]["enabled"], "consumed": a["consumedUnits"] or 0},
-    fact_keys=("enabled", "consumed"),
+    # Units summed over the tenant, and the subscriptions using more than they have enabled (counted one
+    # by one: a free SKU's ten thousand seats must not hide an over-used paid one).
+    facts=lambda a: {"enabled": a["prepaidUnits"]["enabled"], "consumed": a["consumedUnits"] or 0,
+                     "overConsumed": 1 if (a["consumedUnits"] or 0) > a["prepaidUnits"]["enabled"] else 0},
+    fact_keys=("enabled", "consumed", "overConsumed"),
     optional=True,
 )
 

@@ -70,9 +70,14 @@
   const dtf = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
   const df = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
   const num = (n) => (typeof n === "number" && isFinite(n) ? nf.format(n) : "—");
-  function ago(iso) {
+  // Graph writes 0001-01-01T00:00:00Z for a date it does not have (an Autopilot identity never contacted).
+  function when(iso) {
     const t = Date.parse(iso || "");
-    if (isNaN(t)) return null;
+    return isNaN(t) || t <= 0 ? null : t;
+  }
+  function ago(iso) {
+    const t = when(iso);
+    if (t === null) return null;
     const s = Math.max(0, (Date.now() - t) / 1000);
     if (s < 60) return "just now";
     if (s < 3600) return `${Math.round(s / 60)} min ago`;
@@ -96,6 +101,35 @@
   }
   const pct = (part, whole) => (whole > 0 ? Math.round((100 * part) / whole) : null);
   const label = (s) => String(s || "").replace(/([a-z])([A-Z])/g, "$1 $2").replace(/^./, (c) => c.toUpperCase());
+  const isCount = (n) => typeof n === "number" && isFinite(n);
+
+  // ------------------------------------------------------------------ optional entities (docs/api.md, Tenant status)
+  // counts.<entity> and counts.facts.<entity> are there only when the tenant's last sync collected the entity,
+  // and rows written before the API gave facts have none: the page then shows a dash, never a zero it does not know.
+  const countOf = (t, entity) => (t.counts && isCount(t.counts[entity]) ? t.counts[entity] : null);
+  function factOf(t, entity, name) {
+    const f = t.counts && t.counts.facts && t.counts.facts[entity];
+    return f && isCount(f[name]) ? f[name] : null;
+  }
+  function notCollected(t, entity) {
+    const e = t.error;
+    const why = e && e.code === "permissionMissing" && String(e.message || "").startsWith(entity)
+      ? "Not collected: the consent lacks its permission (see the note)" : "Not collected by the last sync";
+    return el("span", { class: "muted", "data-fact": "none", title: why, text: "—" });
+  }
+  const SEVERITIES = ["critical", "high", "medium", "low"];
+  // A badge says its severity in words; the colour only repeats it.
+  function sevBadge(severity, n) {
+    return el("span", { class: `sev sev-${isCount(n) && n > 0 ? severity : "none"}`, "data-severity": severity,
+      "data-count": isCount(n) ? n : null, text: `${num(n)} ${severity}` });
+  }
+  function sevChip(severity) {
+    const s = String(severity || "").toLowerCase();
+    return el("span", { class: `sev sev-${SEVERITIES.includes(s) ? s : "none"}`, text: severity || "unknown" });
+  }
+  const TRUST_TYPES = { AzureAd: "Entra joined", ServerAd: "Hybrid joined", Workplace: "Registered" };
+  const MATCHED_BY = { managedDeviceId: "Intune device id", serialNumber: "serial number" };
+  const yesNo = (b) => (b === true ? "yes" : b === false ? "no" : "—");
 
   // ------------------------------------------------------------------ API
   function apiPath(pathOrLink) {
@@ -265,8 +299,16 @@
     const expiring = state.integrations.flatMap((i) => (i.secrets || [])
       .filter((s) => { const d = daysLeft(s.expiresOn); return d !== null && d <= 30 && !alerted.has(`${i.id}/${s.appId}`); }));
     const attention = by("error") + rows.filter(isStale).length + state.alerts.length + expiring.length;
-    const tile = (value, text, bad) => el("li", { class: bad ? "tile bad" : "tile" },
+    const tile = (value, text, bad, id) => el("li", { class: bad ? "tile bad" : "tile", "data-tile": id || null },
       el("span", { class: "value", text: value }), el("span", { class: "label", text }));
+    // Sums over the customers whose last sync collected the entity; a dash when none did.
+    const sumOf = (entity, name) => counted.reduce((n, r) => {
+      const v = factOf(r.t, entity, name);
+      return v === null ? n : (n || 0) + v;
+    }, null);
+    const critical = sumOf("vulnerabilities", "critical");
+    const licensed = counted.filter((r) => factOf(r.t, "licences", "enabled") !== null && factOf(r.t, "licences", "consumed") !== null);
+    const overLicensed = licensed.filter((r) => overUsed(r.t) > 0).length;
     const tiles = $("#tiles");
     tiles.replaceChildren(
       tile(num(rows.length), `customers in ${state.integrations.length} integration${state.integrations.length === 1 ? "" : "s"}`),
@@ -275,6 +317,10 @@
       tile(num(attention), "need attention", attention > 0),
       tile(num(devices), "devices"),
       tile(dDevices ? `${pct(dMachines, dDevices)}%` : "—", "Defender coverage"),
+      tile(num(sumOf("entraDevices", "unmanaged")), "Entra ID devices not managed by Intune", false, "entra-unmanaged"),
+      tile(num(sumOf("autopilotDevices", "unenrolled")), "Autopilot identities not enrolled", false, "autopilot-unenrolled"),
+      tile(num(critical), "critical vulnerabilities", critical > 0, "critical"),
+      tile(licensed.length ? num(overLicensed) : "—", "customers over their licences", overLicensed > 0, "over-licensed"),
     );
     tiles.removeAttribute("aria-busy");
   }
@@ -361,12 +407,13 @@
     return el("span", { class: `chip ${cls}`, "data-status": status, text: status });
   }
 
+  const CUSTOMER_COLUMNS = 9;
   function renderCustomers() {
     const table = $("#customers-table");
     table.classList.add("cards");
     const bodies = [];
     if (!state.integrations.length) {
-      bodies.push(el("tbody", {}, el("tr", {}, el("td", { colspan: 8, class: "muted nolabel" },
+      bodies.push(el("tbody", {}, el("tr", {}, el("td", { colspan: CUSTOMER_COLUMNS, class: "muted nolabel" },
         "No integrations yet. Register one with POST /api/integrations (see the README); its customers appear here."))));
     }
     for (const integ of state.integrations) {
@@ -377,7 +424,7 @@
         "data-action": "sync-integration", disabled: integ.status === "disabled",
         onclick: (ev) => syncNow(ev.currentTarget, integ, null),
       }, "Sync all", el("span", { class: "visually-hidden", text: ` customers of ${integ.displayName || integ.id}` }));
-      const head = el("tr", { class: "group" }, el("th", { colspan: 8, scope: "colgroup" },
+      const head = el("tr", { class: "group" }, el("th", { colspan: CUSTOMER_COLUMNS, scope: "colgroup" },
         el("div", { class: "group-inner" },
           el("span", { class: "name", text: integ.displayName || integ.id }),
           el("span", { class: "muted", text: integ.kind === "singleTenant" ? "single tenant" : "partner (multi-tenant)" }),
@@ -385,7 +432,7 @@
           el("span", { class: "muted", text: `${tenants.length} customer${tenants.length === 1 ? "" : "s"}` }),
           syncAll)));
       const rows = tenants.map((t) => customerRow(integ, t));
-      if (list && list.failed) rows.push(el("tr", {}, el("td", { colspan: 8, class: "muted nolabel", text: `Customers could not be loaded: ${list.failed.message}` })));
+      if (list && list.failed) rows.push(el("tr", {}, el("td", { colspan: CUSTOMER_COLUMNS, class: "muted nolabel", text: `Customers could not be loaded: ${list.failed.message}` })));
       bodies.push(el("tbody", { "data-integration": integ.id }, head, rows));
     }
     table.querySelectorAll("tbody").forEach((b) => b.remove());
@@ -418,12 +465,16 @@
         el("span", { class: "cust-name", text: tenantName(t) }),
         el("span", { class: "cust-domain", text: t.defaultDomainName || t.tenantId }))),
       el("td", { "data-label": "Status", class: "status" }, el("span", {}, chipFor(status),
-        e && status === "ok" ? el("span", { class: "chip chip-warn", text: "warning" }) : null)),
+        // A missing optional permission is a note: everything else synced.
+        e && status === "ok" ? " " : null,
+        e && status === "ok" ? (e.code === "permissionMissing" ? el("span", { class: "chip chip-note", text: "note" })
+          : el("span", { class: "chip chip-warn", text: "warning" })) : null)),
       el("td", { "data-label": "Last success" }, el("span", { class: stale ? "stale" : "" },
         timeEl(t.lastSuccessAt), stale ? " (stale)" : "")),
       el("td", { "data-label": "Devices", class: "num devices", text: num(counts.devices) }),
       el("td", { "data-label": "Software", class: "num software", text: num(counts.software) }),
       el("td", { "data-label": "Defender", class: "defender" }, defender),
+      el("td", { "data-label": "Entra ID, Autopilot, vulnerabilities, licences", class: "facts-cell" }, factsCell(row)),
       el("td", { "data-label": "Problem", class: "problem" }, problem),
       el("td", { "data-label": "Actions" }, el("div", { class: "row-actions" },
         el("button", {
@@ -437,6 +488,65 @@
           disabled: t.status === "excluded",
           onclick: () => showTenant(row.key),
         }, "Details", el("span", { class: "visually-hidden", text: ` for ${tenantName(t)}` })))));
+  }
+
+  // The number opens the list it counts, in "Entra ID, Autopilot and licences" below.
+  function listButton(row, view, text, hidden, cls) {
+    return el("button", {
+      type: "button", class: `btn-link ${cls || ""}`, "data-action": "open-list", "data-view": view,
+      "data-focus-id": `list:${view}:${row.key}`, onclick: () => openList(row.key, view),
+    }, text, el("span", { class: "visually-hidden", text: hidden }));
+  }
+  // The optional entities of one customer, a line each: a dash when the last sync did not collect the
+  // entity; a dash and the total for an old row that has the entity's count but no facts.
+  function factsCell(row) {
+    const line = (entity, term, value) => [el("dt", { text: term }), el("dd", { "data-entity": entity }, value)];
+    return el("dl", { class: "facts" },
+      line("entraDevices", "Entra ID", partOf(row, "entraDevices", "unmanaged", "managed=false", "unmanaged",
+        { part: "Entra ID devices Intune does not manage", all: "Entra ID devices" })),
+      line("autopilotDevices", "Autopilot", partOf(row, "autopilotDevices", "unenrolled", "enrolled=false", "not enrolled",
+        { part: "Autopilot identities not enrolled", all: "Autopilot identities" })),
+      line("vulnerabilities", "Vulnerabilities", vulnFact(row.t)),
+      line("licences", "Licences", licenceFact(row)));
+  }
+  const dash = () => el("span", { "data-fact": "none", text: "—" });
+  // Entra ID devices Intune does not manage, Autopilot identities not enrolled: the number opens that list.
+  function partOf(row, entity, fact, filter, word, noun) {
+    const t = row.t, total = countOf(t, entity), part = factOf(t, entity, fact);
+    if (total === null && part === null) return notCollected(t, entity);
+    const who = tenantName(t);
+    if (part === null) return [dash(), " ", listButton(row, entity, `of ${num(total)}`, ` ${noun.all} of ${who}: show them`)];
+    return [listButton(row, `${entity}?${filter}`, `${num(part)} ${word}`, ` ${noun.part} of ${who}: show them`, part > 0 ? "attention" : ""),
+      total === null ? null : el("span", { class: "muted", text: ` of ${num(total)}` })];
+  }
+  function vulnFact(t) {
+    const f = t.counts && t.counts.facts && t.counts.facts.vulnerabilities;
+    const total = countOf(t, "vulnerabilities");
+    if (!f) return total === null ? notCollected(t, "vulnerabilities") : [dash(), el("span", { class: "muted", text: ` ${num(total)} in all` })];
+    return el("span", { class: "sevs", title: `${num(f.medium)} medium, ${num(f.low)} low${total === null ? "" : `, ${num(total)} in all`}` },
+      sevBadge("critical", f.critical), sevBadge("high", f.high));
+  }
+  function licenceFact(row) {
+    const t = row.t, skus = countOf(t, "licences");
+    const consumed = factOf(t, "licences", "consumed"), enabled = factOf(t, "licences", "enabled");
+    if (consumed === null || enabled === null) {
+      return skus === null ? notCollected(t, "licences")
+        : [dash(), " ", listButton(row, "licences", `${num(skus)} subscriptions`, ` of ${tenantName(t)}: show the licences`)];
+    }
+    const subscriptions = factOf(t, "licences", "overConsumed");
+    const over = overUsed(t);
+    // Per subscription when the sync counted it (free seats of one never hide another's over-use);
+    // rows from before that compare the tenant's sums.
+    const said = subscriptions === null ? `over by ${num(over)}`
+      : `${num(over)} subscription${over === 1 ? "" : "s"} over-used`;
+    return [listButton(row, "licences", `${num(consumed)} / ${num(enabled)} used`, ` licences of ${tenantName(t)} (used / enabled): show them`, over > 0 ? "over" : ""),
+      over > 0 ? [" ", el("span", { class: "chip chip-error", "data-over": over, text: said })] : null];
+  }
+  function overUsed(t) {
+    const subscriptions = factOf(t, "licences", "overConsumed");
+    if (subscriptions !== null) return subscriptions;
+    const consumed = factOf(t, "licences", "consumed"), enabled = factOf(t, "licences", "enabled");
+    return consumed === null || enabled === null ? 0 : Math.max(0, consumed - enabled);
   }
 
   async function syncNow(button, integ, tenant) {
@@ -456,16 +566,26 @@
     }
   }
 
+  function selectBrowse(key) {
+    state.browseKey = key;
+    $("#browse-tenant").value = key;
+    closeDevice(false);
+    for (const l of listers) l.reset();
+  }
   function showTenant(key) {
     state.fleetScope = key;
     $("#fleet-scope").value = key;
-    state.browseKey = key;
-    $("#browse-tenant").value = key;
     loadFleet().catch(onError);
-    for (const l of listers) l.reset();
+    selectBrowse(key);
     $("#fleet").scrollIntoView({ behavior: "smooth", block: "start" });
     $("#fleet-h").setAttribute("tabindex", "-1");
     $("#fleet-h").focus({ preventScroll: true });
+  }
+  function openList(key, view) {
+    more.form.elements.view.value = view;
+    selectBrowse(key);
+    $("#more").scrollIntoView({ behavior: "smooth", block: "start" });
+    $("#more-h").focus({ preventScroll: true });
   }
 
   let scopeSig = null;
@@ -679,69 +799,165 @@
     return s;
   }
 
-  // ------------------------------------------------------------------ device and software lists
-  const COLUMNS = {
-    devices: [
-      ["Device", (d) => [el("strong", { text: d.deviceName || "(no name)" }), el("br"), el("span", { class: "muted", text: d.serialNumber || "" })]],
+  // ------------------------------------------------------------------ lists of one customer (and of one device)
+  // Each list of the API, declared once: its columns (a cell gets the item and the list's context, the
+  // customer row), the noun for empty and failed states, and whether the API searches it.
+  const orDash = (v) => (v === null || v === undefined || v === "" ? el("span", { class: "muted", text: "—" }) : String(v));
+  const collectedFor = (ctx, entity) => !!(ctx && ctx.row && countOf(ctx.row.t, entity) !== null);
+  const enabledUnits = (l) => (l.prepaidUnits ? l.prepaidUnits.enabled : null);
+  function overBy(l) {
+    const consumed = l.consumedUnits, enabled = enabledUnits(l);
+    return isCount(consumed) && isCount(enabled) && consumed > enabled ? consumed - enabled : 0;
+  }
+  function licenceUse(l) {
+    const over = overBy(l);
+    return [`${num(l.consumedUnits)} / ${num(enabledUnits(l))}`, over ? [el("br"), el("span", { class: "chip chip-error", text: `over by ${num(over)}` })] : null];
+  }
+  const LISTS = {
+    devices: { noun: "devices", range: "Devices", columns: [
+      // The device's name opens its details (Autopilot, Entra ID, vulnerabilities) below the list.
+      ["Device", (d, ctx) => [el("button", {
+        type: "button", class: "btn-link device-link", "data-action": "device-details",
+        onclick: (ev) => showDevice(ctx.row, d, ev.currentTarget),
+      }, el("strong", { text: d.deviceName || "(no name)" }), el("span", { class: "visually-hidden", text: " details" })),
+      el("br"), el("span", { class: "muted", text: d.serialNumber || "" })]],
       ["User", (d) => d.userPrincipalName || "—"],
       ["OS", (d) => [osRelease(d), el("br"), el("span", { class: "muted", text: d.osVersion || "" })]],
       ["Compliance", (d) => label(d.complianceState || "unknown")],
       ["Model", (d) => [d.manufacturer || "", " ", d.model || ""]],
       ["Last check-in", (d) => timeEl(d.lastSyncDateTime, "—")],
-      ["Defender", (d) => (d.defender ? [`Risk ${d.defender.riskScore || "unknown"}`, el("br"), `Exposure ${d.defender.exposureLevel || "unknown"}`]
+      ["Defender", (d, ctx) => (d.defender ? [`Risk ${d.defender.riskScore || "unknown"}`, el("br"), `Exposure ${d.defender.exposureLevel || "unknown"}`,
+        d.vulnerabilities ? el("span", { class: "sevs" }, sevBadge("critical", d.vulnerabilities.critical), sevBadge("high", d.vulnerabilities.high))
+          : collectedFor(ctx, "vulnerabilities") ? [el("br"), el("span", { class: "muted", text: "no vulnerabilities" })] : null]
         : el("span", { class: "muted", text: "not in Defender" }))],
-    ],
-    software: [
+      ["Autopilot and Entra ID", (d, ctx) => el("dl", { class: "facts" },
+        el("dt", { text: "Autopilot" }), el("dd", { "data-entity": "autopilotDevices" }, d.autopilot
+          ? [label(d.autopilot.enrollmentState || "unknown"), d.autopilot.groupTag ? el("span", { class: "muted", text: ` · ${d.autopilot.groupTag}` }) : null]
+          : el("span", { class: "muted", text: collectedFor(ctx, "autopilotDevices") ? "not registered" : "—" })),
+        el("dt", { text: "Entra ID" }), el("dd", { "data-entity": "entraDevices" }, d.entraDevice
+          ? [TRUST_TYPES[d.entraDevice.trustType] || d.entraDevice.trustType || "unknown",
+            d.entraDevice.accountEnabled === false ? [" ", el("span", { class: "chip chip-warn", text: "disabled" })] : null]
+          : el("span", { class: "muted", text: collectedFor(ctx, "entraDevices") ? "not in Entra ID" : "—" })))],
+    ] },
+    software: { noun: "software", range: "Titles", columns: [
       ["Name", (s) => [el("strong", { text: s.displayName || "(no name)" }), el("br"), el("span", { class: "muted", text: s.publisher || "" })]],
       ["Version", (s) => s.version || "—"],
       ["Platform", (s) => label(s.platform || "")],
       ["Devices", (s) => num(s.deviceCount), "num"],
-    ],
+    ] },
+    entraDevices: { noun: "Entra ID devices", range: "Devices", optional: true, columns: [
+      ["Device", (e) => [el("strong", { text: e.displayName || "(no name)" }), el("br"), el("span", { class: "muted", text: e.deviceId || "" })]],
+      ["OS", (e) => [e.operatingSystem || "", el("br"), el("span", { class: "muted", text: e.operatingSystemVersion || "" })]],
+      ["Join type", (e) => TRUST_TYPES[e.trustType] || orDash(e.trustType)],
+      ["Intune", (e) => (e.isManaged ? "managed" : el("span", { class: "chip chip-warn", text: "not managed" }))],
+      ["Compliant", (e) => yesNo(e.isCompliant)],
+      ["Account", (e) => (e.accountEnabled === false ? "disabled" : e.accountEnabled === true ? "enabled" : "—")],
+      ["Last sign-in", (e) => timeEl(e.approximateLastSignInDateTime, "never")],
+    ] },
+    autopilotDevices: { noun: "Autopilot identities", range: "Identities", optional: true, columns: [
+      ["Serial number", (a) => [el("strong", { text: a.serialNumber || "(no serial)" }), el("br"), el("span", { class: "muted", text: [a.manufacturer, a.model].filter(Boolean).join(" ") })]],
+      ["Group tag", (a) => orDash(a.groupTag)],
+      ["Enrolment", (a) => (a.enrolled ? label(a.enrollmentState || "enrolled")
+        : [el("span", { class: "chip chip-warn", text: "not enrolled" }), el("br"), el("span", { class: "muted", text: label(a.enrollmentState || "unknown") })])],
+      ["Purchase order", (a) => orDash(a.purchaseOrderIdentifier)],
+      ["User", (a) => orDash(a.userPrincipalName)],
+      ["Last contacted", (a) => timeEl(a.lastContactedDateTime, "never")],
+    ] },
+    licences: { noun: "licences", range: "Subscriptions", optional: true, rowClass: (l) => (overBy(l) ? "over" : null), columns: [
+      ["Subscription", (l) => [el("strong", { text: l.skuPartNumber || "(no name)" }), el("br"), el("span", { class: "muted", text: l.skuId || "" })]],
+      ["Status", (l) => label(l.capabilityStatus || "unknown")],
+      ["Applies to", (l) => orDash(l.appliesTo)],
+      ["Used / enabled", licenceUse, "num"],
+      ["Warning / suspended / locked out", (l) => { const u = l.prepaidUnits || {}; return `${num(u.warning)} / ${num(u.suspended)} / ${num(u.lockedOut)}`; }, "num"],
+    ] },
+    vulnerabilities: { noun: "vulnerabilities", range: "Vulnerabilities", search: false, columns: [
+      ["CVE", (v) => el("code", { text: v.cveId || "—" })],
+      ["Severity", (v) => sevChip(v.severity)],
+      ["Product", (v) => [el("strong", { text: v.productName || "(unknown)" }), el("br"),
+        el("span", { class: "muted", text: [v.productVendor, v.productVersion].filter(Boolean).join(" · ") })]],
+      ["Fix", (v) => (v.fixingKbId ? `KB${String(v.fixingKbId).replace(/^KB/i, "")}` : el("span", { class: "muted", text: "no update named" }))],
+    ] },
   };
 
+  const tenantPath = (row) => `integrations/${enc(row.integ.id)}/tenants/${enc(row.t.tenantId)}`;
+  function browsedList(kind) {
+    const row = findTenant(state.browseKey);
+    return row ? { path: `${tenantPath(row)}/${kind}`, file: `${kind}-${row.t.defaultDomainName || row.t.tenantId}`, ctx: { row } } : null;
+  }
+
   class Lister {
-    constructor(root) {
+    // root holds a form (an optional "view" select of "kind?filter" values, optional search, rows), a table,
+    // a pager and, for the lists the API exports, a CSV link; `source(kind)` names the list to read
+    // ({path, file, ctx}) or null.
+    constructor(root, { source = browsedList, hint = "Choose a customer." } = {}) {
       this.root = root;
-      this.kind = root.getAttribute("data-kind");
+      this.source = source;
+      this.hint = hint;
       this.form = $("form", root);
       this.tbody = $("tbody", root);
+      this.head = $("thead", root);
       this.range = $(".range", root);
       this.prevBtn = $(".prev", root);
       this.nextBtn = $(".next", root);
       this.csv = $(".csv", root);
+      this.kind = null;
+      this.ctx = null;
       this.links = [];   // the links of the pages visited, current last
       this.offsets = []; // the first row number of each of those pages
       this.next = null;
       this.shown = 0;
-      const head = $("thead", root);
-      head.replaceChildren(el("tr", {}, COLUMNS[this.kind].map(([name, , cls]) => el("th", { scope: "col", class: cls || null, text: name }))));
       $("table", root).classList.add("cards");
+      this.applyView();
       this.form.addEventListener("submit", (ev) => { ev.preventDefault(); this.reset(); });
+      if (this.form.elements.view) this.form.elements.view.addEventListener("change", () => this.reset());
       this.prevBtn.addEventListener("click", () => this.go(-1));
       this.nextBtn.addEventListener("click", () => this.go(1));
     }
-    base() {
-      const row = findTenant(state.browseKey);
-      if (!row) return null;
-      return { row, path: `integrations/${enc(row.integ.id)}/tenants/${enc(row.t.tenantId)}/${this.kind}` };
+    view() {
+      const [kind, filter] = (this.form.elements.view ? this.form.elements.view.value : this.root.getAttribute("data-kind")).split("?");
+      return { kind, filter: new URLSearchParams(filter || "") };
     }
-    query(extra) {
-      const q = new URLSearchParams();
-      const search = this.form.elements.search.value.trim();
-      if (search) q.set("search", search);
+    applyView() {
+      const { kind } = this.view();
+      if (kind === this.kind) return;
+      this.kind = kind;
+      this.root.setAttribute("data-kind", kind);
+      this.head.replaceChildren(el("tr", {}, LISTS[kind].columns.map(([name, , cls]) => el("th", { scope: "col", class: cls || null, text: name }))));
+      const search = this.form.elements.search;
+      if (search) {
+        search.disabled = LISTS[kind].search === false;
+        search.closest("label").hidden = search.disabled;
+      }
+    }
+    query(filter, extra) {
+      const q = new URLSearchParams(filter);
+      const search = this.form.elements.search;
+      if (search && !search.disabled && search.value.trim()) q.set("search", search.value.trim());
       for (const [k, v] of Object.entries(extra)) q.set(k, v);
       return q.toString();
     }
     reset() {
-      const b = this.base();
+      this.applyView();
+      const { kind, filter } = this.view();
+      const b = this.source(kind);
+      this.ctx = b ? b.ctx : null;
       this.offsets = [0];
-      if (!b) { this.links = []; this.renderRows([], null); this.csv.removeAttribute("href"); this.csv.setAttribute("aria-disabled", "true"); return; }
-      this.links = [`${b.path}?${this.query({ top: this.form.elements.top.value })}`];
-      // The CSV link carries the key in ?code= (a plain download cannot send a header); it is built
-      // here from the page's own address, never written into the served HTML.
-      this.csv.href = apiPath(`${b.path}?${this.query({ format: "csv" })}`) + (KEY ? `&code=${enc(KEY)}` : "");
-      this.csv.setAttribute("download", `${this.kind}-${b.row.t.defaultDomainName || b.row.t.tenantId}.csv`);
-      this.csv.removeAttribute("aria-disabled");
+      if (!b) {
+        this.links = [];
+        this.renderRows([], null);
+        if (this.csv) { this.csv.removeAttribute("href"); this.csv.setAttribute("aria-disabled", "true"); }
+        return;
+      }
+      this.links = [`${b.path}?${this.query(filter, { top: this.form.elements.top.value })}`];
+      if (this.csv) {
+        // The CSV link carries the key in ?code= (a plain download cannot send a header); it is built
+        // here from the page's own address, never written into the served HTML.
+        this.csv.href = apiPath(`${b.path}?${this.query(filter, { format: "csv" })}`) + (KEY ? `&code=${enc(KEY)}` : "");
+        this.csv.setAttribute("download", `${b.file}.csv`);
+        this.csv.removeAttribute("aria-disabled");
+      }
+      this.tbody.replaceChildren(el("tr", {}, el("td", { colspan: LISTS[kind].columns.length, class: "muted nolabel", text: "Loading…" })));
+      this.range.textContent = "";
       this.load();
     }
     go(step) {
@@ -764,7 +980,8 @@
         this.renderRows(rows, page && page.nextLink);
       } catch (err) {
         if (err instanceof KeyProblem) { showKeyProblem(); return; }
-        this.tbody.replaceChildren(el("tr", {}, el("td", { colspan: COLUMNS[this.kind].length, class: "muted nolabel", text: `Could not load ${this.kind}: ${err.message}` })));
+        if (link !== this.links[this.links.length - 1]) return;
+        this.tbody.replaceChildren(el("tr", {}, el("td", { colspan: LISTS[this.kind].columns.length, class: "muted nolabel", text: `Could not load ${LISTS[this.kind].noun}: ${err.message}` })));
         this.range.textContent = "";
       } finally {
         this.root.removeAttribute("aria-busy");
@@ -774,35 +991,101 @@
       this.next = next || null;
       this.shown = rows.length;
       const offset = this.offsets[this.offsets.length - 1] || 0;
-      const cols = COLUMNS[this.kind];
-      this.tbody.replaceChildren(...(rows.length ? rows.map((item) => el("tr", {},
-        cols.map(([name, cell, cls]) => el("td", { "data-label": name, class: cls || null }, cell(item)))))
-        : [el("tr", {}, el("td", { colspan: cols.length, class: "muted nolabel", text: this.base() ? `No ${this.kind} found.` : "Choose a customer." }))]));
-      this.range.textContent = rows.length ? `${this.kind === "devices" ? "Devices" : "Titles"} ${offset + 1}–${offset + rows.length}` : "";
+      const spec = LISTS[this.kind];
+      const cols = spec.columns;
+      const collected = !spec.optional || collectedFor(this.ctx, this.kind);
+      const empty = !this.links.length ? this.hint : collected ? `No ${spec.noun} found.` : `${label(spec.noun)} are not collected for this customer.`;
+      this.tbody.replaceChildren(...(rows.length ? rows.map((item) => el("tr", { class: spec.rowClass ? spec.rowClass(item) : null },
+        cols.map(([name, cell, cls]) => el("td", { "data-label": name, class: cls || null }, cell(item, this.ctx)))))
+        : [el("tr", {}, el("td", { colspan: cols.length, class: "muted nolabel", text: empty }))]));
+      this.range.textContent = rows.length ? `${spec.range} ${offset + 1}–${offset + rows.length}` : "";
       this.prevBtn.disabled = this.links.length <= 1;
       this.nextBtn.disabled = !this.next;
     }
   }
-  const listers = [new Lister($("#devices")), new Lister($("#software"))];
+  const more = new Lister($("#more"));
+  const listers = [new Lister($("#devices")), new Lister($("#software")), more];
+
+  // ------------------------------------------------------------------ one device
+  const deviceState = { row: null, device: null, opener: null };
+  const vulnLister = new Lister($("#device-vulns"), {
+    hint: "Choose a device.",
+    source: (kind) => (deviceState.device ? {
+      path: `${tenantPath(deviceState.row)}/devices/${enc(deviceState.device.id)}/${kind}`,
+      file: `${kind}-${deviceState.device.deviceName || deviceState.device.id}`, ctx: { row: deviceState.row },
+    } : null),
+  });
+  function detailGroup(id, title, pairs, empty) {
+    return el("div", { class: "detail-group", "data-group": id }, el("h4", { text: title }),
+      pairs ? el("dl", {}, pairs.map(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)])) : el("p", { class: "muted", text: empty }));
+  }
+  function renderDevice(row, d) {
+    const a = d.autopilot, e = d.entraDevice, v = d.vulnerabilities, t = row.t;
+    $("#device-h").textContent = `Device ${d.deviceName || d.id}`;
+    $("#device-facts").replaceChildren(
+      detailGroup("intune", "Intune", [
+        ["Serial number", orDash(d.serialNumber)], ["User", orDash(d.userPrincipalName)],
+        ["OS", `${osRelease(d)} (${d.osVersion || "version unknown"})`], ["Compliance", label(d.complianceState || "unknown")],
+        ["Last check-in", timeEl(d.lastSyncDateTime, "—")],
+        ["Defender", d.defender ? `risk ${d.defender.riskScore || "unknown"}, exposure ${d.defender.exposureLevel || "unknown"}` : "not in Defender"],
+      ]),
+      detailGroup("autopilot", "Windows Autopilot", a ? [
+        ["Enrolment", label(a.enrollmentState || "unknown")], ["Group tag", orDash(a.groupTag)],
+        ["Purchase order", orDash(a.purchaseOrderIdentifier)], ["Last contacted", timeEl(a.lastContactedDateTime, "never")],
+        ["Matched by", MATCHED_BY[a.matchedBy] || orDash(a.matchedBy)],
+      ] : null, countOf(t, "autopilotDevices") === null ? "Autopilot is not collected for this customer." : "Not registered in Windows Autopilot."),
+      detailGroup("entra", "Entra ID", e ? [
+        ["Join type", TRUST_TYPES[e.trustType] || orDash(e.trustType)], ["Compliant", yesNo(e.isCompliant)],
+        ["Account", e.accountEnabled === false ? el("span", { class: "chip chip-warn", text: "disabled" }) : e.accountEnabled === true ? "enabled" : "—"],
+        ["Last sign-in", timeEl(e.approximateLastSignInDateTime, "never")],
+        ["Registered", when(e.registrationDateTime) === null ? "—" : df.format(new Date(e.registrationDateTime))],
+      ] : null, countOf(t, "entraDevices") === null ? "Entra ID devices are not collected for this customer." : "Not found in Entra ID."),
+      detailGroup("vulnerabilities", "Vulnerabilities", v ? [
+        ["By severity", el("span", { class: "sevs" }, SEVERITIES.map((s) => sevBadge(s, v[s])))],
+        ["In all", num(v.total)],
+        ["Most severe", (v.topCves || []).length ? el("ul", { class: "cves" }, v.topCves.map((c) => el("li", {}, el("code", { text: c })))) : "—"],
+      ] : null, countOf(t, "vulnerabilities") === null ? "Vulnerabilities are not collected for this customer."
+        : d.defender ? "Defender lists none for this device." : "Not in Defender."),
+    );
+  }
+  // The listed device carries its Autopilot, Entra ID and vulnerability summaries (docs/api.md, Device);
+  // only its vulnerability list is read again.
+  function showDevice(row, d, opener) {
+    Object.assign(deviceState, { row, device: d, opener });
+    const panel = $("#device-detail");
+    panel.hidden = false;
+    renderDevice(row, d);
+    vulnLister.reset();
+    panel.scrollIntoView({ behavior: "smooth", block: "start" });
+    $("#device-h").focus({ preventScroll: true });
+  }
+  function closeDevice(refocus) {
+    const panel = $("#device-detail");
+    if (panel.hidden) return;
+    panel.hidden = true;
+    const opener = deviceState.opener;
+    Object.assign(deviceState, { row: null, device: null, opener: null });
+    vulnLister.reset();
+    if (refocus) (opener && opener.isConnected ? opener : $("#devices input[name=search]")).focus();
+  }
 
   function pickBrowseDefault() {
     const rows = allTenants().filter((r) => r.t.status !== "excluded" && r.t.counts && r.t.counts.devices);
     if (!rows.length) return;
     rows.sort((a, b) => tenantName(a.t).localeCompare(tenantName(b.t)));
-    state.browseKey = rows[0].key;
-    $("#browse-tenant").value = state.browseKey;
-    for (const l of listers) l.reset();
+    selectBrowse(rows[0].key);
   }
 
   // ------------------------------------------------------------------ wiring
   $("#refresh").addEventListener("click", () => { state.fleet.clear(); fleetSig = ""; refresh(); });
   $("#fleet-scope").addEventListener("change", (ev) => { state.fleetScope = ev.target.value; loadFleet().catch(onError); });
-  $("#browse-tenant").addEventListener("change", (ev) => { state.browseKey = ev.target.value; for (const l of listers) l.reset(); });
+  $("#browse-tenant").addEventListener("change", (ev) => selectBrowse(ev.target.value));
+  $("#device-close").addEventListener("click", () => closeDevice(true));
   let resizeTimer = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => { if (state.loadedOnce) renderCharts(lastFleet); }, 150);
   });
-  for (const l of listers) l.renderRows([], null);
+  for (const l of [...listers, vulnLister]) l.renderRows([], null);
   refresh();
 })();

@@ -12,7 +12,7 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -74,6 +74,9 @@ def make_devices(tenant_id: str, count: int, seed: int, defender_share: float) -
                     else None
                 ),
                 "removedAt": None,
+                "autopilot": None,
+                "entraDevice": None,
+                "vulnerabilities": None,
             }
         )
     return devices
@@ -95,11 +98,255 @@ def make_software(tenant_id: str, count: int) -> list[dict[str, Any]]:
     ]
 
 
+SEVERITIES = ("Critical", "High", "Medium", "Low")
+HOSTILE_PRODUCT = '<svg onload="document.body.dataset.pwned=1">Evil Reader'
+
+
+def make_entra_devices(
+    tenant_id: str, devices: list[dict[str, Any]], seed: int, unmanaged: int
+) -> list[dict[str, Any]]:
+    """One Entra device per Intune device (managed, joined by azureADDeviceId), then `unmanaged` more that
+    Intune does not know; each Intune device gets its `entraDevice` summary."""
+    rng = random.Random(seed * 7)
+    out = []
+    for n, device in enumerate(devices):
+        device_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        entra = {
+            "id": f"e{seed}-{n}",
+            "trustType": "AzureAd" if device["operatingSystem"] == "Windows" else "Workplace",
+            "isCompliant": device["complianceState"] == "compliant",
+            "accountEnabled": n % 9 != 8,
+            "approximateLastSignInDateTime": iso(NOW - timedelta(days=rng.randrange(0, 30))),
+            "registrationDateTime": device["enrolledDateTime"],
+        }
+        device["azureADDeviceId"] = device_id
+        device["entraDevice"] = entra
+        out.append(_entra_row(tenant_id, entra, device_id, device["deviceName"], device["operatingSystem"], True))
+    for n in range(unmanaged):
+        entra = {
+            "id": f"e{seed}-u{n}",
+            "trustType": "Workplace",
+            "isCompliant": None,
+            "accountEnabled": True,
+            "approximateLastSignInDateTime": iso(NOW - timedelta(days=rng.randrange(0, 90))),
+            "registrationDateTime": iso(NOW - timedelta(days=rng.randrange(90, 900))),
+        }
+        device_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        out.append(_entra_row(tenant_id, entra, device_id, f"BYOD-{seed}-{n:02d}", "Windows", False))
+    return out
+
+
+def _entra_row(
+    tenant_id: str, entra: dict[str, Any], device_id: str, name: str, os_name: str, managed: bool
+) -> dict[str, Any]:
+    return {
+        "id": entra["id"],
+        "tenantId": tenant_id,
+        "deviceId": device_id,
+        "displayName": name,
+        "operatingSystem": os_name,
+        "operatingSystemVersion": "10.0.22631.4317" if os_name == "Windows" else "14",
+        "manufacturer": "Dell Inc.",
+        "model": "Latitude 5440",
+        "trustType": entra["trustType"],
+        "isManaged": managed,
+        "isCompliant": entra["isCompliant"],
+        "accountEnabled": entra["accountEnabled"],
+        "approximateLastSignInDateTime": entra["approximateLastSignInDateTime"],
+        "registrationDateTime": entra["registrationDateTime"],
+    }
+
+
+def make_autopilot(
+    tenant_id: str, devices: list[dict[str, Any]], seed: int, unenrolled: int, group_tag: str
+) -> list[dict[str, Any]]:
+    """An Autopilot identity for every Windows device (the first matched by serial number, the others by
+    managed device id), then `unenrolled` identities of hardware that never enrolled."""
+    out = []
+    windows = [d for d in devices if d["operatingSystem"] == "Windows"]
+    for n, device in enumerate(windows):
+        identity = {
+            "id": f"ap{seed}-{n}",
+            "groupTag": group_tag,
+            "enrollmentState": "enrolled",
+            "purchaseOrderIdentifier": f"PO-{seed}-{n // 10:02d}",
+            "lastContactedDateTime": device["lastSyncDateTime"],
+            "matchedBy": "serialNumber" if n == 0 else "managedDeviceId",
+        }
+        device["autopilot"] = identity
+        out.append(_autopilot_row(tenant_id, identity, device["serialNumber"], device["id"]))
+    for n in range(unenrolled):
+        identity = {
+            "id": f"ap{seed}-u{n}",
+            "groupTag": group_tag,
+            "enrollmentState": "notContacted" if n % 3 else "failed",
+            "purchaseOrderIdentifier": f"PO-{seed}-new",
+            "lastContactedDateTime": "0001-01-01T00:00:00Z",  # as Graph gives "never" (docs/api.md)
+            "matchedBy": None,
+        }
+        out.append(_autopilot_row(tenant_id, identity, f"NEW{seed}{n:04d}", None))
+    return out
+
+
+def _autopilot_row(tenant_id: str, identity: dict[str, Any], serial: str, device_id: str | None) -> dict[str, Any]:
+    return {
+        "id": identity["id"],
+        "tenantId": tenant_id,
+        "serialNumber": serial,
+        "serialPlaceholder": False,
+        "manufacturer": "Dell Inc.",
+        "model": "Latitude 5440",
+        "groupTag": identity["groupTag"],
+        "purchaseOrderIdentifier": identity["purchaseOrderIdentifier"],
+        "enrollmentState": identity["enrollmentState"],
+        "enrolled": device_id is not None,
+        "lastContactedDateTime": identity["lastContactedDateTime"],
+        "managedDeviceId": device_id,
+        "azureActiveDirectoryDeviceId": None,
+        "displayName": None,
+        "userPrincipalName": None,
+        "skuNumber": None,
+        "systemFamily": None,
+    }
+
+
+def make_vulnerabilities(tenant_id: str, devices: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """Defender vulnerabilities of the devices in Defender: the first such device has 30 (a list that
+    pages at 25, one with a hostile product name), the others a few; each device gets its summary."""
+    rng = random.Random(seed * 13)
+    out: list[dict[str, Any]] = []
+    in_defender = [d for d in devices if d["defender"]]
+    for n, device in enumerate(in_defender):
+        machine = device["defender"]["machineId"]
+        count = 30 if n == 0 else rng.randrange(0, 5)
+        rows = []
+        for k in range(count):
+            severity = SEVERITIES[0] if n == 0 and k < 2 else rng.choice(SEVERITIES)
+            cve = f"CVE-2024-{1000 + seed * 100 + k}"
+            rows.append(
+                {
+                    "id": f"{machine}-_-{cve}",
+                    "tenantId": tenant_id,
+                    "machineId": machine,
+                    "cveId": cve,
+                    "productName": HOSTILE_PRODUCT if n == 0 and k == 0 else f"product{k % 4}",
+                    "productVendor": "contoso",
+                    "productVersion": f"1.{k}",
+                    "severity": severity,
+                    "fixingKbId": str(5031000 + k) if k % 2 else None,
+                }
+            )
+        # As the API sums them (shared/mapping/vulnerabilities.py): by severity, most severe CVEs first.
+        rank = {name: i for i, name in enumerate(SEVERITIES)}
+        worst = sorted(rows, key=lambda r: (rank[r["severity"]], r["cveId"]))
+        device["vulnerabilities"] = (
+            {
+                **{name.lower(): sum(1 for r in rows if r["severity"] == name) for name in SEVERITIES},
+                "total": len(rows),
+                "topCves": [r["cveId"] for r in worst[:5]],
+            }
+            if rows
+            else None
+        )
+        out += rows
+    return out
+
+
+def make_licences(tenant_id: str, seed: int, over: bool) -> list[dict[str, Any]]:
+    """Three subscriptions; with `over`, Business Premium uses more seats than are enabled, more than the
+    others leave free (so the tenant's sums are over too)."""
+    skus = [("SPB", 40, 52 if over else 38), ("EMS", 25, 25 if over else 20), ("O365_BUSINESS_ESSENTIALS", 10, 3)]
+    return [
+        {
+            "id": f"lic{seed}-{n}",
+            "tenantId": tenant_id,
+            "skuId": str(uuid.UUID(int=seed * 1000 + n)),
+            "skuPartNumber": part,
+            "capabilityStatus": "Enabled",
+            "appliesTo": "User",
+            "consumedUnits": consumed,
+            "prepaidUnits": {"enabled": enabled, "suspended": 0, "warning": 5 if n == 1 else 0, "lockedOut": 0},
+        }
+        for n, (part, enabled, consumed) in enumerate(skus)
+    ]
+
+
 @dataclass
 class FakeTenant:
     tenant: dict[str, Any]
     devices: list[dict[str, Any]] = field(default_factory=list)
     software: list[dict[str, Any]] = field(default_factory=list)
+    entra_devices: list[dict[str, Any]] = field(default_factory=list)
+    autopilot_devices: list[dict[str, Any]] = field(default_factory=list)
+    licences: list[dict[str, Any]] = field(default_factory=list)
+    vulnerabilities: list[dict[str, Any]] = field(default_factory=list)
+
+
+def collect(ft: FakeTenant, *, facts: bool = True) -> None:
+    """Set the tenant's counts (and, unless an old row, facts) for the optional entities it holds."""
+    counts = ft.tenant["counts"]
+    found: dict[str, dict[str, int]] = {}
+    if ft.autopilot_devices:
+        counts["autopilotDevices"] = len(ft.autopilot_devices)
+        found["autopilotDevices"] = {"unenrolled": sum(1 for a in ft.autopilot_devices if not a["enrolled"])}
+    if ft.entra_devices:
+        counts["entraDevices"] = len(ft.entra_devices)
+        found["entraDevices"] = {"unmanaged": sum(1 for e in ft.entra_devices if not e["isManaged"])}
+    if ft.vulnerabilities:
+        counts["vulnerabilities"] = len(ft.vulnerabilities)
+        found["vulnerabilities"] = {
+            name.lower(): sum(1 for v in ft.vulnerabilities if v["severity"] == name) for name in SEVERITIES
+        }
+    if ft.licences:
+        counts["licences"] = len(ft.licences)
+        found["licences"] = {
+            "enabled": sum(lic["prepaidUnits"]["enabled"] for lic in ft.licences),
+            "consumed": sum(lic["consumedUnits"] for lic in ft.licences),
+            "overConsumed": sum(1 for lic in ft.licences if lic["consumedUnits"] > lic["prepaidUnits"]["enabled"]),
+        }
+    if facts:
+        counts["facts"] = found
+
+
+def contoso(ft: FakeTenant, seed: int) -> None:
+    """Every optional entity collected: unmanaged Entra devices, unenrolled Autopilot hardware, critical
+    vulnerabilities, licences within what is enabled."""
+    tid = ft.tenant["tenantId"]
+    ft.entra_devices = make_entra_devices(tid, ft.devices, seed, unmanaged=6)
+    ft.autopilot_devices = make_autopilot(tid, ft.devices, seed, unenrolled=4, group_tag="Contoso-Std")
+    ft.vulnerabilities = make_vulnerabilities(tid, ft.devices, seed)
+    ft.licences = make_licences(tid, seed, over=False)
+    collect(ft)
+
+
+def northwind(ft: FakeTenant, seed: int) -> None:
+    """Vulnerabilities not collected (the consent lacks the permission: a note on an ok tenant); every
+    Autopilot identity enrolled (a zero, not a dash); more licences used than enabled."""
+    tid = ft.tenant["tenantId"]
+    ft.entra_devices = make_entra_devices(tid, ft.devices, seed, unmanaged=3)
+    ft.autopilot_devices = make_autopilot(tid, ft.devices, seed, unenrolled=0, group_tag="NW")
+    ft.licences = make_licences(tid, seed, over=True)
+    collect(ft)
+    ft.tenant["error"] = {
+        "code": "permissionMissing",
+        "message": "vulnerabilities not collected: the sync app lacks Vulnerability.Read.All in this tenant.",
+        "action": "Grant the sync app the WindowsDefenderATP permission Vulnerability.Read.All and consent again.",
+    }
+
+
+def stale_corp(ft: FakeTenant, seed: int) -> None:
+    """An old row: counts for Entra and Autopilot, from before the API gave facts."""
+    tid = ft.tenant["tenantId"]
+    ft.entra_devices = make_entra_devices(tid, ft.devices, seed, unmanaged=1)
+    ft.autopilot_devices = make_autopilot(tid, ft.devices, seed, unenrolled=1, group_tag="")
+    collect(ft, facts=False)
+
+
+OPTIONAL_ENTITIES: dict[str, Callable[[FakeTenant, int], None]] = {
+    "Contoso Ltd": contoso,
+    "Northwind Traders": northwind,
+    "Stale Corp": stale_corp,
+}
 
 
 @dataclass
@@ -178,31 +425,33 @@ class FakeApi:
                     "message": "The sync app is not consented in this tenant.",
                     "action": "Consent the sync app in this customer through Partner Center <b>now</b>.",
                 }
-            tenants.append(
-                FakeTenant(
-                    {
-                        "tenantId": tid,
-                        "displayName": name,
-                        "defaultDomainName": domain,
-                        "status": status,
-                        "lastSyncStartedAt": iso(NOW - timedelta(hours=20 if stale else 1))
-                        if status != "excluded"
-                        else None,
-                        "lastSyncFinishedAt": iso(NOW - timedelta(hours=20 if stale else 1))
-                        if status != "excluded"
-                        else None,
-                        "lastSuccessAt": (iso(NOW - timedelta(hours=20 if stale else 1)) if status == "ok" else None),
-                        "counts": {
-                            "devices": len(devices),
-                            "software": len(software),
-                            "defenderMachines": sum(1 for d in devices if d["defender"]),
-                        },
-                        "error": error,
+            ft = FakeTenant(
+                {
+                    "tenantId": tid,
+                    "displayName": name,
+                    "defaultDomainName": domain,
+                    "status": status,
+                    "lastSyncStartedAt": iso(NOW - timedelta(hours=20 if stale else 1))
+                    if status != "excluded"
+                    else None,
+                    "lastSyncFinishedAt": iso(NOW - timedelta(hours=20 if stale else 1))
+                    if status != "excluded"
+                    else None,
+                    "lastSuccessAt": (iso(NOW - timedelta(hours=20 if stale else 1)) if status == "ok" else None),
+                    "counts": {
+                        "devices": len(devices),
+                        "software": len(software),
+                        "defenderMachines": sum(1 for d in devices if d["defender"]),
                     },
-                    devices,
-                    software,
-                )
+                    "error": error,
+                },
+                devices,
+                software,
             )
+            setup = OPTIONAL_ENTITIES.get(name)
+            if setup:
+                setup(ft, seed)
+            tenants.append(ft)
         api.tenants[integ_id] = tenants
         api.alerts.append(
             {
@@ -254,24 +503,45 @@ class FakeApi:
             return web.json_response({"queued": len(wanted or [])}, status=202)
         if len(parts) == 3 and parts[0] == "integrations" and parts[2] == "tenants":
             return self.page(request, [ft.tenant for ft in self.tenants.get(parts[1], [])])
-        if (
-            len(parts) == 5
-            and parts[0] == "integrations"
-            and parts[2] == "tenants"
-            and parts[4] in ("devices", "software")
-        ):
+        if len(parts) >= 5 and parts[0] == "integrations" and parts[2] == "tenants":
             ft = next((t for t in self.tenants.get(parts[1], []) if t.tenant["tenantId"] == parts[3]), None)
             if ft is None:
                 return self.problem(404, "Not found")
-            items = ft.devices if parts[4] == "devices" else ft.software
-            search = request.query.get("search", "").lower()
-            if search:
-                items = [i for i in items if search in (i.get("deviceName") or i.get("displayName") or "").lower()]
-            if request.query.get("format") == "csv":
-                rows = ["id,name"] + [f"{i['id']},{i.get('deviceName') or i.get('displayName')}" for i in items]
-                return web.Response(text="\n".join(rows), content_type="text/csv")
-            return self.page(request, items)
+            return self.tenant_route(request, ft, parts[4:])
         return self.problem(404, "Not found")
+
+    def tenant_route(self, request: web.Request, ft: FakeTenant, rest: list[str]) -> web.Response:
+        """GET .../tenants/{tenantId}/<rest>: the tenant's lists and a device's vulnerabilities."""
+        q = request.query
+        items: list[dict[str, Any]]
+        if rest == ["devices"]:
+            items = ft.devices
+        elif rest == ["software"]:
+            items = ft.software
+        elif rest == ["entraDevices"]:
+            items = [e for e in ft.entra_devices if wanted(q.get("managed"), e["isManaged"])]
+        elif rest == ["autopilotDevices"]:
+            items = [a for a in ft.autopilot_devices if wanted(q.get("enrolled"), a["enrolled"])]
+        elif rest == ["licences"]:
+            items = ft.licences
+        elif len(rest) == 3 and rest[0] == "devices" and rest[2] == "vulnerabilities":
+            device = next((d for d in ft.devices if d["id"] == rest[1]), None)
+            if device is None:
+                return self.problem(404, "Not found")
+            machine = (device["defender"] or {}).get("machineId")
+            items = [v for v in ft.vulnerabilities if machine and v["machineId"] == machine]
+        else:
+            return self.problem(404, "Not found")
+        search = q.get("search", "").lower()
+        if search:
+            names = ("deviceName", "displayName", "serialNumber", "skuPartNumber")
+            items = [i for i in items if any(search in (i.get(n) or "").lower() for n in names)]
+        if q.get("format") == "csv" or (q.get("format") != "json" and "text/csv" in request.headers.get("accept", "")):
+            name = next(n for n in ("deviceName", "displayName", "serialNumber", "skuPartNumber", "cveId", "id")
+                        if not items or n in items[0])
+            rows = ["id,name"] + [f"{i['id']},{i.get(name)}" for i in items]
+            return web.Response(text="\n".join(rows), content_type="text/csv")
+        return self.page(request, items)
 
     def start_sync(self, ft: FakeTenant) -> None:
         ft.tenant.update(status="syncing", lastSyncStartedAt=iso(datetime.now(UTC)))
@@ -307,6 +577,11 @@ class FakeApi:
             content_type="application/problem+json",
             text=json.dumps({"type": "about:blank", "title": title, "status": status, "detail": title, "errors": []}),
         )
+
+
+def wanted(flag: str | None, value: bool) -> bool:
+    """`?managed=false` / `?enrolled=true`: absent keeps every row."""
+    return flag is None or flag == str(value).lower()
 
 
 @contextmanager

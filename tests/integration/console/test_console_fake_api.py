@@ -1,9 +1,12 @@
 """The console in headless Chromium against a stand-in API (fake_api.py): every behaviour the page owns,
 pinned on data chosen to stress it (a hostile display name, a paged list with absolute nextLinks on
-another host name, an error tenant, a stale one, an excluded one)."""
+another host name, an error tenant, a stale one, an excluded one; for the optional entities, a customer
+with every fact, one without vulnerabilities (a permission note) and over its licences, an old row with
+counts but no facts, and customers with none)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -11,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.integration.console.conftest import PageProblems
-from tests.integration.console.fake_api import HOSTILE_NAME, FakeApi, serve
+from tests.integration.console.fake_api import HOSTILE_NAME, HOSTILE_PRODUCT, FakeApi, FakeTenant, serve
 
 pytestmark = pytest.mark.integration
 KEY = "fake-function-key-0123456789"
@@ -140,11 +143,12 @@ def test_sync_now_queues_a_sync_and_the_status_follows(page, api):
     row = page.locator(f"#customers-table tr[data-tenant='{CONTOSO}']")
     before = row.locator("time").get_attribute("datetime")
     row.locator("button[data-action='sync-tenant']").click()
-    assert api.sync_requests[-1] == (INTEG, {"tenantIds": [CONTOSO]})
     page.wait_for_selector(
         f"#customers-table tr[data-tenant='{CONTOSO}'] [data-status='syncing'], "
         f"#customers-table tr[data-tenant='{CONTOSO}'] [data-status='queued']"
     )
+    # The page shows "queued" once the API accepted the POST, so the request has arrived by now.
+    assert api.sync_requests[-1] == (INTEG, {"tenantIds": [CONTOSO]})
     page.wait_for_function("() => document.querySelector('#announce').textContent === 'Sync queued for Contoso Ltd.'")
     page.wait_for_selector(f"#customers-table tr[data-tenant='{CONTOSO}'] [data-status='ok']", timeout=20_000)
     assert row.locator("time").get_attribute("datetime") != before
@@ -191,5 +195,281 @@ def test_phone_width_has_no_sideways_scrolling(browser, api, artifacts):
         wait_loaded(page)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.screenshot(path=str(artifacts / "console-fake-390.png"), full_page=True)
+    finally:
+        context.close()
+
+
+# ---------------------------------------------------------------- optional entities (docs/console.md)
+NORTHWIND = "c0000000-0000-0000-0000-000000000002"
+EVIL = "c0000000-0000-0000-0000-000000000003"
+WOODGROVE = "c0000000-0000-0000-0000-000000000004"
+STALE = "c0000000-0000-0000-0000-000000000006"
+ENTITIES = ("entraDevices", "autopilotDevices", "vulnerabilities", "licences")
+
+
+def fake_tenant(api: FakeApi, tenant_id: str) -> FakeTenant:
+    return next(ft for ft in api.tenants[INTEG] if ft.tenant["tenantId"] == tenant_id)
+
+
+def fact(page: Any, tenant_id: str, entity: str) -> Any:
+    return page.locator(f"#customers-table tr[data-tenant='{tenant_id}'] dd[data-entity='{entity}']")
+
+
+def wait_rows(page: Any, lister: str, text: str) -> None:
+    page.wait_for_function(
+        "([sel, text]) => document.querySelector(sel).textContent === text", arg=[f"#{lister} .range", text]
+    )
+
+
+def last_request(api: FakeApi, path: str) -> tuple[str, dict[str, list[str]], str | None]:
+    """The last call the fake API received for `path` (waiting a little for one still on its way)."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = [r for r in api.requests if urlsplit(r[1]).path == path]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert found, f"no request for {path}"
+    method, path_qs, header = found[-1]
+    return method, parse_qs(urlsplit(path_qs).query), header
+
+
+def test_each_customer_shows_unmanaged_entra_unenrolled_autopilot_vulnerabilities_and_licences(page, api):
+    problems = open_console(page, api)
+    wait_loaded(page)
+    counts = fake_tenant(api, CONTOSO).tenant["counts"]
+    facts = counts["facts"]
+    entra = fact(page, CONTOSO, "entraDevices")
+    unmanaged = facts["entraDevices"]["unmanaged"]
+    assert unmanaged > 0
+    button = page.get_by_role(
+        "button", name=f"{unmanaged} unmanaged Entra ID devices Intune does not manage of Contoso Ltd: show them"
+    )
+    assert button.get_attribute("data-view") == "entraDevices?managed=false"
+    assert entra.locator(".muted").text_content() == f" of {counts['entraDevices']}"
+    autopilot = fact(page, CONTOSO, "autopilotDevices")
+    assert autopilot.locator("button").get_attribute("data-view") == "autopilotDevices?enrolled=false"
+    unenrolled = facts["autopilotDevices"]["unenrolled"]
+    assert autopilot.locator("button").text_content().startswith(f"{unenrolled} not enrolled")
+    assert autopilot.locator(".muted").text_content() == f" of {counts['autopilotDevices']}"
+    # Severity badges: the count in words, coloured by severity when there is any.
+    vulns = fact(page, CONTOSO, "vulnerabilities")
+    for severity in ("critical", "high"):
+        badge = vulns.locator(f"[data-severity='{severity}']")
+        n = facts["vulnerabilities"][severity]
+        assert n > 0 and badge.get_attribute("data-count") == str(n)
+        assert badge.text_content() == f"{n} {severity}"
+        assert f"sev-{severity}" in badge.get_attribute("class")
+    assert vulns.locator(".sevs").get_attribute("title").startswith(
+        f"{facts['vulnerabilities']['medium']} medium, {facts['vulnerabilities']['low']} low"
+    )
+    # Licences: used / enabled, and within what is enabled here.
+    licences = fact(page, CONTOSO, "licences")
+    used = f"{facts['licences']['consumed']} / {facts['licences']['enabled']} used"
+    assert licences.locator("button").text_content().startswith(used)
+    assert licences.locator("[data-over]").count() == 0
+    assert "over" not in licences.locator("button").get_attribute("class").split()
+    # The summary tiles add the facts up over the customers that have them.
+    ok_facts = [ft.tenant["counts"].get("facts", {}) for ft in api.tenants[INTEG]]
+    tiles = {
+        "entra-unmanaged": sum(f["entraDevices"]["unmanaged"] for f in ok_facts if "entraDevices" in f),
+        "autopilot-unenrolled": sum(f["autopilotDevices"]["unenrolled"] for f in ok_facts if "autopilotDevices" in f),
+        "critical": sum(f["vulnerabilities"]["critical"] for f in ok_facts if "vulnerabilities" in f),
+        "over-licensed": 1,
+    }
+    for tile, value in tiles.items():
+        assert page.locator(f"#tiles [data-tile='{tile}'] .value").text_content() == str(value), tile
+    assert "bad" in page.locator("#tiles [data-tile='critical']").get_attribute("class")
+    assert problems.errors == []
+
+
+def test_over_consumed_licences_are_highlighted_and_a_missing_permission_is_a_note(page, api):
+    open_console(page, api)
+    wait_loaded(page)
+    counts = fake_tenant(api, NORTHWIND).tenant["counts"]
+    used, enabled = counts["facts"]["licences"]["consumed"], counts["facts"]["licences"]["enabled"]
+    assert counts["facts"]["licences"]["overConsumed"] == 1
+    licences = fact(page, NORTHWIND, "licences")
+    assert licences.locator("button").text_content().startswith(f"{used} / {enabled} used")
+    assert "over" in licences.locator("button").get_attribute("class").split()
+    # Counted per subscription: free seats of one never hide another's over-use.
+    assert licences.locator("[data-over]").text_content() == "1 subscription over-used"
+    # Vulnerabilities were not collected (the consent lacks the permission): a dash, and the status stays ok
+    # with a note, not a failure.
+    vulns = fact(page, NORTHWIND, "vulnerabilities")
+    assert vulns.text_content() == "—"
+    assert "permission" in vulns.locator("[data-fact='none']").get_attribute("title")
+    row = page.locator(f"#customers-table tr[data-tenant='{NORTHWIND}']")
+    assert row.locator("[data-status]").get_attribute("data-status") == "ok"
+    assert row.locator(".chip-note").text_content() == "note"
+    assert "permissionMissing" in row.locator(".problem").text_content()
+    assert page.locator(f"#issues [data-tenant='{NORTHWIND}']").count() == 0
+    # Every Autopilot identity enrolled: a zero, which is known, not a dash.
+    assert fact(page, NORTHWIND, "autopilotDevices").locator("button").text_content().startswith("0 not enrolled")
+
+
+def test_customers_without_facts_show_a_dash_not_zero(page, api):
+    open_console(page, api)
+    wait_loaded(page)
+    # Nothing collected (an old row, an error tenant): every fact is a dash.
+    for tenant_id in (EVIL, WOODGROVE):
+        for entity in ENTITIES:
+            cell = fact(page, tenant_id, entity)
+            assert cell.text_content() == "—", (tenant_id, entity)
+            assert cell.locator("[data-fact='none']").count() == 1
+    # An old row with Entra and Autopilot counts but no facts: a dash, and the total opens the whole list.
+    stale = fake_tenant(api, STALE).tenant["counts"]
+    assert "facts" not in stale
+    for entity in ("entraDevices", "autopilotDevices"):
+        cell = fact(page, STALE, entity)
+        assert cell.locator("[data-fact='none']").text_content() == "—"
+        assert cell.locator("button").text_content().startswith(f"of {stale[entity]}")
+        assert cell.locator("button").get_attribute("data-view") == entity
+    for entity in ("vulnerabilities", "licences"):
+        assert fact(page, STALE, entity).text_content() == "—"
+
+
+def test_the_facts_open_their_lists_with_the_key_in_a_header(page, api):
+    open_console(page, api)
+    wait_loaded(page)
+    contoso = fake_tenant(api, CONTOSO)
+    base = f"/api/integrations/{INTEG}/tenants/{CONTOSO}"
+    # Unmanaged Entra devices.
+    fact(page, CONTOSO, "entraDevices").locator("button").click()
+    unmanaged = [e for e in contoso.entra_devices if not e["isManaged"]]
+    wait_rows(page, "more", f"Devices 1–{len(unmanaged)}")
+    assert page.evaluate("document.activeElement.id") == "more-h"
+    assert page.locator("#more select[name=view]").input_value() == "entraDevices?managed=false"
+    assert page.locator("#browse-tenant").input_value() == f"{INTEG}/{CONTOSO}"
+    assert page.locator("#more tbody tr").count() == len(unmanaged)
+    assert page.locator("#more tbody .chip-warn", has_text="not managed").count() == len(unmanaged)
+    _, query, header = last_request(api, f"{base}/entraDevices")
+    assert query["managed"] == ["false"] and header == KEY and "code" not in query
+    href = page.locator("#more a.csv").get_attribute("href")
+    assert urlsplit(href).path == f"{base}/entraDevices"
+    assert parse_qs(urlsplit(href).query) == {"managed": ["false"], "format": ["csv"], "code": [KEY]}
+    # All Entra devices: more than a page, paged by nextLink.
+    page.select_option("#more select[name=view]", "entraDevices")
+    wait_rows(page, "more", "Devices 1–25")
+    page.locator("#more button.next").click()
+    wait_rows(page, "more", "Devices 26–50")
+    page.locator("#more button.next").click()
+    wait_rows(page, "more", f"Devices 51–{len(contoso.entra_devices)}")
+    # Unenrolled Autopilot identities.
+    fact(page, CONTOSO, "autopilotDevices").locator("button").click()
+    unenrolled = [a for a in contoso.autopilot_devices if not a["enrolled"]]
+    wait_rows(page, "more", f"Identities 1–{len(unenrolled)}")
+    assert page.locator("#more select[name=view]").input_value() == "autopilotDevices?enrolled=false"
+    assert page.locator("#more tbody .chip-warn", has_text="not enrolled").count() == len(unenrolled)
+    # Graph's 0001-01-01 for an identity never contacted reads as "never".
+    assert page.locator("#more td[data-label='Last contacted']").all_text_contents() == ["never"] * len(unenrolled)
+    _, query, header = last_request(api, f"{base}/autopilotDevices")
+    assert query["enrolled"] == ["false"] and header == KEY
+    # Licences of another customer: the over-consumed subscription is marked in words as well as colour.
+    fact(page, NORTHWIND, "licences").locator("button").click()
+    northwind = fake_tenant(api, NORTHWIND)
+    wait_rows(page, "more", f"Subscriptions 1–{len(northwind.licences)}")
+    assert page.locator("#browse-tenant").input_value() == f"{INTEG}/{NORTHWIND}"
+    over = page.locator("#more tbody tr.over")
+    assert over.count() == 1
+    assert "SPB" in over.text_content() and "over by 12" in over.text_content()
+    page.locator("#more input[name=search]").fill("ems")
+    page.locator("#more input[name=search]").press("Enter")
+    wait_rows(page, "more", "Subscriptions 1–1")
+    _, query, header = last_request(api, f"/api/integrations/{INTEG}/tenants/{NORTHWIND}/licences")
+    assert header == KEY and query["search"] == ["ems"]
+    assert page.evaluate("document.body.dataset.pwned") is None
+
+
+def test_device_rows_and_details_show_autopilot_entra_and_vulnerabilities(page, api):
+    problems = open_console(page, api)
+    wait_loaded(page)
+    contoso = fake_tenant(api, CONTOSO)
+    device = next(d for d in contoso.devices if d["vulnerabilities"] and d["vulnerabilities"]["total"] > 25)
+    mac = next(d for d in contoso.devices if d["operatingSystem"] == "macOS")
+    page.select_option("#browse-tenant", f"{INTEG}/{CONTOSO}")
+    row = page.locator("#devices tbody tr", has_text=device["deviceName"])
+    row.wait_for()
+    assert row.locator("dd[data-entity='autopilotDevices']").text_content() == "Enrolled · Contoso-Std"
+    assert row.locator("dd[data-entity='entraDevices']").text_content() == "Entra joined"
+    summary = device["vulnerabilities"]
+    defender = row.locator("td[data-label='Defender']")
+    assert defender.locator("[data-severity='critical']").get_attribute("data-count") == str(summary["critical"])
+    assert defender.locator("[data-severity='high']").get_attribute("data-count") == str(summary["high"])
+    # Collected for this customer, but not registered: said so, not a dash.
+    mac_row = page.locator("#devices tbody tr", has_text=mac["deviceName"])
+    assert mac_row.locator("dd[data-entity='autopilotDevices']").text_content() == "not registered"
+
+    # The device's name opens its details.
+    row.get_by_role("button", name=f"{device['deviceName']} details").click()
+    detail = page.locator("#device-detail")
+    detail.wait_for(state="visible")
+    assert page.locator("#device-h").text_content() == f"Device {device['deviceName']}"
+    assert page.evaluate("document.activeElement.id") == "device-h"
+    autopilot = detail.locator("[data-group='autopilot']").text_content()
+    assert "Contoso-Std" in autopilot and device["autopilot"]["purchaseOrderIdentifier"] in autopilot
+    assert "Matched byserial number" in autopilot  # matched by serial, not by the Intune device id
+    assert "Join typeEntra joined" in detail.locator("[data-group='entra']").text_content()
+    vulns = detail.locator("[data-group='vulnerabilities']")
+    for severity in ("critical", "high", "medium", "low"):
+        badge = vulns.locator(f"[data-severity='{severity}']")
+        assert badge.get_attribute("data-count") == str(summary[severity]), severity
+    assert vulns.locator(".cves li").all_text_contents() == summary["topCves"]
+    # Its vulnerability list, paged by nextLink, with the key as a header.
+    base = f"/api/integrations/{INTEG}/tenants/{CONTOSO}/devices/{device['id']}"
+    wait_rows(page, "device-vulns", "Vulnerabilities 1–25")
+    _, query, header = last_request(api, f"{base}/vulnerabilities")
+    assert query == {"top": ["25"]} and header == KEY
+    first = page.locator("#device-vulns tbody tr").first
+    assert first.locator("td[data-label='Severity']").text_content() == "Critical"
+    assert first.get_by_text(HOSTILE_PRODUCT, exact=True).is_visible()  # a hostile product name stays text
+    page.locator("#device-vulns button.next").click()
+    wait_rows(page, "device-vulns", f"Vulnerabilities 26–{summary['total']}")
+    assert page.locator("#device-vulns a.csv").count() == 0  # the API pages this list but does not export it
+    assert page.locator("#browse svg").count() == 0
+    assert page.evaluate("document.body.dataset.pwned") is None
+    # Close: the panel goes, and focus returns to the button that opened it.
+    page.locator("#device-close").click()
+    assert detail.is_hidden()
+    assert page.evaluate("document.activeElement.getAttribute('data-action')") == "device-details"
+    assert problems.errors == []
+
+
+def test_a_device_of_a_customer_without_the_new_entities_shows_dashes(page, api):
+    open_console(page, api)
+    wait_loaded(page)
+    page.select_option("#browse-tenant", f"{INTEG}/{EVIL}")
+    row = page.locator("#devices tbody tr", has_text="DEV-3-000")
+    row.wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('#more tbody').textContent"
+        " === 'Entra ID devices are not collected for this customer.'"
+    )
+    for entity in ("autopilotDevices", "entraDevices"):
+        assert row.locator(f"dd[data-entity='{entity}']").text_content() == "—", entity
+    assert row.locator("td[data-label='Defender'] [data-severity]").count() == 0
+    row.locator("button[data-action='device-details']").click()
+    detail = page.locator("#device-detail")
+    detail.wait_for(state="visible")
+    assert "not collected for this customer" in detail.locator("[data-group='autopilot']").text_content()
+    assert "not collected for this customer" in detail.locator("[data-group='vulnerabilities']").text_content()
+    page.wait_for_function(
+        "() => document.querySelector('#device-vulns tbody').textContent === 'No vulnerabilities found.'"
+    )
+
+
+def test_phone_width_keeps_the_facts_lists_and_device_detail_on_screen(browser, api):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        open_console(page, api)
+        wait_loaded(page)
+        fact(page, NORTHWIND, "licences").locator("button").click()
+        page.wait_for_selector("#more tbody tr.over")
+        page.select_option("#browse-tenant", f"{INTEG}/{CONTOSO}")
+        page.locator("#devices tbody tr", has_text="DEV-1-000").locator("button[data-action='device-details']").click()
+        wait_rows(page, "device-vulns", "Vulnerabilities 1–25")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         context.close()

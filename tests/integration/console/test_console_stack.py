@@ -15,6 +15,7 @@ pytestmark = pytest.mark.integration
 SCENARIO = "demo"
 # The host loads function_app.py plus the console blueprint (a no-op once function_app.py registers it).
 SETTLED = {"ok", "error", "excluded"}
+ENTITIES = ("entraDevices", "autopilotDevices", "vulnerabilities", "licences")
 
 
 def tenants_of(api: Any, integration_id: str) -> list[dict[str, Any]]:
@@ -113,6 +114,103 @@ def test_a_charts_numbers_are_the_apis_counts(page, stack, registered):
         ).json()["value"]
     risk = hidden_table(page, "risk")
     assert sum(risk.values()) - risk["Not in Defender"] == sum(1 for d in devices if d.get("defender"))
+
+
+def facts_of(tenant: dict[str, Any]) -> dict[str, Any]:
+    return dict((tenant["counts"] or {}).get("facts") or {})
+
+
+def digits(locator: Any) -> str:
+    """A cell's text without the locale's thousands separators."""
+    return str(locator.text_content()).replace(",", "")
+
+
+def test_each_tenants_entra_autopilot_vulnerability_and_licence_facts_are_the_apis(page, stack, registered):
+    problems = open_console(page, stack, stack.function_key)
+    page.wait_for_selector("#customers-table tbody tr[data-tenant]")
+    all_tenants = [(i, t) for i, ts in registered.items() for t in ts]
+    assert any(facts_of(t) for _, t in all_tenants), "the demo collects the optional entities"
+    for _, t in all_tenants:
+        counts = t["counts"] or {}
+        facts = facts_of(t)
+        row = page.locator(f"#customers-table tr[data-tenant='{t['tenantId']}']")
+        cell = {e: row.locator(f"dd[data-entity='{e}']") for e in ENTITIES}
+        for entity, fact, word in (("entraDevices", "unmanaged", "unmanaged"),
+                                   ("autopilotDevices", "unenrolled", "not enrolled")):
+            if entity in facts:
+                assert digits(cell[entity].locator("button")).startswith(f"{facts[entity][fact]} {word}"), t
+                assert digits(cell[entity]).endswith(f"of {counts[entity]}"), t
+            elif entity not in counts:
+                assert cell[entity].text_content() == "—", (entity, t)
+        if "vulnerabilities" in facts:
+            for severity in ("critical", "high"):
+                badge = cell["vulnerabilities"].locator(f"[data-severity='{severity}']")
+                assert badge.get_attribute("data-count") == str(facts["vulnerabilities"][severity]), t
+        elif "vulnerabilities" not in counts:
+            assert cell["vulnerabilities"].text_content() == "—", t
+        if "licences" in facts:
+            used, enabled = facts["licences"]["consumed"], facts["licences"]["enabled"]
+            assert digits(cell["licences"].locator("button")).startswith(f"{used} / {enabled} used"), t
+            over = facts["licences"]["overConsumed"]
+            assert cell["licences"].locator("[data-over]").count() == (1 if over else 0), t
+        elif "licences" not in counts:
+            assert cell["licences"].text_content() == "—", t
+    # A fact opens the API's own list: the unmanaged Entra devices of the first tenant that has some.
+    integration_id, tenant = next(
+        (i, t) for i, t in all_tenants if facts_of(t).get("entraDevices", {}).get("unmanaged")
+    )
+    with stack.api() as api:
+        listed = api.get(
+            f"/integrations/{integration_id}/tenants/{tenant['tenantId']}/entraDevices",
+            params={"managed": "false", "top": 25},
+        ).json()["value"]
+    assert listed and not any(e["isManaged"] for e in listed)
+    row = page.locator(f"#customers-table tr[data-tenant='{tenant['tenantId']}']")
+    row.locator("dd[data-entity='entraDevices'] button").click()
+    page.wait_for_function(
+        "n => document.querySelectorAll('#more tbody tr td[data-label=\"Device\"]').length === n", arg=len(listed)
+    )
+    names = page.locator("#more tbody td[data-label='Device'] strong").all_text_contents()
+    assert names == [e["displayName"] or "(no name)" for e in listed]
+    assert problems.errors == []
+
+
+def test_a_devices_details_and_vulnerability_list_are_the_apis(page, stack, registered):
+    problems = open_console(page, stack, stack.function_key)
+    page.wait_for_selector("#customers-table tbody tr[data-tenant]")
+    found = None
+    with stack.api() as api:
+        for integration_id, tenants in registered.items():
+            for t in tenants:
+                if "vulnerabilities" not in facts_of(t):
+                    continue
+                base = f"/integrations/{integration_id}/tenants/{t['tenantId']}/devices"
+                first_page = api.get(base, params={"top": 25}).json()["value"]
+                device = next((d for d in first_page if d.get("vulnerabilities")), None)
+                if device:
+                    listed = api.get(f"{base}/{device['id']}/vulnerabilities", params={"top": 25}).json()["value"]
+                    found = (integration_id, t, device, listed)
+                    break
+            if found:
+                break
+    assert found, "a demo device with vulnerabilities on its customer's first page"
+    integration_id, tenant, device, listed = found
+    page.select_option("#browse-tenant", f"{integration_id}/{tenant['tenantId']}")
+    row = page.locator("#devices tbody tr", has_text=device["deviceName"]).first
+    summary = device["vulnerabilities"]
+    assert row.locator("[data-severity='critical']").get_attribute("data-count") == str(summary["critical"])
+    row.locator("button[data-action='device-details']").click()
+    page.locator("#device-detail").wait_for(state="visible")
+    badges = page.locator("#device-detail [data-group='vulnerabilities'] [data-severity]")
+    assert {badges.nth(i).get_attribute("data-severity"): int(badges.nth(i).get_attribute("data-count"))
+            for i in range(badges.count())} == {s: summary[s] for s in ("critical", "high", "medium", "low")}
+    page.wait_for_function(
+        "n => document.querySelector('#device-vulns .range').textContent === `Vulnerabilities 1–${n}`",
+        arg=len(listed),
+    )
+    cves = page.locator("#device-vulns tbody td[data-label='CVE']").all_text_contents()
+    assert cves == [v["cveId"] for v in listed]
+    assert problems.errors == []
 
 
 def test_sync_now_queues_a_sync_and_the_status_changes(page, stack, registered):

@@ -141,7 +141,9 @@ async def test_licences_and_the_tenant_facts_match_the_truth(stack, synced, modu
     status = await module_runtime.tenants.get_tenant(integration.id, tid)
     facts = status.counts.facts
     assert facts["licences"] == {"enabled": sum(s["prepaidUnits"]["enabled"] for s in skus.values()),
-                                 "consumed": sum(s["consumedUnits"] for s in skus.values())}
+                                 "consumed": sum(s["consumedUnits"] for s in skus.values()),
+                                 "overConsumed": sum(1 for s in skus.values()
+                                                     if s["consumedUnits"] > s["prepaidUnits"]["enabled"])}
     vulns = {v["id"]: v for v in tenant["machinesVulnerabilities"]}.values()
     assert facts["vulnerabilities"] == {s.lower(): sum(1 for v in vulns if v["severity"] == s) for s in SEVERITIES}
     assert facts["entraDevices"] == {"unmanaged": sum(1 for e in tenant["entraDevices"] if not e.get("isManaged"))}

@@ -142,7 +142,7 @@ async def test_each_device_carries_its_autopilot_identity_entra_device_and_vulne
     assert sync.listings["vulnerabilities"].facts == {"critical": 2, "high": 1, "medium": 1, "low": 1}
     assert sync.listings["entraDevices"].facts == {"unmanaged": 1}
     assert sync.listings["autopilotDevices"].facts == {"unenrolled": 3}
-    assert sync.listings["licences"].facts == {"enabled": 10, "consumed": 12}
+    assert sync.listings["licences"].facts == {"enabled": 10, "consumed": 12, "overConsumed": 1}
     assert sync.entity_notes == []
     # Vulnerabilities asked for 10,000 at a time, Defender's next link followed, one row each.
     pages = [r for r in estate.requests if r.url.path.endswith("/machinesVulnerabilities")]
