@@ -430,6 +430,14 @@ class TenantSync:
             self._defender_roles = token_roles(token)
         return self._defender_roles
 
+    def _consent_hint(self) -> str:
+        """For a customer of an MSP: the consent memsync makes itself, with every permission it collects with."""
+        if self.integration.kind != IntegrationKind.MULTI_TENANT:
+            return ""
+        return (f" memsync can consent for you: POST /api/integrations/{self.integration.id}/tenants/"
+                f"{self.tenant_id}/consent (after a partner admin signed in) asks Partner Center for every "
+                "permission the integration's chosen entities need.")
+
     def _joined(self, name: str, value: Join) -> None:
         future = self._joins.get(name)
         if future is not None and not future.done():
@@ -450,7 +458,7 @@ class TenantSync:
                 if lacking:
                     assert self._app is not None
                     self.entity_notes.append(not_collected(entity.name, permission_missing(
-                        lacking, app_id=self._app.app_id, tenant_id=self.tenant_id)).info)
+                        lacking, app_id=self._app.app_id, tenant_id=self.tenant_id), self._consent_hint()).info)
                     return
             state = asyncio.ensure_future(self.assets.load_state(entity.name, self.integration.id, self.tenant_id))
             self.listings[entity.name] = await self._sync_listing(
@@ -459,7 +467,8 @@ class TenantSync:
         except ActionableError as exc:
             if not entity.optional or exc.retriable:
                 raise
-            self.entity_notes.append(not_collected(entity.name, exc).info)
+            self.entity_notes.append(not_collected(entity.name, exc, self._consent_hint()
+                                                   if exc.code == ErrorCode.PERMISSION_MISSING else "").info)
         finally:
             self._joined(entity.name, KEEP)  # not read in full: devices keep what they had
 
@@ -586,9 +595,10 @@ class TenantSync:
         return result
 
 
-def not_collected(name: str, why: ActionableError) -> ActionableError:
-    """An optional entity left out of this sync: the reason's code and action, said about the entity."""
-    return ActionableError(why.code, f"{name} not collected: {why.info.message}", why.info.action,
+def not_collected(name: str, why: ActionableError, hint: str = "") -> ActionableError:
+    """An optional entity left out of this sync: the reason's code and action, said about the entity
+    (`hint`: what else would fix it, appended to the action)."""
+    return ActionableError(why.code, f"{name} not collected: {why.info.message}", why.info.action + hint,
                            retriable=why.retriable)
 
 

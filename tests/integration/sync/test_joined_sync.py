@@ -163,6 +163,7 @@ async def test_a_tenant_consented_before_vulnerabilities_syncs_the_rest_and_says
     notes = [n for n in result.run.notes if n["message"].startswith("vulnerabilities not collected")]
     assert [n["code"] for n in notes] == [ErrorCode.PERMISSION_MISSING.value]
     assert "Vulnerability.Read.All" in notes[0]["message"] + notes[0]["action"]
+    assert f"/api/integrations/{integration.id}/tenants/{tid}/consent" in notes[0]["action"]  # memsync can do it
     assert await all_assets(module_runtime, "vulnerabilities", integration.id, tid) == {}
     devices = await all_devices(module_runtime, integration.id, tid, top=50)
     assert devices and all(d["vulnerabilities"] is None for d in devices.values())
