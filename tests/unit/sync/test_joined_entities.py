@@ -8,6 +8,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -346,3 +347,46 @@ def test_microsoft_dates_are_stored_as_datetime_and_shown_as_iso_utc(text, store
     assert date_value(text) == stored
     assert date_text(date_value(text)) == shown
     assert date_text(datetime(2026, 11, 2, 6, 0, 0, 123000, tzinfo=UTC), stamp_form=True) == "2026-11-02T06:00:00.123Z"
+
+
+LAYOUT1 = Path(__file__).parents[2] / "fixtures" / "layout1" / "contoso-sync.json"
+
+
+async def test_rows_written_by_the_first_layouts_code_are_migrated_by_the_next_sync():
+    """`tests/fixtures/layout1/contoso-sync.json` holds the device and software rows memsync's code at
+    commit ee0d9d7 (the first layout) wrote for one sync of this estate, captured by running that code
+    (Harness of that commit's tests/unit/sync/test_tenant_sync.py, MemoryTables). Loaded as they were,
+    they read through today's store, and the next sync rewrites each listed row once in today's layout."""
+    captured = json.loads(LAYOUT1.read_text())
+    ms = captured["microsoft"]
+    harness = Harness(Microsoft(ms["devices"], ms["apps"], machines=ms["machines"]), defender=True)
+    for table, rows in captured["tables"].items():
+        client = harness.tables.client(table)
+        for row in rows.values():
+            await client.upsert_entity({k: v["int64"] if isinstance(v, dict) else v for k, v in row.items()},
+                                       mode="replace")
+    old = captured["tables"][DEVICES_TABLE]
+    with_defender = [k for k, row in old.items() if row.get("defender")]
+    assert with_defender and all("layout" not in row for row in old.values())
+
+    before = await _devices(harness)  # today's store reading the first layout
+    for key in with_defender:
+        assert before[key]["defender"] == json.loads(old[key]["defender"])
+    assert all(before[k]["firstSeenAt"] == old[k]["firstSeenAt"] for k in before)
+
+    _, (devices, software) = await harness.sync(datetime(2026, 11, 2, tzinfo=UTC))
+
+    assert devices.diff.counts.changed == len(before) and devices.diff.counts.added == 0
+    assert software.diff.counts.changed == len(captured["tables"]["memsyncSoftware"]) - 1  # less the marker
+    rows = harness.rows(DEVICES_TABLE)
+    for row in rows.values():
+        assert row["layout"] == LAYOUT and "defender" not in row
+        assert isinstance(row["firstSeenAt"], datetime) and isinstance(row["lastSyncDateTime"], datetime)
+        assert row["tenantDisplayName"] == "Contoso Ltd"
+    after = await _devices(harness)
+    for key in with_defender:
+        assert rows[key]["defenderMachineId"] == before[key]["defender"]["machineId"]
+        assert after[key]["defender"]["riskScore"] == before[key]["defender"]["riskScore"]
+    assert all(after[k]["firstSeenAt"] == before[k]["firstSeenAt"] for k in after)  # history kept
+    _, (devices, software) = await harness.sync(datetime(2026, 11, 3, tzinfo=UTC))
+    assert devices.diff.counts.changed == 0 and software.diff.counts.changed == 0  # once
