@@ -13,6 +13,8 @@ from shared.http import CallStats
 from shared.models import TenantStatus
 from shared.services.fanout import discover_customers, record_tenants
 from shared.services.tenant_sync import TransientSyncError, sync_tenant
+from tests.integration.support import all_assets
+from tests.integration.support import truth as sim_truth
 
 from .support import job, last_seq, requests_since, store_integration
 
@@ -105,3 +107,39 @@ async def test_permission_missing_names_the_permission_and_sends_no_graph_reques
     assert "DeviceManagementManagedDevices.Read.All" in result.error.message
     graph = [e for e in requests_since(stack, seq, tenant["tenantId"]) if e["service"] == "graph"]
     assert graph == []  # the token's roles already said so
+
+
+async def test_odd_vulnerabilities_and_licences_are_stored_as_defender_and_graph_list_them(stack, scenario, runtime):
+    """healthy-gdap's oddities: a null and an unknown severity, a null KB, a machine no longer onboarded,
+    a 300-character product name, one id on two pages; a Deleted SKU."""
+    tenant = next(t for t in scenario["tenants"] if t["key"] == "healthy-gdap")
+    tid = tenant["tenantId"]
+    integration = await store_integration(runtime, scenario["registrations"][0])
+    await record_tenants(runtime, integration, await discover_customers(runtime, integration, CallStats()))
+    result = await sync_tenant(runtime, job(integration, tid))
+    assert result.outcome == "ok" and result.run is not None
+    truth = sim_truth(stack, tid)
+    unique = {v["id"]: v for v in truth["machinesVulnerabilities"]}
+    assert len(unique) < len(truth["machinesVulnerabilities"])  # the scenario repeats an id across pages
+    stored = await all_assets(runtime, "vulnerabilities", integration.id, tid, top=200)
+    assert set(stored) == set(unique)
+    counts = result.run.entities["vulnerabilities"]
+    assert counts.skipped == len(truth["machinesVulnerabilities"]) - len(unique)  # the repeat, counted
+    for ident, raw in unique.items():
+        assert stored[ident]["severity"] == raw.get("severity"), ident  # null and unknown kept as sent
+        assert stored[ident]["productName"] == raw.get("productName"), ident
+        assert stored[ident]["fixingKbId"] == raw.get("fixingKbId"), ident
+    assert any(len(v["productName"] or "") >= 300 for v in stored.values())
+    status = await runtime.tenants.get_tenant(integration.id, tid)
+    # Severity facts count only Defender's four levels; the total counts every one.
+    assert sum(status.counts.facts["vulnerabilities"].values()) == sum(
+        1 for v in unique.values() if v.get("severity") in ("Critical", "High", "Medium", "Low"))
+    skus = {s["id"]: s for s in truth["subscribedSkus"]}
+    licences = await all_assets(runtime, "licences", integration.id, tid)
+    assert set(licences) == set(skus)
+    assert "Deleted" in {licences[i]["capabilityStatus"] for i in skus}
+    for ident, raw in skus.items():
+        assert licences[ident]["capabilityStatus"] == raw["capabilityStatus"], ident
+        assert licences[ident]["consumedUnits"] == raw["consumedUnits"], ident
+        assert licences[ident]["prepaidUnits"] == {k: raw["prepaidUnits"].get(k) or 0
+                                                   for k in ("enabled", "suspended", "warning", "lockedOut")}, ident
