@@ -5,6 +5,7 @@ import logging
 import azure.functions as func
 
 from functions.alerts import bp as alerts_bp
+from functions.audit import bp as audit_bp
 from functions.console import bp as console_bp
 from functions.gdap import bp as gdap_bp
 from functions.health import bp as health_bp
@@ -24,3 +25,4 @@ app.register_functions(sync_bp)
 app.register_functions(alerts_bp)
 app.register_functions(console_bp)
 app.register_functions(gdap_bp)
+app.register_functions(audit_bp)

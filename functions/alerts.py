@@ -1,8 +1,9 @@
-"""Alerts about integration secrets: `GET /api/alerts` (function key) and the secret-expiry timer.
+"""Alerts: `GET /api/alerts`, `POST /api/alerts/check` (function key) and the secret-expiry timer.
 
-The timer runs on MEMSYNC_EXPIRY_SCHEDULE (NCRONTAB, default daily at 07:00 UTC): it reads the properties
-of every memsync secret in Key Vault, raises an alert once per secret version and days-left mark
-(MEMSYNC_EXPIRY_THRESHOLDS_DAYS), and posts undelivered alerts to MEMSYNC_ALERT_WEBHOOK_URL
+The timer runs on MEMSYNC_EXPIRY_SCHEDULE (NCRONTAB, default daily at 07:00 UTC), and `POST /api/alerts/check`
+runs the same check on demand: it reads the properties of every memsync secret in Key Vault, keeps one
+open alert per secret (the most urgent days-left mark of MEMSYNC_EXPIRY_THRESHOLDS_DAYS reached, raised
+once per secret version), and posts undelivered alerts to MEMSYNC_ALERT_WEBHOOK_URL
 (shared.services.expiry). Each function is parse -> one service -> response.
 """
 
@@ -13,9 +14,10 @@ from collections.abc import Mapping
 
 import azure.functions as func
 
+from functions.audit import audited
 from functions.http_problems import json_response, next_link, problem_boundary
 from functions.runtime import runtime
-from shared.api.models import is_guid
+from shared.api.models import ExpiryCheckOut, is_guid
 from shared.api.parsing import Continuation, parse_top, read_continuation, sign_continuation, verify_continuation
 from shared.api.problems import FieldError, invalid_request
 from shared.clock import SystemClock
@@ -78,6 +80,18 @@ def _parse_alert_query(
     if errors:
         raise invalid_request(errors)
     return top, integration_id, status, token, scope
+
+
+@bp.route(route="alerts/check", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@audited("alerts.check")
+@problem_boundary
+async def check_alerts(req: func.HttpRequest) -> func.HttpResponse:
+    """The expiry check now, as the timer runs it; answers with what it did. It takes no body and no
+    parameter (a body is ignored)."""
+    report = await check_secret_expiry(await runtime.get(), clock=SystemClock())
+    log.info("secret expiry check (on demand): %s", report.to_json())
+    body = ExpiryCheckOut.model_validate(report.to_json()).model_dump(mode="json")
+    return json_response(body, 202, {"Location": "/api/alerts?status=open"})
 
 
 @bp.timer_trigger(schedule="%MEMSYNC_EXPIRY_SCHEDULE%", arg_name="timer", run_on_startup=False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from functions.audit import audited
 from functions.http_problems import json_response, problem_boundary
 from functions.runtime import runtime
 from shared.api.parsing import parse_guid
@@ -22,6 +23,7 @@ _AUTH = func.AuthLevel.FUNCTION
 
 
 @bp.route(route="integrations/{id}/partner-signin", methods=["POST"], auth_level=_AUTH)
+@audited("integration.partnerSignin")
 @problem_boundary
 async def start_partner_signin(req: func.HttpRequest) -> func.HttpResponse:
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
@@ -40,6 +42,7 @@ async def get_partner_signin(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="integrations/{id}/tenants/{tenantId}/consent", methods=["POST"], auth_level=_AUTH)
+@audited("tenant.consent")
 @problem_boundary
 async def consent_tenant(req: func.HttpRequest) -> func.HttpResponse:
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
@@ -49,6 +52,7 @@ async def consent_tenant(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="integrations/{id}/consent", methods=["POST"], auth_level=_AUTH)
+@audited("integration.consent")
 @problem_boundary
 async def consent_all_tenants(req: func.HttpRequest) -> func.HttpResponse:
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")

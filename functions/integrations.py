@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from functions.audit import audited, location_id
 from functions.http_problems import json_response, next_link, problem_boundary, read_body
 from functions.runtime import runtime
-from shared.api.models import SecretRotation, SyncAccepted, SyncRequest
+from shared.api.models import IntegrationPatch, SecretRotation, SyncAccepted, SyncRequest
 from shared.api.openapi import build_openapi
 from shared.api.parsing import (
     parse_asset_query,
@@ -26,10 +27,19 @@ from shared.api.parsing import (
     verify_continuation,
 )
 from shared.api.problems import FieldError, invalid_request
-from shared.api.views import CsvWriter, csv_columns, integration_view, registered_view, tenant_view
+from shared.api.views import (
+    CsvWriter,
+    csv_columns,
+    if_match_admits,
+    integration_etag,
+    integration_view,
+    registered_view,
+    tenant_view,
+)
 from shared.entities import EXPOSED
 from shared.errors import FieldProblem
 from shared.services import queries
+from shared.services.editing import change_integration
 from shared.services.queries import load_integration
 from shared.services.registration import register, remove_integration, request_sync, rotate_secrets
 
@@ -39,14 +49,14 @@ _AUTH = func.AuthLevel.FUNCTION
 
 
 @bp.route(route="integrations", methods=["POST"], auth_level=_AUTH)
+@audited("integration.register", created_id=location_id)
 @problem_boundary
 async def register_integration(req: func.HttpRequest) -> func.HttpResponse:
     body = parse_registration(read_body(req) or {})
     warnings: list[FieldProblem] = []
     integration = await register(await runtime.get(), body.to_domain(), warnings=warnings)
-    return json_response(
-        registered_view(integration, warnings), 201, {"Location": f"/api/integrations/{integration.id}"}
-    )
+    return json_response(registered_view(integration, warnings), 201,
+                         {"Location": f"/api/integrations/{integration.id}", "ETag": integration_etag(integration)})
 
 
 @bp.route(route="integrations", methods=["GET"], auth_level=_AUTH)
@@ -69,19 +79,36 @@ async def list_integrations(req: func.HttpRequest) -> func.HttpResponse:
 async def get_integration(req: func.HttpRequest) -> func.HttpResponse:
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     integration = await load_integration(await runtime.get(), integration_id)
-    return json_response(integration_view(integration))
+    return json_response(integration_view(integration), headers={"ETag": integration_etag(integration)})
+
+
+@bp.route(route="integrations/{id}", methods=["PATCH"], auth_level=_AUTH)
+@audited("integration.change")
+@problem_boundary
+async def patch_integration(req: func.HttpRequest) -> func.HttpResponse:
+    """Change the name, tenant filter, collection options or status (shared.services.editing); with
+    If-Match, only the version the caller saw (412 otherwise)."""
+    integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
+    change = parse_model(IntegrationPatch, read_body(req) or {}).to_domain()
+    if_match = req.headers.get("If-Match")
+    integration = await change_integration(
+        await runtime.get(), integration_id, change,
+        expected=None if if_match is None else lambda current: if_match_admits(if_match, integration_etag(current)))
+    return json_response(integration_view(integration), headers={"ETag": integration_etag(integration)})
 
 
 @bp.route(route="integrations/{id}/secrets", methods=["PUT"], auth_level=_AUTH)
+@audited("integration.rotateSecrets")
 @problem_boundary
 async def rotate_integration_secrets(req: func.HttpRequest) -> func.HttpResponse:
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
     body = parse_model(SecretRotation, read_body(req) or {})
     integration = await rotate_secrets(await runtime.get(), integration_id, body.to_domain())
-    return json_response(integration_view(integration))
+    return json_response(integration_view(integration), headers={"ETag": integration_etag(integration)})
 
 
 @bp.route(route="integrations/{id}/sync", methods=["POST"], auth_level=_AUTH)
+@audited("integration.sync")
 @problem_boundary
 async def sync_integration(req: func.HttpRequest) -> func.HttpResponse:
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
@@ -96,6 +123,7 @@ async def sync_integration(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="integrations/{id}", methods=["DELETE"], auth_level=_AUTH)
+@audited("integration.delete")
 @problem_boundary
 async def delete_integration(req: func.HttpRequest) -> func.HttpResponse:
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")

@@ -4,7 +4,10 @@
 integration on `memsync-sync` (shared.services.fanout). `sync_tenant` takes one job and syncs that tenant
 (shared.services.tenant_sync): a malformed message is logged with its reason and completed; a permanent
 failure completes with the tenant in `error`; a transient one raises so the host retries and, after
-host.json's maxDequeueCount, moves the message to `memsync-sync-poison`.
+host.json's maxDequeueCount, moves the message to `memsync-sync-poison`, where it stays for a person to
+see. The last delivery that fails raises a `syncPoisoned` alert naming the integration and tenant
+(shared.services.tenant_sync, shared.services.alerting) before the host moves the message.
+https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger#poison-messages
 """
 
 from __future__ import annotations
@@ -41,3 +44,4 @@ async def sync_tenant(msg: func.QueueMessage) -> None:
     # over the tenant lease that attempt left (shared.services.tenant_sync._claim).
     result = await tenant_sync.sync_tenant(await runtime.get(), job, attempt=msg.dequeue_count or 1)
     log.info("sync job %s for tenant %s: %s %s", job.run_id, job.tenant_id, result.outcome, result.reason)
+

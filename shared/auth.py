@@ -127,7 +127,7 @@ class TenantTokens:
         except sdk.ClientAuthenticationError as exc:
             # A refused secret is not kept in memory for the life of the process.
             await self._forget(key, credential)
-            raise _auth_error(exc, tenant_id=tenant_id, app=app) from None
+            raise _auth_error(exc, tenant_id=tenant_id, app=app, scope=scope) from None
         except sdk.ServiceRequestError as exc:
             raise unreachable("Microsoft Entra ID", type(exc).__name__) from None
         finally:
@@ -170,7 +170,7 @@ class TenantTokens:
 TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 
 
-def _auth_error(exc: Exception, *, tenant_id: str, app: AppCredential) -> ActionableError:
+def _auth_error(exc: Exception, *, tenant_id: str, app: AppCredential, scope: str) -> ActionableError:
     text = str(getattr(exc, "message", "") or exc)
     response = getattr(exc, "response", None)
     body: dict[str, Any] | str = text
@@ -191,5 +191,5 @@ def _auth_error(exc: Exception, *, tenant_id: str, app: AppCredential) -> Action
         code = f", AADSTS{codes[0]}" if codes else ""
         return unreachable("Microsoft Entra ID", f"it answered HTTP {status}{code}, a temporary condition")
     if codes:
-        return from_aadsts(codes[0], app_id=app.app_id, tenant_id=tenant_id, app_label=app.label)
+        return from_aadsts(codes[0], app_id=app.app_id, tenant_id=tenant_id, app_label=app.label, resource=scope)
     return unreachable("Microsoft Entra ID", "the token request failed without an AADSTS code")

@@ -50,6 +50,7 @@ from shared.mapping.devices import (
 from shared.mapping.entra import ENTRA_DEVICE_FIELDS, ENTRA_DEVICE_SELECT, map_entra_device
 from shared.mapping.joins import AUTOPILOT_SUMMARY, ENTRA_SUMMARY
 from shared.mapping.licences import LICENCE_FIELDS, LICENCE_SELECT, PREPAID_UNITS, map_licence
+from shared.mapping.lifecycle import OS_SUPPORT_FACTS, OS_SUPPORT_FIELDS, os_support_facts
 from shared.mapping.software import DETECTED_APP_SELECT, SOFTWARE_FIELDS, map_software
 from shared.mapping.vulnerabilities import SEVERITIES, SUMMARY_FIELDS, VULNERABILITY_FIELDS, map_vulnerability
 from shared.permissions import OPTIONAL_AREAS, READS, Permission
@@ -169,8 +170,11 @@ DEVICES = Entity(
     mapper=map_device,
     search={"deviceName": "deviceNameLower", "serialNumber": "serialLower"},
     nested={"defender": DEFENDER_FIELDS, "autopilot": AUTOPILOT_SUMMARY, "entraDevice": ENTRA_SUMMARY,
-            "vulnerabilities": SUMMARY_FIELDS},
+            "vulnerabilities": SUMMARY_FIELDS, "osSupport": OS_SUPPORT_FIELDS},
     join_field="defender",  # the Defender machine joined by Entra device id (tenant counts.defenderMachines)
+    # Devices past, and within 180 days of, their OS release's end of support (shared.mapping.lifecycle).
+    facts=os_support_facts,
+    fact_keys=OS_SUPPORT_FACTS,
     flag_fields=frozenset({"serialPlaceholder"}),
     date_fields=frozenset({"enrolledDateTime", "lastSyncDateTime", "defender.lastSeen",
                            "autopilot.lastContactedDateTime", "entraDevice.approximateLastSignInDateTime",

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from shared.clouds import CLOUDS
+
 
 class ErrorCode(StrEnum):
     INVALID_SECRET = "invalidSecret"
@@ -55,6 +57,8 @@ class ErrorCode(StrEnum):
     PARTNER_CENTER_UNAUTHORIZED = "partnerCenterUnauthorized"
     CUSTOMER_NOT_FOUND = "customerNotFound"
     CONSENT_FAILED = "consentFailed"
+    # An edit made against a version of the resource that has changed since (If-Match, HTTP 412).
+    CHANGED_MEANWHILE = "changedMeanwhile"
 
 
 # Codes that a retry cannot fix: they need a person. A sync that meets one stops calling that tenant.
@@ -236,9 +240,11 @@ def credential_problem(error: ActionableError, field: str) -> FieldProblem:
     """An `ActionableError` (already mapped from AADSTS) met while trying credentials, on `field`."""
     code = error.code
     if code not in REGISTRATION_CODES:
-        # A disabled app is an app that is not usable there; anything else is "could not get a token",
+        # A disabled app is an app that is not usable there; Defender not set up in the tenant (AADSTS500011
+        # for its API) leaves the app without Machine.Read.All; anything else is "could not get a token",
         # with the original text and action.
-        code = ErrorCode.APP_NOT_FOUND_IN_TENANT if code == ErrorCode.APP_DISABLED else ErrorCode.UNREACHABLE
+        code = {ErrorCode.APP_DISABLED: ErrorCode.APP_NOT_FOUND_IN_TENANT,
+                ErrorCode.DEFENDER_UNAVAILABLE: ErrorCode.PERMISSION_MISSING}.get(code, ErrorCode.UNREACHABLE)
     return FieldProblem(field, code, error.info.message, error.info.action)
 
 
@@ -258,10 +264,12 @@ FIELD_HINTS: dict[str, str] = {
     "includeDefender": "Send true or false (JSON booleans, not strings).",
     "collect": "List the optional entities to collect, each once, from autopilotDevices, entraDevices, "
     "vulnerabilities (needs includeDefender true) and licences; or leave the field out to collect them all.",
-    "partnerAppSecretExpiresOn": "Send the secret's 'Expires' date from Certificates & secrets, in ISO 8601 "
-    "with a zone, e.g. 2027-05-01T00:00:00Z, or leave the field out.",
-    "syncAppSecretExpiresOn": "Send the secret's 'Expires' date from Certificates & secrets, in ISO 8601 "
-    "with a zone, e.g. 2027-05-01T00:00:00Z, or leave the field out.",
+    "partnerAppSecretExpiresOn": "Send the secret's 'Expires' date from Certificates & secrets, a date still "
+    "to come, in ISO 8601 with a zone, e.g. 2027-05-01T00:00:00Z; or leave the field out and memsync reads "
+    "it from Microsoft Graph. If the secret has expired, create a new one there and send its Value.",
+    "syncAppSecretExpiresOn": "Send the secret's 'Expires' date from Certificates & secrets, a date still "
+    "to come, in ISO 8601 with a zone, e.g. 2027-05-01T00:00:00Z; or leave the field out and memsync reads "
+    "it from Microsoft Graph. If the secret has expired, create a new one there and send its Value.",
     "tenantFilter": 'Send {"include": [GUIDs], "exclude": [GUIDs]}; a tenant may not be in both.',
     "include": "List customer Tenant IDs (GUIDs), at most 1000.",
     "exclude": "List customer Tenant IDs (GUIDs), at most 1000.",
@@ -271,7 +279,13 @@ FIELD_HINTS: dict[str, str] = {
 
 
 # AADSTS codes: https://learn.microsoft.com/entra/identity-platform/reference-error-codes
+# Each mapping below follows that page's description of the code (quoted in the comment above it), not
+# the generic text Entra appends to several of them.
 _AADSTS = re.compile(r"AADSTS(\d+)")
+# The service principals memsync asks tokens for, by their well-known application ids:
+# WindowsDefenderATP (Defender for Endpoint's API) and Microsoft Partner Center.
+DEFENDER_API_APP_ID = "fc780465-2017-40d4-a0c5-307022471b92"
+PARTNER_CENTER_API_APP_ID = "fa3d9a0c-3fb0-42cc-9193-47c7ecd2edbd"
 
 
 def aadsts_codes(error_body: dict[str, Any] | str | None) -> list[int]:
@@ -284,10 +298,74 @@ def aadsts_codes(error_body: dict[str, Any] | str | None) -> list[int]:
     return [int(m) for m in _AADSTS.findall(error_body or "")]
 
 
-def from_aadsts(code: int, *, app_id: str, tenant_id: str, app_label: str = "app") -> ActionableError:
-    """Map one AADSTS code met while getting an app-only token to an actionable error."""
+def resource_service(scope: str | None) -> str | None:
+    """Which of memsync's APIs a token scope (or resource) is for, in any cloud: `graph`, `defender`,
+    `partnerCenter`; None when it is none of them (or not given)."""
+    if not scope:
+        return None
+    audience = scope.strip().removesuffix("/.default").rstrip("/").lower()
+    for cloud in CLOUDS.values():
+        for service, known in (("graph", cloud.graph_audience), ("defender", cloud.defender_audience),
+                               ("partnerCenter", cloud.partner_center_audience)):
+            if audience == known.lower():
+                return service
+    return None
+
+
+def _resource_missing(service: str | None, *, app_id: str, tenant_id: str) -> ActionableError:
+    """AADSTS500011 InvalidResourceServicePrincipalNotFound: "The resource principal named {name} was not
+    found in the tenant named {tenant}". The *resource* (the API asked for) has no service principal in
+    the tenant; the client app itself was found, so this is never "the app is not present"."""
+    if service == "defender":
+        # The WindowsDefenderATP service principal is created when Defender for Endpoint is set up in a
+        # tenant; without it no app can be granted Machine.Read.All there.
+        return ActionableError(
+            ErrorCode.DEFENDER_UNAVAILABLE,
+            f"The Defender for Endpoint API has no service principal in tenant {tenant_id} (AADSTS500011): "
+            "Defender for Endpoint is not set up there (or was never onboarded), so no app can read it.",
+            "If the tenant has no Microsoft Defender for Endpoint, sync it without Defender (includeDefender "
+            "false); its Intune devices sync either way. If it has a licence for it, have a Global or Security "
+            "Administrator of the tenant open the Microsoft Defender portal (https://security.microsoft.com) > "
+            "Settings > Endpoints so that the service is set up and devices are onboarded, then grant the app "
+            f"{app_id} the WindowsDefenderATP application permission Machine.Read.All with admin consent.",
+            retriable=False,
+        )
+    if service == "partnerCenter":
+        return ActionableError(
+            ErrorCode.PERMISSION_MISSING,
+            f"The Partner Center API has no service principal in tenant {tenant_id} (AADSTS500011): the tenant "
+            "is not a Partner Center (CSP) partner tenant, or the Partner Center API was never added there.",
+            "Check that partnerTenantId is the tenant of your Partner Center account (Partner Center > "
+            "Account settings > Organization profile). If it is, add the Microsoft Partner Center API "
+            f"(application id {PARTNER_CENTER_API_APP_ID}) to the partner app {app_id} under API "
+            "permissions > APIs my organization uses, and grant admin consent.",
+        )
+    if service == "graph":
+        # Microsoft Graph has a service principal in every tenant of its cloud.
+        return ActionableError(
+            ErrorCode.TENANT_NOT_FOUND,
+            f"Microsoft Graph has no service principal in tenant {tenant_id} (AADSTS500011), which every "
+            "tenant of this Microsoft cloud has: the tenant belongs to another cloud than the one memsync "
+            "uses, or the tenant ID is wrong.",
+            "Check the tenant ID, and that MEMSYNC_CLOUD (public, usgov, usgovdod, china) is the tenant's cloud.",
+        )
+    return ActionableError(
+        ErrorCode.UNREACHABLE,
+        f"The API memsync asked a token for has no service principal in tenant {tenant_id} (AADSTS500011).",
+        "Check that the service is set up in that tenant and that the app has its permissions with admin "
+        "consent.",
+        retriable=False,
+    )
+
+
+def from_aadsts(
+    code: int, *, app_id: str, tenant_id: str, app_label: str = "app", resource: str | None = None
+) -> ActionableError:
+    """Map one AADSTS code met while getting an app-only token to an actionable error. `resource` is the
+    scope (or resource) the token was asked for: AADSTS500011 is about that API, not about the app."""
     where = f"the {app_label} ({app_id}) in tenant {tenant_id}"
     portal = "Azure portal > Microsoft Entra ID > App registrations"
+    # 7000222 InvalidClientSecretExpiredKeysProvided: "The provided client secret keys are expired."
     if code == 7000222:
         return ActionableError(
             ErrorCode.SECRET_EXPIRED,
@@ -295,6 +373,8 @@ def from_aadsts(code: int, *, app_id: str, tenant_id: str, app_label: str = "app
             f"In the {portal}, open the app {app_id} > Certificates & secrets, create a new client "
             f"secret, {ROTATE_HINT}",
         )
+    # 7000215 InvalidClientSecretProvided: "Invalid client secret provided. Developer error - the app is
+    # attempting to sign in without the necessary or correct authentication parameters."
     if code == 7000215:
         return ActionableError(
             ErrorCode.INVALID_SECRET,
@@ -302,15 +382,23 @@ def from_aadsts(code: int, *, app_id: str, tenant_id: str, app_label: str = "app
             "Copy the secret's Value (not its Secret ID) from Certificates & secrets of the app "
             f"{app_id}, or create a new one, {ROTATE_HINT}",
         )
-    if code in (700016, 500011):
+    # 700016 UnauthorizedClient_DoesNotMatchRequest: "The application wasn't found in the directory/tenant.
+    # This can happen if the application has not been installed by the administrator of the tenant or
+    # consented to by any user in the tenant. You might have misconfigured the identifier value for the
+    # application or sent your authentication request to the wrong tenant."
+    if code == 700016:
         return ActionableError(
             ErrorCode.APP_NOT_FOUND_IN_TENANT,
-            f"The app {app_id} is not present in tenant {tenant_id} (AADSTS{code}): it was never "
+            f"The app {app_id} is not present in tenant {tenant_id} (AADSTS700016): it was never "
             "consented there, or the app or tenant ID is wrong.",
             f"Check the app ID, then have a Global Administrator of tenant {tenant_id} grant admin "
             "consent to the app (Enterprise applications), or consent for the customer through "
             "Partner Center (POST .../tenants/{tenantId}/consent).",
         )
+    if code == 500011:
+        return _resource_missing(resource_service(resource), app_id=app_id, tenant_id=tenant_id)
+    # 65001 DelegationDoesNotExist: "The user or administrator has not consented to use the application";
+    # 90094 AdminConsentRequired: "Administrator consent is required."
     if code in (65001, 90094):
         return ActionableError(
             ErrorCode.CONSENT_MISSING,
@@ -318,6 +406,8 @@ def from_aadsts(code: int, *, app_id: str, tenant_id: str, app_label: str = "app
             f"In the {portal} > {app_id} > API permissions, select 'Grant admin consent', or consent "
             "for the customer through Partner Center.",
         )
+    # 90099: "The application ... has not been authorized in the tenant. Applications must be authorized to
+    # access the customer tenant before partner delegated administrators can use them."
     if code == 90099:
         return ActionableError(
             ErrorCode.CONSENT_MISSING,
@@ -327,17 +417,32 @@ def from_aadsts(code: int, *, app_id: str, tenant_id: str, app_label: str = "app
             "(POST .../tenants/{tenantId}/consent), using a GDAP relationship that includes the "
             "Cloud Application Administrator role.",
         )
+    # 90002 InvalidTenantName: "The tenant name wasn't found in the data store. Check to make sure you have
+    # the correct tenant ID. ... Often, this is because a cross-cloud app was used against the wrong cloud."
     if code == 90002:
         return ActionableError(
             ErrorCode.TENANT_NOT_FOUND,
-            f"Tenant {tenant_id} does not exist or has no active subscriptions (AADSTS90002).",
-            "Check the tenant ID; if the customer left, remove it with the integration's tenantFilter.",
+            f"Tenant {tenant_id} was not found (AADSTS90002): it does not exist, has no active "
+            "subscription, or is in another Microsoft cloud than the one memsync uses.",
+            "Check the tenant ID and that MEMSYNC_CLOUD is the tenant's cloud; if the customer left, remove "
+            "it with the integration's tenantFilter.",
         )
+    # 7000112 UnauthorizedClientApplicationDisabled: "The application is disabled."
     if code == 7000112:
         return ActionableError(
             ErrorCode.APP_DISABLED,
             f"The app {app_id} is disabled in tenant {tenant_id} (AADSTS7000112).",
             "Enable the enterprise application (Properties > Enabled for users to sign in) in that tenant.",
+        )
+    # 70011 InvalidScope: "The scope requested by the app is invalid." memsync asks each cloud's
+    # `<audience>/.default`, so this is memsync's request, not the app registration.
+    if code == 70011:
+        return ActionableError(
+            ErrorCode.INTERNAL,
+            f"Entra ID refused the scope memsync asked for {where} (AADSTS70011: the scope is not valid).",
+            "Check that MEMSYNC_CLOUD names the cloud of your tenants (the token scopes follow it); if it "
+            "does, report this with the time and tenant.",
+            retriable=False,
         )
     return ActionableError(
         ErrorCode.UNREACHABLE,
@@ -383,3 +488,11 @@ def intune_not_licensed(tenant_id: str) -> ActionableError:
         f"Tenant {tenant_id} has no Intune licence (deviceManagement is not applicable to it).",
         "Assign a Microsoft Intune licence in that tenant, or exclude it with the integration's tenantFilter.",
     )
+
+
+class ChangedMeanwhile(DomainError):
+    """The request named a version (If-Match) that is no longer current: someone changed it first."""
+
+    def __init__(self, what: str, action: str) -> None:
+        message = f"The {what} changed since the version this request names (If-Match)."
+        super().__init__(message, [FieldProblem("If-Match", ErrorCode.CHANGED_MEANWHILE, message, action)])

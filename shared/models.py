@@ -116,6 +116,24 @@ class NewIntegration:
 
 
 @dataclass(frozen=True)
+class IntegrationChange:
+    """What a person changes on a registered integration; None (and `collect_given` False) leaves it."""
+
+    display_name: str | None = None
+    tenant_filter: TenantFilter | None = None
+    include_defender: bool | None = None
+    collect: list[str] | None = None
+    collect_given: bool = False  # `collect` was in the request (None then means: every optional entity)
+    status: Literal["active", "disabled"] | None = None
+
+    def fields(self) -> list[str]:
+        """The request fields this change sets, for messages and the audit of what changed."""
+        named = {"displayName": self.display_name, "tenantFilter": self.tenant_filter,
+                 "includeDefender": self.include_defender, "status": self.status}
+        return [k for k, v in named.items() if v is not None] + (["collect"] if self.collect_given else [])
+
+
+@dataclass(frozen=True)
 class NewSecrets:
     """New secret values for an integration's apps (each optional), and their stated expiry dates."""
 

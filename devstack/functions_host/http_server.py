@@ -147,10 +147,18 @@ class HttpFrontEnd:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return web.Response(status=413)
+        headers = _join_multi(request.headers)
+        # As App Service's front end does: the client's address appended to X-Forwarded-For (the last
+        # entry is the platform's; earlier ones are whatever the client sent).
+        # https://learn.microsoft.com/azure/app-service/configure-language-python#detect-https-session
+        forwarded = next((v for k, v in headers.items() if k.lower() == "x-forwarded-for"), None)
+        headers = {k: v for k, v in headers.items() if k.lower() != "x-forwarded-for"}
+        if request.remote:
+            headers["X-Forwarded-For"] = f"{forwarded}, {request.remote}" if forwarded else request.remote
         req = func.HttpRequest(
             method=request.method,
             url=str(request.url),
-            headers=_join_multi(request.headers),
+            headers=headers,
             params=_join_multi(request.query),
             route_params=match.values,
             body=body,

@@ -128,6 +128,53 @@
     return el("span", { class: `sev sev-${SEVERITIES.includes(s) ? s : "none"}`, text: severity || "unknown" });
   }
   const TRUST_TYPES = { AzureAd: "Entra joined", ServerAd: "Hybrid joined", Workplace: "Registered" };
+
+  // ------------------------------------------------------------------ OS end of support (docs/api.md, Device, osSupport)
+  // Each device carries its release's verdict on the day of its last sync; a tenant counts the ended and
+  // ending-soon ones in counts.facts.devices. A device written before memsync judged OS support has none.
+  const OS_SUPPORT = [["ended", "Support ended", "#c2253b"], ["endingSoon", "Ends within 180 days", "#d9822b"],
+    ["supported", "Supported", "#2f7d4f"], ["unknown", "No published end date", "#7b8591"]];
+  const NOT_JUDGED = "Not judged yet";
+  const dayf = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeZone: "UTC" }); // endsOn is a date
+  function endsOnText(s) {
+    const t = Date.parse((s && s.endsOn) || "");
+    return isNaN(t) ? null : dayf.format(new Date(t));
+  }
+  // A chip for a device whose OS support ended or ends within 180 days; nothing otherwise.
+  function osChip(d) {
+    const s = d.osSupport;
+    if (!s || (s.status !== "ended" && s.status !== "endingSoon")) return null;
+    const ended = s.status === "ended";
+    return el("span", { class: `chip ${ended ? "chip-error" : "chip-warn"}`, "data-os-support": s.status,
+      title: `${s.release || "This release"}: Microsoft ${ended ? "ended" : "ends"} its support on ${endsOnText(s) || "an unknown date"}`,
+      text: ended ? "support ended" : `support ends ${endsOnText(s) || "soon"}` });
+  }
+  // The source page as a link only when it is Microsoft's (an https URL on microsoft.com); text otherwise.
+  function sourceLink(url) {
+    const u = String(url || "");
+    if (!/^https:\/\/([a-z0-9-]+\.)*microsoft\.com\//i.test(u)) return u ? el("span", { class: "muted", text: u }) : null;
+    return el("a", { href: u, target: "_blank", rel: "noopener noreferrer", text: "Microsoft lifecycle page" });
+  }
+  function osSupportDetail(d) {
+    const s = d.osSupport;
+    if (!s) return el("span", { class: "muted", text: "not judged yet (synced before memsync read OS support)" });
+    if (s.status === "unknown") return el("span", { class: "muted", text: "no published end date for this release" });
+    const when = endsOnText(s) || "an unknown date";
+    const said = s.status === "ended" ? `ended ${when}` : s.status === "endingSoon" ? `ends ${when} (within 180 days)` : `until ${when}`;
+    return [osChip(d) || el("span", { class: "chip chip-ok", text: "supported" }), " ", `${s.release || ""} ${said}`.trim(),
+      s.source ? [el("br"), sourceLink(s.source)] : null];
+  }
+  // Per customer: its devices past and near the end of support, from the last sync's facts.
+  function osFact(t) {
+    const ended = factOf(t, "devices", "osEnded"), soon = factOf(t, "devices", "osEndingSoon");
+    if (ended === null && soon === null) {
+      return el("span", { class: "muted", "data-fact": "none", title: "Not judged by the last sync (none yet, or an older memsync)", text: "—" });
+    }
+    const badge = (status, n, word) => el("span", { class: `sev ${isCount(n) && n > 0 ? (status === "ended" ? "sev-critical" : "sev-high") : "sev-none"}`,
+      "data-os-support": status, "data-count": isCount(n) ? n : null, text: `${num(n)} ${word}` });
+    return el("span", { class: "sevs", title: `${num(ended)} devices past their OS release's end of support, ${num(soon)} within 180 days of it` },
+      badge("ended", ended, "ended"), badge("endingSoon", soon, "ending soon"));
+  }
   const MATCHED_BY = { managedDeviceId: "Intune device id", serialNumber: "serial number" };
   const yesNo = (b) => (b === true ? "yes" : b === false ? "no" : "—");
 
@@ -307,6 +354,7 @@
       return v === null ? n : (n || 0) + v;
     }, null);
     const critical = sumOf("vulnerabilities", "critical");
+    const osEnded = sumOf("devices", "osEnded");
     const licensed = counted.filter((r) => factOf(r.t, "licences", "enabled") !== null && factOf(r.t, "licences", "consumed") !== null);
     const overLicensed = licensed.filter((r) => overUsed(r.t) > 0).length;
     const tiles = $("#tiles");
@@ -321,6 +369,7 @@
       tile(num(sumOf("autopilotDevices", "unenrolled")), "Autopilot identities not enrolled", false, "autopilot-unenrolled"),
       tile(num(critical), "critical vulnerabilities", critical > 0, "critical"),
       tile(licensed.length ? num(overLicensed) : "—", "customers over their licences", overLicensed > 0, "over-licensed"),
+      tile(num(osEnded), "devices past their OS end of support", osEnded > 0, "os-ended"),
     );
     tiles.removeAttribute("aria-busy");
   }
@@ -474,7 +523,7 @@
       el("td", { "data-label": "Devices", class: "num devices", text: num(counts.devices) }),
       el("td", { "data-label": "Software", class: "num software", text: num(counts.software) }),
       el("td", { "data-label": "Defender", class: "defender" }, defender),
-      el("td", { "data-label": "Entra ID, Autopilot, vulnerabilities, licences", class: "facts-cell" }, factsCell(row)),
+      el("td", { "data-label": "Entra ID, Autopilot, vulnerabilities, licences, OS support", class: "facts-cell" }, factsCell(row)),
       el("td", { "data-label": "Problem", class: "problem" }, problem),
       el("td", { "data-label": "Actions" }, el("div", { class: "row-actions" },
         el("button", {
@@ -507,7 +556,8 @@
       line("autopilotDevices", "Autopilot", partOf(row, "autopilotDevices", "unenrolled", "enrolled=false", "not enrolled",
         { part: "Autopilot identities not enrolled", all: "Autopilot identities" })),
       line("vulnerabilities", "Vulnerabilities", vulnFact(row.t)),
-      line("licences", "Licences", licenceFact(row)));
+      line("licences", "Licences", licenceFact(row)),
+      line("devices", "OS support", osFact(row.t)));
   }
   const dash = () => el("span", { "data-fact": "none", text: "—" });
   // Entra ID devices Intune does not manage, Autopilot identities not enrolled: the number opens that list.
@@ -611,9 +661,11 @@
     "10.0.17763": "Windows 10 1809", "10.0.19041": "Windows 10 2004", "10.0.19042": "Windows 10 20H2",
     "10.0.19043": "Windows 10 21H1", "10.0.19044": "Windows 10 21H2", "10.0.19045": "Windows 10 22H2",
     "10.0.22000": "Windows 11 21H2", "10.0.22621": "Windows 11 22H2", "10.0.22631": "Windows 11 23H2",
-    "10.0.26100": "Windows 11 24H2", "10.0.26200": "Windows 11 25H2",
+    "10.0.26100": "Windows 11 24H2", "10.0.26200": "Windows 11 25H2", "10.0.28000": "Windows 11 26H1",
   };
   function osRelease(d) {
+    // The release memsync matched for OS support tells Windows Server 2025 from Windows 11 24H2 (build 26100).
+    if (d.osSupport && d.osSupport.release) return d.osSupport.release;
     const os = d.operatingSystem || "Unknown OS";
     const v = String(d.osVersion || "");
     if (/^windows/i.test(os)) {
@@ -715,6 +767,14 @@
     riskRows.push({ label: NOT_IN_DEFENDER, value: notIn, color: "#a7b0ba" });
     expRows.push({ label: NOT_IN_DEFENDER, value: exposure.get(NOT_IN_DEFENDER) || 0, color: "#a7b0ba" });
 
+    // OS support by status; the tip names the releases behind each bar.
+    const supportOf = (d) => (d.osSupport ? d.osSupport.status || "unknown" : NOT_JUDGED);
+    const support = countBy(devices, supportOf);
+    const releasesBy = (status) => [...countBy(devices.filter((d) => supportOf(d) === status), osRelease).entries()]
+      .sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r}: ${n}`).join(", ");
+    const supportRows = OS_SUPPORT.map(([k, name, color]) => ({ label: name, key: k, value: support.get(k) || 0, color, detail: releasesBy(k) }));
+    if (support.get(NOT_JUDGED)) supportRows.push({ label: NOT_JUDGED, key: "notJudged", value: support.get(NOT_JUDGED), color: "#a7b0ba", detail: releasesBy(NOT_JUDGED) });
+
     const now = Date.now();
     const years = devices.map((d) => { const t = Date.parse(d.enrolledDateTime || ""); return isNaN(t) ? null : Math.max(0, Math.floor((now - t) / (365.25 * 86400000))); });
     const maxYear = Math.min(5, Math.max(0, ...years.filter((y) => y !== null)));
@@ -728,6 +788,7 @@
 
     charts.replaceChildren(
       chartFigure("os", "Operating system and release", "Release", total, osRows, barChart),
+      chartFigure("os-support", "OS end of support", "Support", total, supportRows, barChart),
       chartFigure("compliance", "Compliance state", "State", total, compRows, barChart),
       chartFigure("risk", "Defender risk score", "Risk", total, riskRows, barChart),
       chartFigure("exposure", "Defender exposure level", "Exposure", total, expRows, barChart),
@@ -822,7 +883,8 @@
       }, el("strong", { text: d.deviceName || "(no name)" }), el("span", { class: "visually-hidden", text: " details" })),
       el("br"), el("span", { class: "muted", text: d.serialNumber || "" })]],
       ["User", (d) => d.userPrincipalName || "—"],
-      ["OS", (d) => [osRelease(d), el("br"), el("span", { class: "muted", text: d.osVersion || "" })]],
+      ["OS", (d) => [osRelease(d), el("br"), el("span", { class: "muted", text: d.osVersion || "" }),
+        osChip(d) ? [el("br"), osChip(d)] : null]],
       ["Compliance", (d) => label(d.complianceState || "unknown")],
       ["Model", (d) => [d.manufacturer || "", " ", d.model || ""]],
       ["Last check-in", (d) => timeEl(d.lastSyncDateTime, "—")],
@@ -1025,7 +1087,8 @@
     $("#device-facts").replaceChildren(
       detailGroup("intune", "Intune", [
         ["Serial number", orDash(d.serialNumber)], ["User", orDash(d.userPrincipalName)],
-        ["OS", `${osRelease(d)} (${d.osVersion || "version unknown"})`], ["Compliance", label(d.complianceState || "unknown")],
+        ["OS", `${osRelease(d)} (${d.osVersion || "version unknown"})`], ["OS support", osSupportDetail(d)],
+        ["Compliance", label(d.complianceState || "unknown")],
         ["Last check-in", timeEl(d.lastSyncDateTime, "—")],
         ["Defender", d.defender ? `risk ${d.defender.riskScore || "unknown"}, exposure ${d.defender.exposureLevel || "unknown"}` : "not in Defender"],
       ]),

@@ -9,7 +9,7 @@ is the `errors[].code` the client sees, and whose message never contains the inp
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.entities import COLLECTABLE, OTHER_LISTED, entity
 from shared.mapping.devices import COMPLIANCE_STATES as DEVICE_COMPLIANCE_STATES
-from shared.models import AppSecret, NewIntegration, NewSecrets, TenantFilter, _camel
+from shared.models import AppSecret, IntegrationChange, NewIntegration, NewSecrets, TenantFilter, _camel
 
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _GUID = re.compile(GUID_PATTERN)
@@ -80,9 +80,16 @@ def _expires_on(value: object) -> datetime:
         raise PydanticCustomError(
             "invalidDateTime", "must be an ISO 8601 date-time with a zone, e.g. 2027-05-01T00:00:00Z"
         )
-    # A date in the past is not refused here: the secret is tried next, and Entra's answer (secretExpired)
-    # says more than a validation error would.
-    return parsed.astimezone(UTC)
+    parsed = parsed.astimezone(UTC)
+    # A date already past is refused (422, shared.api.problems.UNPROCESSABLE_CODES): stored, it would raise
+    # false "expired" alerts. The code names the problem; the message never repeats the value.
+    if parsed <= datetime.now(UTC):
+        raise PydanticCustomError(
+            "dateInPast",
+            "is in the past: a secret's expiry date must be later than now (the secret has expired, or the date "
+            "is wrong; Certificates & secrets shows it as 'Expires')",
+        )
+    return parsed
 
 
 def _display_name(value: object) -> str:
@@ -286,6 +293,38 @@ class SecretRotation(RequestModel):
         )
 
 
+class IntegrationPatch(RequestModel):
+    """What may change after registration (PATCH /api/integrations/{id}): each field given replaces the
+    stored one, a field left out stays as it is; `collect: null` collects every optional entity again."""
+
+    display_name: DisplayName | None = None
+    tenant_filter: TenantFilterIn | None = Field(default=None, description="multiTenant only.")
+    include_defender: StrictBool | None = None
+    collect: list[CollectName] | None = Field(default=None, max_length=len(COLLECTABLE) * 2,
+                                               description=COLLECT_DESCRIPTION + " null: all of them.")
+    status: Literal["active", "disabled"] | None = Field(
+        default=None, description="disabled: no more syncs (the secrets stay, unlike DELETE); active: sync again.")
+
+    @field_validator("collect")
+    @classmethod
+    def _collect_once(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise PydanticCustomError("duplicate", "collect names an entity twice")
+        return value
+
+    def to_domain(self) -> IntegrationChange:
+        given = self.model_fields_set
+        return IntegrationChange(
+            display_name=self.display_name,
+            tenant_filter=TenantFilter(include=self.tenant_filter.include, exclude=self.tenant_filter.exclude)
+            if self.tenant_filter is not None else None,
+            include_defender=self.include_defender,
+            collect=self.collect,
+            collect_given="collect" in given,
+            status=self.status,
+        )
+
+
 class SyncRequest(RequestModel):
     """Which tenants to sync now; absent means every tenant of the integration."""
 
@@ -362,8 +401,10 @@ def _entity_counts(schema: dict[str, Any]) -> None:
             "type": "integer", "description": f"{other.summary} Present after the last sync that read them."}
     properties["facts"] = {
         "type": "object",
-        "description": "What the last sync saw beyond the counts, per entity it collected: autopilotDevices "
-                       "{unenrolled}, entraDevices {unmanaged}, vulnerabilities {critical, high, medium, low}, "
+        "description": "What the last sync saw beyond the counts, per entity it collected: devices "
+                       "{osEnded, osEndingSoon} (past, or within 180 days of, their OS release's end of "
+                       "support), autopilotDevices {unenrolled}, entraDevices {unmanaged}, vulnerabilities "
+                       "{critical, high, medium, low}, "
                        "licences {enabled, consumed} (prepaid units enabled, units assigned).",
         "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}},
     }
@@ -492,6 +533,20 @@ class VulnerabilitySummaryOut(ResponseModel):
     top_cves: list[str] = Field(default_factory=list, description="Up to five CVE ids, most severe first.")
 
 
+class OsSupportOut(ResponseModel):
+    """Where the device's OS release stands against Microsoft's published end of support, on the day of the
+    sync that wrote the device (shared/mapping/lifecycle.py, its dates in shared/mapping/os_lifecycle.json)."""
+
+    status: Literal["supported", "endingSoon", "ended", "unknown"] = Field(
+        description="endingSoon: support ends within 180 days; ended: after endsOn; unknown: a platform or "
+                    "build without published dates (iOS, iPadOS, macOS, Android, an unlisted Windows build).")
+    ends_on: date | None = Field(default=None, description="The last day Microsoft services the release (for "
+                                 "Windows Server, the end of extended support). Intune does not say the edition: "
+                                 "the earliest date of the release's editions (Home/Pro's for Windows 11).")
+    release: str | None = Field(default=None, description='The release matched, e.g. "Windows 11 23H2".')
+    source: str | None = Field(default=None, description="The Microsoft lifecycle page the date comes from.")
+
+
 class DeviceOut(ResponseModel):
     """A hardware asset: an Intune managed device, with its Defender health when matched, and the
     Autopilot identity, Entra ID device and vulnerabilities that describe the same machine."""
@@ -504,6 +559,8 @@ class DeviceOut(ResponseModel):
     model: str | None = None
     operating_system: str | None = None
     os_version: str | None = None
+    os_support: OsSupportOut | None = Field(
+        default=None, description="null for a device not synced since memsync judged OS support.")
     compliance_state: str | None = None
     management_agent: str | None = None
     owner_type: str | None = None
@@ -681,8 +738,12 @@ class AlertOut(ResponseModel):
     role: str = Field(description="Which secret: partner, sync or partnerSignin.")
     mark: int | None = Field(default=None, description="The days-left mark that raised it; null for a "
                                                        "credential or relationship alert.")
-    expires_on_source: str | None = Field(default=None, description="graph, declared or assumed.")
+    expires_on_source: str | None = Field(default=None, description="graph, given or assumed.")
     resolved_at: datetime | None = None
+    resolved_reason: str | None = Field(default=None, description="Why it was resolved, e.g. 'superseded by "
+                                                                  "the 7-day mark' or 'integration deleted'.")
+    tenant_id: str | None = Field(default=None, description="The customer tenant a syncPoisoned or relationship "
+                                                            "alert is about.")
     delivered: bool = False
     delivered_at: datetime | None = None
 
@@ -690,6 +751,24 @@ class AlertOut(ResponseModel):
 class AlertList(ResponseModel):
     value: list[AlertOut]
     next_link: str | None = None
+
+
+class DeliveryOut(ResponseModel):
+    configured: bool = Field(description="Whether MEMSYNC_ALERT_WEBHOOK_URL is set.")
+    delivered: int
+    failed: int
+    errors: list[str] = Field(description="'<alert id>: <HTTP status or exception type>', never a URL.")
+
+
+class ExpiryCheckOut(ResponseModel):
+    """What one run of the secret-expiry check did (POST /api/alerts/check)."""
+
+    secrets_checked: int
+    alerts_raised: int
+    alerts_resolved: int = Field(description="Superseded, of a replaced secret, of a deleted integration, ...")
+    failures: list[str] = Field(description="'<Key Vault secret name>: <error type>' of secrets left for the "
+                                            "next run.")
+    delivery: DeliveryOut
 
 
 class SyncAccepted(ResponseModel):
@@ -758,3 +837,36 @@ class ProblemOut(ResponseModel):
 
 
 PartnerSigninOut.model_rebuild()
+
+
+class AuditActorOut(ResponseModel):
+    kind: Literal["functionKey", "user", "app"] = Field(description="functionKey: the function key (automation); "
+                                                        "user or app once Entra ID sign-in is configured.")
+    name: str
+    id: str | None = Field(default=None, description="The signed-in principal's object id; null for the key.")
+
+
+class AuditEntryOut(ResponseModel):
+    """One change asked of the API, made or refused: who, what, when, from where, and the outcome."""
+
+    id: str
+    at: datetime
+    action: str = Field(description="integration.register, integration.change, integration.rotateSecrets, "
+                        "integration.sync, integration.delete, integration.partnerSignin, integration.consent, "
+                        "tenant.consent, alerts.check.")
+    outcome: Literal["done", "refused", "failed"]
+    status: int = Field(description="The HTTP status answered.")
+    actor: AuditActorOut
+    integration_id: str | None = None
+    tenant_id: str | None = None
+    fields: list[str] = Field(default_factory=list, description="The names of the fields the request sent; "
+                              "never a value.")
+    code: str | None = Field(default=None, description="The first errors[].code of a refusal.")
+    address: str | None = Field(default=None, description="The client address the platform saw.")
+    method: str
+    route: str
+
+
+class AuditList(ResponseModel):
+    value: list[AuditEntryOut]
+    next_link: str | None = None

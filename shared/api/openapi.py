@@ -23,6 +23,7 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
     m.MultiTenantRegistration,
     m.SingleTenantRegistration,
     m.SecretRotation,
+    m.IntegrationPatch,
     m.SyncRequest,
 )
 _RESPONSES: tuple[type[BaseModel], ...] = (
@@ -34,6 +35,9 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     *(model for pair in m.ENTITY_MODELS.values() for model in pair),  # each listed entity's item and page
     m.AlertOut,
     m.AlertList,
+    m.AuditEntryOut,
+    m.AuditList,
+    m.ExpiryCheckOut,
     m.SyncAccepted,
     m.PartnerSigninOut,
     m.ConsentOut,
@@ -200,7 +204,8 @@ def _paths() -> dict[str, Any]:
                     "422": _problem(
                         "Microsoft refused the credentials: invalidSecret, secretExpired, "
                         "appNotFoundInTenant, consentMissing, permissionMissing, tenantNotFound or "
-                        "unreachable, each with an action."
+                        "unreachable, each with an action (type credentials-rejected); or an *ExpiresOn "
+                        "date is in the past: dateInPast (type invalid-request)."
                     ),
                     **BODY_ERRORS,
                 },
@@ -219,9 +224,26 @@ def _paths() -> dict[str, Any]:
             "get": _op(
                 "getIntegration",
                 "One integration.",
-                {"200": _json(m.IntegrationOut, "The integration."), **NOT_FOUND},
+                {"200": _json(m.IntegrationOut, "The integration, with its ETag header."), **NOT_FOUND},
                 tag="integrations",
                 params=[ID],
+            ),
+            "patch": _op(
+                "changeIntegration",
+                "Change the name, tenant filter (multiTenant), includeDefender, collect or status (active, "
+                "disabled); fields left out stay. With If-Match (the ETag of GET), only if nobody changed it "
+                "since.",
+                {
+                    "200": _json(m.IntegrationOut, "The changed integration, with its new ETag header."),
+                    **NOT_FOUND,
+                    "409": _problem("status active on an integration deleted with DELETE (integrationDisabled)."),
+                    "412": _problem("If-Match names a version that is no longer current (changedMeanwhile)."),
+                    **BODY_ERRORS,
+                },
+                tag="integrations",
+                params=[ID, _param("If-Match", "header", {"type": "string"},
+                                   "An ETag from GET /api/integrations/{id}; absent: change whatever is current.")],
+                body={"required": True, "content": {"application/json": {"schema": _ref(m.IntegrationPatch)}}},
             ),
             "delete": _op(
                 "deleteIntegration",
@@ -253,7 +275,8 @@ def _paths() -> dict[str, Any]:
                         "The integration was removed (integrationDisabled), or its secret is deleted in Key Vault "
                         "and not purged (secretDeleted); nothing changed."
                     ),
-                    "422": _problem("Microsoft refused a new secret; nothing changed."),
+                    "422": _problem("Microsoft refused a new secret, or an *ExpiresOn date is in the past "
+                                    "(dateInPast); nothing changed."),
                     **BODY_ERRORS,
                 },
                 tag="integrations",
@@ -390,6 +413,24 @@ def _paths() -> dict[str, Any]:
                 params=[ID],
             ),
         },
+        "/api/audit": {
+            "get": _op(
+                "listAudit",
+                "The audit trail, newest first: every change asked of the API (made or refused), who asked, "
+                "from where, and the outcome; records outlive the integration they describe.",
+                {"200": csv_or(m.AuditList, "A page of audit records, or all of them as CSV."),
+                 "400": _problem("A parameter is not valid (an unknown one, a date without a zone).")},
+                tag="audit",
+                params=[
+                    TOP,
+                    CONTINUATION,
+                    _param("integrationId", "query", _GUID, "Only the records of this integration."),
+                    _param("since", "query", {"type": "string", "format": "date-time"}, "Records at or after."),
+                    _param("until", "query", {"type": "string", "format": "date-time"}, "Records before."),
+                    FORMAT,
+                ],
+            ),
+        },
         "/api/alerts": {
             "get": _op(
                 "listAlerts",
@@ -409,6 +450,23 @@ def _paths() -> dict[str, Any]:
                         "Only open or only resolved alerts; both when left out.",
                     ),
                 ],
+            ),
+        },
+        "/api/alerts/check": {
+            "post": _op(
+                "checkAlerts",
+                "Run the secret-expiry check now, as the timer does: one open alert per secret (the most "
+                "urgent mark reached), stale ones resolved, undelivered ones posted to the webhook. Takes "
+                "no body.",
+                {
+                    "202": {
+                        **_json(m.ExpiryCheckOut, "The check ran; what it did."),
+                        "headers": {
+                            "Location": {"schema": {"type": "string"}, "description": "/api/alerts?status=open"}
+                        },
+                    },
+                },
+                tag="alerts",
             ),
         },
         "/api/health": {

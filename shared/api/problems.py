@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import (
     ActionableError,
+    ChangedMeanwhile,
     Conflict,
     ConsentFailed,
     CredentialsRejected,
@@ -82,11 +83,16 @@ class ApiProblem(Exception):
         }
 
 
+# Codes of values that are well-formed but cannot be accepted (an expiry date already past): a request
+# whose every problem is one of these is a 422, RFC 9110 section 15.5.21; with any other problem, a 400.
+UNPROCESSABLE_CODES = frozenset({"dateInPast"})
+
+
 # Problem types. Each is a function so the detail can name the resource without echoing client input.
 def invalid_request(errors: list[FieldError], detail: str | None = None) -> ApiProblem:
     count = len(errors)
     return ApiProblem(
-        400,
+        422 if errors and all(e.code in UNPROCESSABLE_CODES for e in errors) else 400,
         "The request is not valid",
         detail or f"{count} problem{'s' if count != 1 else ''} with the request; see errors[].",
         errors,
@@ -209,6 +215,8 @@ def problem_from_domain(exc: DomainError | ActionableError) -> ApiProblem:
         return ApiProblem(404, "Not found", exc.message, errors, "not-found")
     if isinstance(exc, Conflict):
         return ApiProblem(409, "Conflict", exc.message, errors, "conflict")
+    if isinstance(exc, ChangedMeanwhile):
+        return ApiProblem(412, "Precondition failed", exc.message, errors, "changed-meanwhile")
     if isinstance(exc, InvalidInput):
         return invalid_request(errors)
     if isinstance(exc, CredentialsRejected):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,22 @@ if TYPE_CHECKING:
 
 def _error(error: ErrorModel | None) -> ErrorOut | None:
     return None if error is None else ErrorOut(code=error.code, message=error.message, action=error.action)
+
+
+def integration_etag(integration: Integration) -> str:
+    """A weak entity tag of the integration as the API shows it (RFC 9110 8.8.3): it changes exactly when
+    GET's answer would, whoever changed the record (a person, discovery, the expiry check)."""
+    view = json.dumps(integration_view(integration), sort_keys=True, separators=(",", ":"), default=str)
+    return 'W/"' + hashlib.sha256(view.encode()).hexdigest()[:32] + '"'
+
+
+def if_match_admits(header: str | None, current_etag: str) -> bool:
+    """Whether an If-Match header admits the current tag (weak comparison, as RFC 9110 13.1.1 allows for
+    the tags memsync sends): absent or `*` admits any; otherwise one listed tag must equal it."""
+    if header is None or header.strip() == "*":
+        return True
+    opaque = current_etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in header.split(",") if tag.strip())
 
 
 def integration_view(integration: Integration) -> dict[str, Any]:

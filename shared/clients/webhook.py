@@ -36,6 +36,7 @@ _TITLES = {
     "secretExpiring": "Client secret expiring",
     "secretExpired": "Client secret expired",
     "secretInvalid": "Client secret not valid",
+    "syncPoisoned": "Tenant sync failed repeatedly",
 }
 
 
@@ -54,6 +55,9 @@ def alert_title(alert: Alert) -> str:
 
 def alert_facts(alert: Alert) -> list[tuple[str, str]]:
     """What a person needs at a glance: which integration, which app, when, how many days."""
+    if alert.kind.value == "syncPoisoned":  # about a tenant's sync, not a secret's date
+        return [("Integration", f"{alert.integration_name} ({alert.integration_id})"),
+                ("Tenant", alert.tenant_id or "unknown"), ("Alert ID", alert.id)]
     expires = alert.expires_on.strftime("%Y-%m-%d %H:%M UTC") if alert.expires_on else "unknown"
     if alert.expires_on and alert.expires_on_source == "assumed":
         expires += " (assumed: 180 days after the secret was stored)"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from shared.mapping.dates import normal_date
+from shared.mapping.lifecycle import os_support
 from shared.mapping.text import SkippedRecord, storable
 
 # The properties memsync reads from the list (its `$select`): exactly the Device's Intune fields (docs/api.md).
@@ -240,9 +242,11 @@ def map_device(
     autopilot: dict[str, Any] | None = None,
     entra_device: dict[str, Any] | None = None,
     vulnerabilities: dict[str, Any] | None = None,
+    today: date | None = None,
 ) -> dict[str, Any]:
     """One Graph v1.0 managedDevice -> the Device fields of docs/api.md (without the bookkeeping dates),
-    with the summaries of what joins it (`shared.mapping.joins`), each None when nothing does.
+    with the summaries of what joins it (`shared.mapping.joins`), each None when nothing does, and its
+    `osSupport` on the sync's day `today` (`shared.mapping.lifecycle`; None when no day is given).
 
     Raises `SkippedRecord` for a record without a usable id or with fields of the wrong type.
     `physicalMemoryInBytes` 0 in a list response means "not listed" (FACTS.md), so it maps to None.
@@ -266,6 +270,8 @@ def map_device(
     device["isEncrypted"] = encrypted
     for name in _DATE_FIELDS:
         device[name] = normal_date(device[name])
+    device["osSupport"] = (None if today is None
+                           else os_support(device["operatingSystem"], device["osVersion"], today=today))
     device["defender"] = defender
     device["autopilot"] = autopilot
     device["entraDevice"] = entra_device
@@ -284,6 +290,7 @@ DEVICE_FIELDS: tuple[str, ...] = (
     "model",
     "operatingSystem",
     "osVersion",
+    "osSupport",
     "complianceState",
     "managementAgent",
     "ownerType",

@@ -1,4 +1,4 @@
-"""Raising, resolving, delivering and listing alerts about integration secrets.
+"""Raising, resolving, delivering and listing alerts about integration secrets and tenant syncs.
 
 For the other areas:
 
@@ -7,11 +7,17 @@ For the other areas:
   calendar says, and marks the integration (status `error`, `error` = the actionable error).
 * `resolve_secret_alerts(rt, integration, role)`: after a successful rotation, resolves the open alerts
   of that secret's earlier versions.
+* `resolve_integration_alerts(rt, integration_id)`: a deleted integration's open alerts are resolved.
+* `raise_poisoned_sync_alert(rt, job)`: a tenant's sync job that the host moved to `memsync-sync-poison`.
 
 Every alert is raised at most once: its id is derived from the secret's name and version and the mark or
 kind (`shared.stores.alerts.alert_id`), and the insert fails in Table Storage when it already exists.
 The `secretExpired` alert of a version has the same id whether the expiry timer (mark 0) or a sync (the
 AADSTS code) found it first, so an expired secret is reported once.
+
+A secret has at most one open alert, its most urgent (`secret_urgency`): an alert that a more urgent one
+replaces (a later mark, or Entra refusing the secret) is resolved with the reason ("superseded by the
+7-day mark"), so the webhook carries one message per mark reached, never several at once.
 
 Delivery to MEMSYNC_ALERT_WEBHOOK_URL: an alert is `delivered` only after the receiver answered 2xx; a
 failed delivery stays pending and the next timer run tries again. A worker claims an alert (ETag-guarded
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -40,15 +46,17 @@ from shared.models import (
     ExpiresOnSource,
     GdapRelationship,
     Integration,
+    IntegrationKind,
     IntegrationStatus,
     SecretRef,
 )
-from shared.stores.alerts import Alert, AlertKind, AlertStatus, AlertStore, alert_id
+from shared.stores.alerts import SECRET_KINDS, Alert, AlertKind, AlertStatus, AlertStore, alert_id
 from shared.stores.tables import unless_contended
 
 if TYPE_CHECKING:
     from shared.clients.webhook import AlertWebhook
     from shared.runtime import Runtime
+    from shared.stores.queues import SyncJob
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,10 @@ _APP_LABELS = {AppRole.PARTNER: "partner app", AppRole.SYNC: "sync app",
                AppRole.PARTNER_SIGNIN: "partner admin sign-in"}
 RELATIONSHIP_KINDS = frozenset({AlertKind.RELATIONSHIP_EXPIRING, AlertKind.RELATIONSHIP_EXPIRED})
 RELATIONSHIP_WINDOW_DAYS = 30
+# host.json extensions.queues.maxDequeueCount: deliveries of a sync job before the host poisons it.
+SYNC_DELIVERIES = 5
+INTEGRATION_DELETED = "integration deleted"
+SECRET_REPLACED = "secret replaced by a new version"
 
 
 # --- what an alert says (pure) ---------------------------------------------------------------------
@@ -93,6 +105,36 @@ def days_left(expires_on: datetime, now: datetime) -> int:
 
 def _when(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def most_urgent_mark(expires_on: datetime, now: datetime, thresholds: Iterable[int]) -> int | None:
+    """The most urgent mark (fewest days before expiry) reached at `now`; None while none is.
+
+    Mark `m` is reached once the secret expires within `m` days; mark 0 is the expiry itself."""
+    remaining = expires_on - now
+    reached = [m for m in set(thresholds) if remaining <= timedelta(days=m)]
+    return min(reached) if reached else None
+
+
+def secret_urgency(alert: Alert) -> int:
+    """How urgent a secret alert is, lower first: Entra refusing the secret as not valid (-1), the expiry
+    (0: mark 0, or Entra's AADSTS7000222), then the marks by their days."""
+    if alert.kind is AlertKind.SECRET_INVALID:
+        return -1
+    return alert.mark if alert.mark is not None else 0
+
+
+def mark_name(mark: int) -> str:
+    return "the expiry (0-day mark)" if mark == 0 else f"the {mark}-day mark"
+
+
+def superseded_reason(by: Alert) -> str:
+    """Why an open alert of a secret was resolved in favour of `by`, a more urgent one."""
+    if by.kind is AlertKind.SECRET_INVALID:
+        return "superseded: Entra ID refuses the secret as not valid"
+    if by.mark is None:
+        return "superseded: Entra ID refuses the secret as expired"
+    return f"superseded by {mark_name(by.mark)}"
 
 
 def _who(integration: Integration, ref: SecretRef) -> str:
@@ -242,6 +284,7 @@ def relationship_alert(
         expires_on=end,
         days_left=left,
         raised_at=now,
+        tenant_id=tenant.tenant_id,
         message=text,
         action=action,
     )
@@ -293,16 +336,35 @@ async def update_alert(
     return await unless_contended(store.update(integration_id, alert_id_, change))
 
 
-async def resolve_alert(store: AlertStore, alert: Alert, now: datetime) -> bool:
-    """Resolve one alert; True when this call resolved it (not when it was resolved already, or is gone)."""
-    after = await update_alert(store, alert.integration_id, alert.id, lambda a: resolved(a, now))
-    return after is not None and after.status is AlertStatus.RESOLVED and after.resolved_at == now
+async def resolve_alert(store: AlertStore, alert: Alert, now: datetime, reason: str) -> bool:
+    """Resolve one alert, saying why; True when this call resolved it (not when it was resolved already,
+    or is gone)."""
+    after = await update_alert(store, alert.integration_id, alert.id, lambda a: resolved(a, now, reason))
+    return (after is not None and after.status is AlertStatus.RESOLVED and after.resolved_at == now
+            and after.resolved_reason == reason)
 
 
-def resolved(alert: Alert, now: datetime) -> Alert | None:
+def resolved(alert: Alert, now: datetime, reason: str) -> Alert | None:
+    """The alert resolved at `now` for `reason`; None when it is resolved already (its reason is kept)."""
     if alert.status is AlertStatus.RESOLVED:
         return None
-    return alert.model_copy(update={"status": AlertStatus.RESOLVED, "resolved_at": now})
+    return alert.model_copy(update={"status": AlertStatus.RESOLVED, "resolved_at": now, "resolved_reason": reason})
+
+
+async def supersede(store: AlertStore, by: Alert, now: datetime) -> int:
+    """Resolve the open alerts of `by`'s secret and version that are less urgent than `by` (one open
+    alert per secret); returns how many this call resolved."""
+    count = 0
+    for other, _ in await store.list_secret_alerts(by.integration_id, by.role):
+        if (other.id == by.id or other.status is not AlertStatus.OPEN or other.kind not in SECRET_KINDS
+                or other.secret_name != by.secret_name or other.secret_version != by.secret_version
+                or secret_urgency(other) <= secret_urgency(by)):
+            continue
+        reason = superseded_reason(by)
+        if await resolve_alert(store, other, now, reason):
+            log.info("alert %s resolved: %s", other.id, reason)
+            count += 1
+    return count
 
 
 def marked(current: Integration, error: ActionableError, version: str | None, role: AppRole) -> Integration | None:
@@ -350,6 +412,8 @@ async def raise_credential_alert(
     if created:
         log.warning("alert %s raised: %s %s secret of integration %s (%s)", alert.id, alert.kind.value,
                     role.value, integration.id, error.code.value)
+    # Entra's answer outranks the calendar: an open expiry warning of this secret is superseded.
+    await supersede(store, alert, alert.raised_at)
     await _mark_integration(rt, integration.id, error, ref.version, role)
     found = await store.get_alert(integration.id, alert.id)
     if created and found is not None:
@@ -359,7 +423,8 @@ async def raise_credential_alert(
 
 
 async def resolve_secret_alerts(
-    rt: Runtime, integration: Integration, role: AppRole, *, clock: Clock = SYSTEM_CLOCK
+    rt: Runtime, integration: Integration, role: AppRole, *, clock: Clock = SYSTEM_CLOCK,
+    reason: str = SECRET_REPLACED,
 ) -> int:
     """Resolve the open alerts of the secret's earlier versions (call after a successful rotation, with
     the integration as it now is). Alerts already raised for the new version stay open. Returns how many
@@ -370,11 +435,11 @@ async def resolve_secret_alerts(
     count = 0
     now = clock.now()
     for alert, _ in await store.list_secret_alerts(integration.id, role):
-        if alert.status is not AlertStatus.OPEN or alert.kind in RELATIONSHIP_KINDS:
+        if alert.status is not AlertStatus.OPEN or alert.kind not in SECRET_KINDS:
             continue
         if current_version is not None and alert.secret_version == current_version:
             continue
-        if await resolve_alert(store, alert, now):
+        if await resolve_alert(store, alert, now, reason):
             count += 1
     if count:
         log.info("integration %s: %d alert(s) of the %s secret resolved by rotation", integration.id, count,
@@ -408,6 +473,88 @@ async def raise_relationship_alerts(
         if found is not None:
             await _deliver_safely(rt, store, found[0], found[1], clock)
     return raised
+
+
+async def resolve_integration_alerts(
+    rt: Runtime, integration_id: str, *, clock: Clock = SYSTEM_CLOCK, reason: str = INTEGRATION_DELETED
+) -> int:
+    """Resolve every open alert of an integration (it was deleted: nothing is left to act on); returns how
+    many this call resolved."""
+    store = AlertStore(rt.tables)
+    now = clock.now()
+    count = 0
+    for alert, _ in await store.list_open(integration_id):
+        if await resolve_alert(store, alert, now, reason):
+            count += 1
+    if count:
+        log.info("integration %s: %d open alert(s) resolved (%s)", integration_id, count, reason)
+    return count
+
+
+def poisoned_sync_alert(
+    integration: Integration, tenant: CustomerTenant, job: SyncJob, *, now: datetime
+) -> Alert:
+    """The alert for a tenant's sync job that failed on every delivery and went to `memsync-sync-poison`.
+
+    Its id comes from the tenant and its last successful sync: every job of that tenant poisoned before it
+    syncs again is the same alert, raised once; after a successful sync a new poisoning is a new alert."""
+    customer = tenant.display_name or tenant.default_domain_name or tenant.tenant_id
+    since = tenant.last_success_at.isoformat() if tenant.last_success_at else "never"
+    last = f" The tenant's last error: {tenant.error.message}" if tenant.error is not None else ""
+    if last and not last.endswith("."):
+        last += "."
+    tenant_ids = '{"tenantIds": ["' + tenant.tenant_id + '"]}'
+    return Alert(
+        id=alert_id(f"sync-poison/{tenant.tenant_id}", since, AlertKind.SYNC_POISONED.value),
+        integration_id=integration.id,
+        integration_name=integration.display_name,
+        kind=AlertKind.SYNC_POISONED,
+        role=AppRole.SYNC,
+        app_id=integration.sync_app_id,
+        secret_name=f"sync:{tenant.tenant_id}",
+        secret_version=since,
+        raised_at=now,
+        tenant_id=tenant.tenant_id,
+        message=(
+            f"The sync of tenant '{customer}' ({tenant.tenant_id}) of integration '{integration.display_name}' "
+            f"({integration.id}) failed on each of its {SYNC_DELIVERIES} deliveries, so the Functions host "
+            f"moved its job (run {job.run_id}, trigger {job.trigger}) to the memsync-sync-poison queue.{last}"
+        ),
+        action=(
+            f"See the tenant's status and error with GET /api/integrations/{integration.id}/tenants and look "
+            f"up run {job.run_id} in the function logs (sync_tenant). Once the cause is fixed, sync it again "
+            f"with POST /api/integrations/{integration.id}/sync and the body {tenant_ids} (the scheduled sync "
+            "tries it again too). The alert is resolved by the next expiry check after the tenant has synced."
+        ),
+    )
+
+
+async def raise_poisoned_sync_alert(rt: Runtime, job: SyncJob, *, clock: Clock = SYSTEM_CLOCK) -> Alert | None:
+    """Raise `syncPoisoned` for a job the host moved to the poison queue, and deliver it at once. None when
+    the job names no live integration, or a tenant that is not one of its tenants (nothing to act on)."""
+    integration = await rt.integrations.get_integration(job.integration_id)
+    if integration is None or integration.status is IntegrationStatus.DISABLED:
+        log.info("poisoned sync job of run %s: integration %s is gone or removed; no alert", job.run_id,
+                 job.integration_id)
+        return None
+    tenant = await rt.tenants.get_tenant(integration.id, job.tenant_id)
+    single = integration.kind is IntegrationKind.SINGLE_TENANT
+    if tenant is None or (single and (integration.tenant_id or "").lower() != job.tenant_id.lower()):
+        log.info("poisoned sync job of run %s: tenant %s is not one of integration %s's tenants; no alert",
+                 job.run_id, job.tenant_id, integration.id)
+        return None
+    alert = poisoned_sync_alert(integration, tenant, job, now=clock.now())
+    store = AlertStore(rt.tables)
+    if not await store.create_alert(alert):
+        log.info("poisoned sync job of run %s: tenant %s already has alert %s", job.run_id, job.tenant_id, alert.id)
+    else:
+        log.warning("alert %s raised: syncPoisoned, tenant %s of integration %s (run %s)", alert.id,
+                    job.tenant_id, integration.id, job.run_id)
+        found = await store.get_alert(integration.id, alert.id)
+        if found is not None:
+            await _deliver_safely(rt, store, found[0], found[1], clock)
+    found = await store.get_alert(integration.id, alert.id)
+    return found[0] if found is not None else alert
 
 
 # --- delivery --------------------------------------------------------------------------------------

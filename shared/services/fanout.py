@@ -333,3 +333,22 @@ async def enqueue_all(rt: Runtime, trigger: Trigger = "schedule") -> dict[str, A
         else:
             report[integration.id] = {"queued": result}
     return report
+
+
+async def apply_tenant_filter(rt: Runtime, integration: Integration) -> list[CustomerTenant]:
+    """Bring the known tenants' `excluded` status in line with the integration's tenantFilter now (an
+    edit), without waiting for the next discovery; returns every tenant as recorded."""
+    now = utcnow()
+
+    async def one(tenant: CustomerTenant) -> CustomerTenant | None:
+        admitted = integration.tenant_filter.admits(tenant.tenant_id)
+
+        def change(current: CustomerTenant) -> CustomerTenant | None:
+            return _desired(current, None, admitted=admitted, complete=False, now=now)
+
+        if change(tenant) is None:
+            return tenant
+        return await unless_contended(rt.tenants.update(integration.id, tenant.tenant_id, change))
+
+    known = await rt.tenants.list_tenants(integration.id)
+    return [t for t in await asyncio.gather(*(one(t) for t in known)) if t is not None]

@@ -6,8 +6,11 @@ Defender for Endpoint. The sync app's tokens must carry the application permissi
 `roles` claim. Every failure is mapped to the registration codes of docs/api.md with an action, and all
 are reported at once.
 
-Secrets go to Key Vault only; the integration record keeps their names and expiry dates. A step that
-fails after the vault write undoes what was written, so a failed request leaves nothing half-made.
+Secrets go to Key Vault only; the integration record keeps their names and expiry dates. Each secret's
+expiry is read from Graph at once (the app's `passwordCredentials`, matched by hint): a date the admin
+gave that differs is corrected to Graph's (`expiresOnSource: graph`, as is a date Graph gives when none
+was); when the app may not read itself, the given date (or 180 days, `assumed`) stays. A step that fails
+after the vault write undoes what was written, so a failed request leaves nothing half-made.
 https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow
 
 One integration per (home tenant, sync app), however many requests race: before anything else is stored,
@@ -60,7 +63,8 @@ from shared.models import (
     TenantStatus,
 )
 from shared.permissions import Resource, lacking, optional_roles, required_roles
-from shared.services.alerting import resolve_secret_alerts
+from shared.services.alerting import app_label, resolve_integration_alerts, resolve_secret_alerts
+from shared.services.expiry import Expiry, graph_secret_end, home_area
 from shared.services.fanout import enqueue_integration
 from shared.services.queries import load_integration
 from shared.stores.assets import AssetStore
@@ -77,6 +81,9 @@ DEFENDER_ROLES = required_roles(Resource.DEFENDER)
 # Entra's default client-secret lifetime in the portal is 180 days ("Recommended: 180 days").
 ASSUMED_SECRET_LIFETIME = timedelta(days=180)
 TOKEN_CHECK_SECONDS = 30.0
+# Reading a new secret's date from Graph may hold a registration or rotation this long at most; past it
+# the given (or assumed) date stays and the daily expiry check reads Graph again.
+EXPIRY_LOOKUP_SECONDS = 15.0
 # A registration holds the claim on its (home tenant, sync app) from before its first write until its record
 # is stored. The Functions host ends every invocation after host.json's functionTimeout (10 minutes), so a
 # claim that old whose integration does not exist was left by a registration that never finished.
@@ -178,14 +185,15 @@ async def check_app(
     """The problems with one app in one tenant; [] when every token it needs comes with its permissions.
     Optional permissions the token lacks go to `warnings` (when given): the sync goes on without them."""
     missing: list[str] = []
-    for index, audience in enumerate(check.audiences):
+    unavailable: list[FieldProblem] = []
+    for audience in check.audiences:
         try:
             token = await _token(rt, check, audience)
         except ActionableError as exc:
-            if index > 0 and audience.roles and exc.code == ErrorCode.APP_NOT_FOUND_IN_TENANT:
-                # The app exists (its first token came), so the resource's service principal is what is
-                # missing here (AADSTS500011): the API was never granted to the app in this tenant.
-                missing.extend(audience.roles)
+            if exc.code is ErrorCode.DEFENDER_UNAVAILABLE:
+                # AADSTS500011 for Defender's API: Defender is not set up in the tenant, so the app cannot
+                # hold Machine.Read.All there; a permissionMissing that says so (credential_problem).
+                unavailable.append(credential_problem(exc, check.id_field))
                 continue
             return [credential_problem(exc, check.field_for(exc.code))]
         granted = token_roles(token)
@@ -200,8 +208,8 @@ async def check_app(
                 f"registration {check.app.app_id} (API permissions) and grant admin consent.")))
     if missing:
         refused = permission_missing(missing, app_id=check.app.app_id, tenant_id=check.tenant_id)
-        return [credential_problem(refused, check.id_field)]
-    return []
+        return [credential_problem(refused, check.id_field), *unavailable]
+    return unavailable
 
 
 async def check_credentials(
@@ -221,16 +229,44 @@ def _expiry(given: datetime | None, now: datetime) -> tuple[datetime, ExpiresOnS
     return (given, "given") if given is not None else (now + ASSUMED_SECRET_LIFETIME, "assumed")
 
 
+async def secret_expiry(
+    rt: Runtime, tenant_id: str, app: AppCredential, given: datetime | None, *, kind: IntegrationKind
+) -> Expiry:
+    """A new secret's expiry: Graph's `endDateTime` for it when the app may read itself (`graph`; a given
+    date that differs is corrected to it, one that matches stays `given`), else the given date, else 180
+    days from now (`assumed`)."""
+    now = utcnow()
+    what = f"the {app.label} {app.app_id}"
+    try:
+        end = await asyncio.wait_for(
+            graph_secret_end(rt, tenant_id, app, area=home_area(kind), stored_on=now,
+                             budget_seconds=EXPIRY_LOOKUP_SECONDS, what=what),
+            EXPIRY_LOOKUP_SECONDS,
+        )
+    except (ActionableError, TimeoutError) as exc:
+        log.info("%s: its secret's expiry could not be read from Graph (%s); keeping the %s date", what,
+                 exc.code.value if isinstance(exc, ActionableError) else "timeout",
+                 "given" if given is not None else "assumed")
+        end = None
+    if end is None:
+        return Expiry(*_expiry(given, now))
+    if given == end:
+        return Expiry(given, "given")  # confirmed: nothing to correct
+    if given is not None:
+        log.info("%s: the expiry date given differs from Graph's; Graph's is kept", what)
+    return Expiry(end, "graph")
+
+
 async def _write_secret(
-    rt: Runtime, integration_id: str, role: AppRole, app_id: str, value: SecretStr, given: datetime | None
+    rt: Runtime, integration_id: str, role: AppRole, app_id: str, value: SecretStr, expiry: Expiry
 ) -> SecretRef:
-    expires_on, source = _expiry(given, utcnow())
+    expires_on, source = expiry.expires_on, expiry.source
     name = secret_name(integration_id, role)
     version = await rt.secrets.set_secret(
         name,
         value,
         # An assumed date is a guess: written to the vault it could lock out a secret that still works.
-        expires_on=given,
+        expires_on=None if source == "assumed" else expires_on,
         tags={"integrationId": integration_id, "role": role.value, "appId": app_id},
     )
     return SecretRef(
@@ -385,13 +421,17 @@ async def register(
         covering = None if multi else await _covering(rt, home, sync_app_id)
         if covering is not None:
             raise _covered(covering, home)
+        apps = [(role, app) for role, app in ((AppRole.PARTNER, new.partner_app), (AppRole.SYNC, new.sync_app))
+                if app is not None]
+        expiries = await asyncio.gather(*(
+            secret_expiry(rt, home, AppCredential(app.app_id, app.secret, app_label(role)), app.expires_on,
+                          kind=new.kind)
+            for role, app in apps))
         secrets: list[SecretRef] = []
-        for role, app in ((AppRole.PARTNER, new.partner_app), (AppRole.SYNC, new.sync_app)):
-            if app is None:
-                continue
+        for (role, app), expiry in zip(apps, expiries, strict=True):
             # Named before the write: a write that fails after the vault stored it (a timeout) is undone too.
             written.append(secret_name(integration_id, role))
-            secrets.append(await _write_secret(rt, integration_id, role, app.app_id, app.secret, app.expires_on))
+            secrets.append(await _write_secret(rt, integration_id, role, app.app_id, app.secret, expiry))
         integration = Integration(
             id=integration_id,
             kind=new.kind,
@@ -542,11 +582,15 @@ async def rotate_secrets(rt: Runtime, integration_id: str, body: NewSecrets) -> 
     if errors:
         raise CredentialsRejected(errors)
 
+    # The new secrets' dates, read from Graph now rather than at the next expiry check.
+    expiries = await asyncio.gather(*(
+        secret_expiry(rt, home, AppCredential(app_id, value, app_label(role)), given, kind=integration.kind)
+        for role, app_id, value, given in new))
     previous = {role: await _current_value(rt, integration, role) for role, _, _, _ in new}
     written: dict[AppRole, SecretRef] = {}
     try:
-        for role, app_id, value, given in new:
-            written[role] = await _write_secret(rt, integration.id, role, app_id, value, given)
+        for (role, app_id, value, _), expiry in zip(new, expiries, strict=True):
+            written[role] = await _write_secret(rt, integration.id, role, app_id, value, expiry)
         updated = await update_integration(rt, integration.id, lambda current: _rekeyed(current, written))
     except SecretDeleted as exc:
         await _restore_secrets(rt, integration, previous)
@@ -624,7 +668,7 @@ async def _restore_secrets(
             await rt.secrets.set_secret(
                 ref.name,
                 value,
-                expires_on=ref.expires_on if ref.expires_on_source == "given" else None,
+                expires_on=ref.expires_on if ref.expires_on_source in ("given", "graph") else None,
                 tags={"integrationId": integration.id, "role": role.value, "appId": ref.app_id},
             )
         except Exception as exc:  # noqa: BLE001  # report, keep restoring the other secret
@@ -643,6 +687,14 @@ async def _resolve_alerts(rt: Runtime, integration: Integration, role: AppRole) 
         log.warning(
             "Resolving secret alerts of integration %s failed: %s", integration.id, type(exc).__name__
         )
+
+
+async def _resolve_open_alerts(rt: Runtime, integration_id: str) -> None:
+    try:
+        await resolve_integration_alerts(rt, integration_id)
+    except Exception as exc:  # noqa: BLE001  # the removal succeeded; the next expiry check resolves them
+        log.warning("Resolving the alerts of removed integration %s failed: %s", integration_id,
+                    type(exc).__name__)
 
 
 # --- sync on demand and removal ---------------------------------------------------------------------
@@ -690,6 +742,7 @@ async def remove_integration(rt: Runtime, integration_id: str, *, purge_assets: 
     names = {s.name for s in integration.secrets} | {secret_name(integration.id, role) for role in AppRole}
     await asyncio.gather(*(rt.secrets.delete_secret(name) for name in sorted(names)))
     await update_integration(rt, integration_id, lambda current: current.model_copy(update={"secrets": []}))
+    await _resolve_open_alerts(rt, integration.id)
     if purge_assets:
         await AssetStore(rt.tables).delete_assets(integration.id)
         await rt.tenants.delete_tenants(integration.id)

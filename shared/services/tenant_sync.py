@@ -35,7 +35,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
@@ -78,7 +78,7 @@ from shared.models import (
     TenantCounts,
     TenantStatus,
 )
-from shared.services.alerting import raise_credential_alert
+from shared.services.alerting import raise_credential_alert, raise_poisoned_sync_alert
 from shared.services.credentials import app_credential
 from shared.services.inventory import InventorySync
 from shared.stores.assets import AssetStore
@@ -482,6 +482,7 @@ class TenantSync:
         (those were read meanwhile)."""
         index: DefenderIndex | ActionableError | None = None
         joins: dict[str, Join] = {}
+        today = date.fromisoformat(self.now[:10])  # the sync's UTC day: each device's OS support on it
 
         async def first_page() -> None:
             nonlocal index
@@ -504,7 +505,7 @@ class TenantSync:
                     out[field_name] = source.match(raw)
                 else:
                     out[field_name] = None
-            return {"entra_device" if k == "entraDevice" else k: v for k, v in out.items()}
+            return {**{"entra_device" if k == "entraDevice" else k: v for k, v in out.items()}, "today": today}
 
         result = await self._sync_listing(DEVICES, graph, state, first_page=first_page, extra=joined)
         if isinstance(index, ActionableError):
@@ -657,6 +658,15 @@ def _as_actionable(exc: BaseException) -> ActionableError | None:
     return None
 
 
+async def _raise_poisoned_alert(rt: Runtime, job: SyncJob) -> None:
+    """The last delivery failed: the host moves the job to `memsync-sync-poison` (where it stays for a person
+    to see) once this attempt ends; tell them now (`syncPoisoned`, shared.services.alerting)."""
+    try:
+        await raise_poisoned_sync_alert(rt, job)
+    except Exception:  # an alert that cannot be raised must not hide the failure the host records
+        log.exception("tenant %s: raising the poisoned-sync alert of run %s failed", job.tenant_id, job.run_id)
+
+
 async def _raise_credential_alert(rt: Runtime, integration: Integration, error: ActionableError) -> None:
     """Tell the alerting service (shared.services.alerting) when the sync app's secret is expired or wrong."""
     try:
@@ -741,8 +751,8 @@ async def sync_tenant(
                                 skipped=devices.diff.counts.skipped + software.diff.counts.skipped
                                 + sum(listing.diff.counts.skipped for listing in sync.listings.values()),
                                 entities={name: listing.diff.present() for name, listing in sync.listings.items()},
-                                facts={name: listing.facts for name, listing in sync.listings.items()
-                                       if listing.facts}),
+                                facts={name: listing.facts for name, listing in
+                                       [(DEVICES.name, devices), *sync.listings.items()] if listing.facts}),
             error=ErrorModel.of(note),
         )
     else:
@@ -758,6 +768,8 @@ async def sync_tenant(
     if error.code in CREDENTIAL_CODES:
         await _raise_credential_alert(rt, integration, error)
     if error.retriable:
+        if attempt >= MAX_DELIVERIES:
+            await _raise_poisoned_alert(rt, job)  # the host moves the message to the poison queue now
         raise TransientSyncError(error.info)
     return SyncResult("error", error.info.message, error.info, run)
 
@@ -787,6 +799,7 @@ async def _crashed(rt: Runtime, integration_id: str, job: SyncJob, lease: Lease,
               exc_info=exc)
     if attempt < MAX_DELIVERIES:
         return
+    await _raise_poisoned_alert(rt, job)
     info = crashed(job, exc)
     finished = utcnow()
     run.finished_at, run.status, run.error, run.calls = finished, "error", info.to_json(), stats.to_json()

@@ -1,9 +1,10 @@
-"""Secret-expiry and credential alerts in Table Storage (ALERTS_TABLE).
+"""Secret-expiry, credential, GDAP relationship and poisoned-sync alerts in Table Storage (ALERTS_TABLE).
 
 Partition = integration id, row = alert id. An alert id is derived from what the alert is about (the Key
-Vault secret's name and version, and the mark or kind), so `create_alert` of an alert that was already
-raised fails with ResourceExistsError in the storage service itself: two timer runs, or a timer run and a
-sync worker, racing to raise the same alert still raise it once.
+Vault secret's name and version, and the mark or kind; a tenant and its last successful sync for a
+poisoned sync job), so `create_alert` of an alert that was already raised fails with ResourceExistsError
+in the storage service itself: two timer runs, or a timer run and a sync worker, racing to raise the same
+alert still raise it once.
 
 No alert holds a secret value or any part of one (not even Microsoft's three-character hint).
 """
@@ -31,6 +32,13 @@ class AlertKind(StrEnum):
     # GDAP (docs/gdap.md): a customer's GDAP relationship ends within 30 days, or has ended.
     RELATIONSHIP_EXPIRING = "relationshipExpiring"
     RELATIONSHIP_EXPIRED = "relationshipExpired"
+    # A tenant's sync job failed on every delivery and the host moved it to `memsync-sync-poison`.
+    SYNC_POISONED = "syncPoisoned"
+
+
+# The kinds that are about one secret (one Key Vault secret of an integration): of these, a secret has at
+# most one open alert, the most urgent (shared.services.alerting.secret_urgency).
+SECRET_KINDS = frozenset({AlertKind.SECRET_EXPIRING, AlertKind.SECRET_EXPIRED, AlertKind.SECRET_INVALID})
 
 
 class AlertStatus(StrEnum):
@@ -50,7 +58,7 @@ class Alert(Camel):
     kind: AlertKind
     role: AppRole
     app_id: str
-    secret_name: str
+    secret_name: str  # the Key Vault secret; for a relationship or poisoned-sync alert, what it is about
     secret_version: str | None = None
     mark: int | None = None  # the days-left mark that raised it; None for a credential failure
     expires_on: datetime | None = None
@@ -59,6 +67,8 @@ class Alert(Camel):
     status: AlertStatus = AlertStatus.OPEN
     raised_at: datetime
     resolved_at: datetime | None = None
+    resolved_reason: str | None = None  # e.g. "superseded by the 7-day mark", "integration deleted"
+    tenant_id: str | None = None  # the customer tenant a poisoned-sync (or relationship) alert is about
     message: str
     action: str
     delivered: bool = False
@@ -83,6 +93,8 @@ class Alert(Camel):
             "status": self.status.value,
             "raisedAt": iso(self.raised_at),
             "resolvedAt": iso(self.resolved_at),
+            "resolvedReason": self.resolved_reason,
+            "tenantId": self.tenant_id,
             "message": self.message,
             "action": self.action,
             "delivered": self.delivered,
@@ -171,8 +183,12 @@ class AlertStore:
             "PartitionKey eq @pk and role eq @role", {"pk": integration_id, "role": role.value}
         )
 
-    async def list_open(self) -> list[tuple[Alert, str]]:
-        return await self._query("status eq @status", {"status": AlertStatus.OPEN.value})
+    async def list_open(self, integration_id: str | None = None) -> list[tuple[Alert, str]]:
+        """Open alerts, of every integration or of one."""
+        if integration_id is None:
+            return await self._query("status eq @status", {"status": AlertStatus.OPEN.value})
+        return await self._query("PartitionKey eq @pk and status eq @status",
+                                 {"pk": integration_id, "status": AlertStatus.OPEN.value})
 
     async def list_undelivered(self) -> list[tuple[Alert, str]]:
         """Open alerts whose webhook delivery has not succeeded yet."""

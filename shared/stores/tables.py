@@ -34,6 +34,7 @@ VULNERABILITIES_TABLE = "memsyncVulnerabilities"
 LICENCES_TABLE = "memsyncLicences"
 RUNS_TABLE = "memsyncRuns"
 ALERTS_TABLE = "memsyncAlerts"
+AUDIT_TABLE = "memsyncAudit"
 log = logging.getLogger(__name__)
 
 ALL_TABLES = (
@@ -48,6 +49,7 @@ ALL_TABLES = (
     LICENCES_TABLE,
     RUNS_TABLE,
     ALERTS_TABLE,
+    AUDIT_TABLE,
 )
 
 

@@ -25,6 +25,27 @@ from functions.console import build_page
 
 HOSTILE_NAME = '<img src=x onerror="document.body.dataset.pwned=1">Evil & Co'
 NOW = datetime.now(UTC)
+HOME_PRO_10 = "https://learn.microsoft.com/lifecycle/products/windows-10-home-and-pro"
+HOME_PRO_11 = "https://learn.microsoft.com/lifecycle/products/windows-11-home-and-pro"
+NO_DATE = {"status": "unknown", "endsOn": None, "release": None, "source": None}
+
+
+def os_support_of(version: str, n: int) -> tuple[str, dict[str, Any]]:
+    """A device's osVersion and `osSupport` as the API gives them (docs/api.md, Device): Windows 10 22H2 and
+    Windows 11 23H2 ended; every sixth 23H2 device is on 25H2 instead, ending within 180 days (a date
+    relative to now, so the page always has one), and another sixth on 26H1, supported."""
+    if version == "10.0.19045.5011":
+        return version, {"status": "ended", "endsOn": "2025-10-14", "release": "Windows 10 22H2",
+                         "source": HOME_PRO_10}
+    if version != "10.0.22631.4317":
+        return version, dict(NO_DATE)
+    if n % 6 == 2:
+        return "10.0.26200.6899", {"status": "endingSoon", "endsOn": (NOW + timedelta(days=90)).date().isoformat(),
+                                   "release": "Windows 11 25H2", "source": HOME_PRO_11}
+    if n % 6 == 4:
+        return "10.0.28000.1575", {"status": "supported", "endsOn": (NOW + timedelta(days=500)).date().isoformat(),
+                                   "release": "Windows 11 26H1", "source": HOME_PRO_11}
+    return version, {"status": "ended", "endsOn": "2025-11-11", "release": "Windows 11 23H2", "source": HOME_PRO_11}
 
 
 def iso(dt: datetime) -> str:
@@ -44,6 +65,7 @@ def make_devices(tenant_id: str, count: int, seed: int, defender_share: float) -
     for n in range(count):
         os_name, version = rng.choice(systems)
         in_defender = os_name == "Windows" and rng.random() < defender_share
+        version, os_support = os_support_of(version, n)
         devices.append(
             {
                 "id": str(uuid.UUID(int=rng.getrandbits(128))),
@@ -54,6 +76,7 @@ def make_devices(tenant_id: str, count: int, seed: int, defender_share: float) -
                 "model": "Latitude 5440",
                 "operatingSystem": os_name,
                 "osVersion": version,
+                "osSupport": os_support,
                 "complianceState": rng.choice(["compliant", "compliant", "noncompliant", "inGracePeriod"]),
                 "managementAgent": "mdm",
                 "ownerType": "company",
@@ -99,6 +122,7 @@ def make_software(tenant_id: str, count: int) -> list[dict[str, Any]]:
 
 
 SEVERITIES = ("Critical", "High", "Medium", "Low")
+HOSTILE_SOURCE = "javascript:document.body.dataset.pwned=1"
 HOSTILE_PRODUCT = '<svg onload="document.body.dataset.pwned=1">Evil Reader'
 
 
@@ -282,6 +306,14 @@ class FakeTenant:
     vulnerabilities: list[dict[str, Any]] = field(default_factory=list)
 
 
+def os_facts(ft: FakeTenant) -> None:
+    """The tenant's devices past and near their OS end of support (`counts.facts.devices`), as a sync
+    since memsync judged OS support gives them."""
+    statuses = [(d["osSupport"] or {}).get("status") for d in ft.devices]
+    ft.tenant["counts"].setdefault("facts", {})["devices"] = {
+        "osEnded": statuses.count("ended"), "osEndingSoon": statuses.count("endingSoon")}
+
+
 def collect(ft: FakeTenant, *, facts: bool = True) -> None:
     """Set the tenant's counts (and, unless an old row, facts) for the optional entities it holds."""
     counts = ft.tenant["counts"]
@@ -335,8 +367,11 @@ def northwind(ft: FakeTenant, seed: int) -> None:
 
 
 def stale_corp(ft: FakeTenant, seed: int) -> None:
-    """An old row: counts for Entra and Autopilot, from before the API gave facts."""
+    """An old row: counts for Entra and Autopilot, from before the API gave facts, and devices from before
+    memsync judged OS support."""
     tid = ft.tenant["tenantId"]
+    for device in ft.devices:
+        device["osSupport"] = None
     ft.entra_devices = make_entra_devices(tid, ft.devices, seed, unmanaged=1)
     ft.autopilot_devices = make_autopilot(tid, ft.devices, seed, unenrolled=1, group_tag="")
     collect(ft, facts=False)
@@ -451,6 +486,12 @@ class FakeApi:
             setup = OPTIONAL_ENTITIES.get(name)
             if setup:
                 setup(ft, seed)
+            if name == HOSTILE_NAME:
+                # A release name and a source that must stay text: the page links Microsoft's https pages only.
+                devices[0]["osSupport"] = {"status": "ended", "endsOn": "2025-10-14", "release": HOSTILE_NAME,
+                                           "source": HOSTILE_SOURCE}
+            if status == "ok" and not stale:
+                os_facts(ft)
             tenants.append(ft)
         api.tenants[integ_id] = tenants
         api.alerts.append(

@@ -14,7 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.integration.console.conftest import PageProblems
-from tests.integration.console.fake_api import HOSTILE_NAME, HOSTILE_PRODUCT, FakeApi, FakeTenant, serve
+from tests.integration.console.fake_api import (
+    HOSTILE_NAME,
+    HOSTILE_PRODUCT,
+    HOSTILE_SOURCE,
+    FakeApi,
+    FakeTenant,
+    serve,
+)
 
 pytestmark = pytest.mark.integration
 KEY = "fake-function-key-0123456789"
@@ -95,8 +102,11 @@ def test_charts_count_what_the_api_returns(page, api):
     wait_loaded(page)
     synced = [ft for ft in api.tenants[INTEG] if ft.tenant["status"] == "ok"]
     total = sum(len(ft.devices) for ft in synced)
-    for chart in ("os", "compliance", "risk", "exposure", "age"):
+    for chart in ("os", "os-support", "compliance", "risk", "exposure", "age"):
         assert sum(hidden_table(page, chart).values()) == total, chart
+    # Stale Corp's devices were written before memsync judged OS support: a bar of their own.
+    stale = sum(len(ft.devices) for ft in synced if ft.tenant["displayName"] == "Stale Corp")
+    assert hidden_table(page, "os-support")["Not judged yet"] == stale > 0
     contoso = next(ft for ft in synced if ft.tenant["tenantId"] == CONTOSO)
     page.select_option("#fleet-scope", f"{INTEG}/{CONTOSO}")
     page.wait_for_function(
@@ -109,6 +119,16 @@ def test_charts_count_what_the_api_returns(page, api):
     assert sum(hidden_table(page, "risk").values()) - hidden_table(page, "risk")["Not in Defender"] == in_defender
     bar = page.locator("[data-chart='compliance'] rect.bar[data-label='Compliant']")
     assert bar.locator("title").text_content().startswith(f"Compliant: {compliant} device")
+    # OS support by status, each bar naming the releases behind it.
+    statuses = [d["osSupport"]["status"] for d in contoso.devices]
+    support = hidden_table(page, "os-support")
+    assert support == {"Support ended": statuses.count("ended"), "Ends within 180 days": statuses.count("endingSoon"),
+                       "Supported": statuses.count("supported"), "No published end date": statuses.count("unknown")}
+    assert min(support.values()) > 0
+    ended = page.locator("[data-chart='os-support'] rect.bar[data-label='Support ended']").locator("title")
+    assert "Windows 11 23H2: " in ended.text_content() and "Windows 10 22H2: " in ended.text_content()
+    # The OS chart names releases as memsync matched them.
+    assert hidden_table(page, "os")["Windows 11 25H2"] == statuses.count("endingSoon")
 
 
 def test_every_api_call_sends_the_key_as_a_header_and_follows_next_links(page, api):
@@ -473,3 +493,69 @@ def test_phone_width_keeps_the_facts_lists_and_device_detail_on_screen(browser, 
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------- OS end of support (docs/console.md)
+def test_each_customer_shows_its_devices_past_or_near_os_end_of_support(page, api):
+    problems = open_console(page, api)
+    wait_loaded(page)
+    for tenant_id in (CONTOSO, NORTHWIND, EVIL):
+        facts = fake_tenant(api, tenant_id).tenant["counts"]["facts"]["devices"]
+        cell = fact(page, tenant_id, "devices")
+        for status, n, word, tone in (("ended", facts["osEnded"], "ended", "sev-critical"),
+                                      ("endingSoon", facts["osEndingSoon"], "ending soon", "sev-high")):
+            badge = cell.locator(f"[data-os-support='{status}']")
+            assert badge.get_attribute("data-count") == str(n), (tenant_id, status)
+            assert badge.text_content() == f"{n} {word}"
+            assert (tone if n else "sev-none") in badge.get_attribute("class").split()
+    assert fake_tenant(api, CONTOSO).tenant["counts"]["facts"]["devices"]["osEndingSoon"] > 0
+    # Written before memsync judged OS support (an old row), or never synced: a dash, not a zero.
+    for tenant_id in (STALE, WOODGROVE):
+        cell = fact(page, tenant_id, "devices")
+        assert cell.text_content() == "—" and cell.locator("[data-fact='none']").count() == 1, tenant_id
+    ended = sum(ft.tenant["counts"].get("facts", {}).get("devices", {}).get("osEnded", 0) for ft in api.tenants[INTEG])
+    tile = page.locator("#tiles [data-tile='os-ended']")
+    assert tile.locator(".value").text_content() == str(ended) and "bad" in tile.get_attribute("class")
+    assert problems.errors == []
+
+
+def test_a_device_says_when_its_os_support_ends_and_links_microsofts_page_only(page, api):
+    problems = open_console(page, api)
+    wait_loaded(page)
+    contoso = fake_tenant(api, CONTOSO)
+    soon = next(d for d in contoso.devices if d["osSupport"]["status"] == "endingSoon")
+    gone = next(d for d in contoso.devices if d["osSupport"]["status"] == "ended")
+    page.select_option("#browse-tenant", f"{INTEG}/{CONTOSO}")
+    page.locator("#devices input[name=search]").fill(soon["deviceName"])
+    page.locator("#devices input[name=search]").press("Enter")
+    wait_rows(page, "devices", "Devices 1–1")
+    chip = page.locator("#devices tbody td[data-label='OS'] [data-os-support='endingSoon']")
+    assert chip.text_content().startswith("support ends ") and "Windows 11 25H2" in chip.get_attribute("title")
+    page.locator("#devices button[data-action='device-details']").click()
+    detail = page.locator("#device-detail [data-group='intune']")
+    detail.wait_for()
+    assert "(within 180 days)" in detail.text_content() and "Windows 11 25H2 ends " in detail.text_content()
+    link = detail.get_by_role("link", name="Microsoft lifecycle page")
+    assert link.get_attribute("href") == soon["osSupport"]["source"]
+    assert link.get_attribute("rel") == "noopener noreferrer" and link.get_attribute("target") == "_blank"
+    page.locator("#devices input[name=search]").fill(gone["deviceName"])
+    page.locator("#devices input[name=search]").press("Enter")
+    page.wait_for_function(
+        "(name) => document.querySelector('#devices tbody').textContent.includes(name)", arg=gone["deviceName"])
+    assert page.locator("#devices tbody [data-os-support='ended']").first.text_content() == "support ended"
+
+    # A source that is not Microsoft's https page is shown as text, never linked; a hostile release stays text.
+    page.locator("#devices input[name=search]").fill("")
+    page.select_option("#browse-tenant", f"{INTEG}/{EVIL}")
+    row = page.locator("#devices tbody tr", has_text="DEV-3-000")
+    row.wait_for()
+    row.locator("button[data-action='device-details']").click()
+    detail = page.locator("#device-detail [data-group='intune']")
+    page.wait_for_function(
+        "(text) => document.querySelector('#device-detail [data-group=intune]').textContent.includes(text)",
+        arg=HOSTILE_SOURCE)
+    assert detail.locator("a").count() == 0
+    assert HOSTILE_NAME in detail.text_content()
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("document.body.dataset.pwned") is None
+    assert problems.errors == []

@@ -105,7 +105,7 @@ def test_a_charts_numbers_are_the_apis_counts(page, stack, registered):
     page.wait_for_function(
         f"() => document.querySelector(\"[data-chart='os'] figcaption\").textContent.endsWith('{expected}')"
     )
-    for chart in ("os", "compliance", "risk", "exposure", "age"):
+    for chart in ("os", "os-support", "compliance", "risk", "exposure", "age"):
         assert sum(hidden_table(page, chart).values()) == biggest["counts"]["devices"], chart
     # The Defender chart's matched devices are the API's own.
     with stack.api() as api:
@@ -114,6 +114,13 @@ def test_a_charts_numbers_are_the_apis_counts(page, stack, registered):
         ).json()["value"]
     risk = hidden_table(page, "risk")
     assert sum(risk.values()) - risk["Not in Defender"] == sum(1 for d in devices if d.get("defender"))
+    # OS support by status, as each device the API lists carries it; the tenant's facts count the same.
+    support = hidden_table(page, "os-support")
+    statuses = [d["osSupport"]["status"] for d in devices]
+    assert support["Support ended"] == statuses.count("ended") == biggest["counts"]["facts"]["devices"]["osEnded"]
+    assert support["Ends within 180 days"] == statuses.count("endingSoon")
+    assert statuses.count("endingSoon") == biggest["counts"]["facts"]["devices"]["osEndingSoon"]
+    assert support["No published end date"] == statuses.count("unknown") > 0
 
 
 def facts_of(tenant: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +162,12 @@ def test_each_tenants_entra_autopilot_vulnerability_and_licence_facts_are_the_ap
             assert cell["licences"].locator("[data-over]").count() == (1 if over else 0), t
         elif "licences" not in counts:
             assert cell["licences"].text_content() == "—", t
+        if "devices" in facts:
+            for status, name in (("ended", "osEnded"), ("endingSoon", "osEndingSoon")):
+                badge = row.locator(f"dd[data-entity='devices'] [data-os-support='{status}']")
+                assert badge.get_attribute("data-count") == str(facts["devices"][name]), t
+        else:
+            assert row.locator("dd[data-entity='devices']").text_content() == "—", t
     # A fact opens the API's own list: the unmanaged Entra devices of the first tenant that has some.
     integration_id, tenant = next(
         (i, t) for i, t in all_tenants if facts_of(t).get("entraDevices", {}).get("unmanaged")

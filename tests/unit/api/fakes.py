@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 from pydantic import SecretStr
 
 from shared.auth import AppCredential
+from shared.clients.apis import Apis
 from shared.errors import ActionableError, from_aadsts
 from shared.models import CustomerTenant, Integration
+from shared.ratelimit import RateLimits
 from shared.settings import load_settings
 from shared.stores.integrations import RegistrationClaim, claim_key
 from shared.stores.tables import guarded_update, utcnow
@@ -168,6 +171,12 @@ class FakeTenants:
         self.tenants.pop(integration_id, None)
 
 
+def graph_refuses(request: httpx.Request) -> httpx.Response:
+    """Graph as it answers an app without Application.Read.All: the registration keeps the given date."""
+    return httpx.Response(403, json={"error": {"code": "Authorization_RequestDenied",
+                                               "message": "Insufficient privileges to complete the operation."}})
+
+
 def fake_runtime(tokens: FakeTokens) -> Any:
     settings = load_settings(
         {
@@ -175,6 +184,7 @@ def fake_runtime(tokens: FakeTokens) -> Any:
             "MEMSYNC_KEY_VAULT_URL": "https://kv.vault.azure.net",
         }
     )
+    http = httpx.AsyncClient(transport=httpx.MockTransport(graph_refuses))
     return SimpleNamespace(
         settings=settings,
         tokens=tokens,
@@ -182,6 +192,8 @@ def fake_runtime(tokens: FakeTokens) -> Any:
         integrations=FakeIntegrations(),
         tenants=FakeTenants(),
         tables=None,
+        http=http,
+        api=Apis(settings, http, tokens, RateLimits()).api,  # type: ignore[arg-type]
     )
 
 

@@ -110,8 +110,11 @@ class SlowTokens(FakeTokens):
 def runtime() -> Any:
     tokens = SlowTokens(secrets={PARTNER_APP: PARTNER_SECRET, SYNC_APP: SYNC_SECRET, OTHER_APP: OTHER_SECRET})
     tables = YieldingTables()
+    base = fake_runtime(tokens)  # its settings, and Graph refusing the expiry lookup
     return SimpleNamespace(
-        settings=fake_runtime(tokens).settings,
+        settings=base.settings,
+        http=base.http,
+        api=base.api,
         tokens=tokens,
         secrets=CountingSecrets(),
         integrations=IntegrationStore(tables),  # type: ignore[arg-type]

@@ -82,11 +82,14 @@ async def test_registration_stores_secrets_in_the_vault_only_and_queues_the_firs
     assert refs["sync"].expires_on_source == "given"
     assert refs["partner"].expires_on_source == "assumed"
     assert rt.secrets.meta[f"memsync-{integration.id}-partner"]["expires_on"] is None
-    # Every token was asked fresh, in the partner tenant, for each audience the sync will use.
+    # Every token the check asked for was asked fresh, in the partner tenant, for each audience the sync
+    # will use; the only others are the Graph tokens (from the cache) that read each secret's expiry.
     asked = {(t, a, s) for t, a, s, fresh in rt.tokens.calls if fresh}
     assert (PARTNER_TENANT, PARTNER_APP, "https://api.partnercenter.microsoft.com/.default") in asked
     assert (PARTNER_TENANT, SYNC_APP, f"{GRAPH}/.default") in asked
-    assert len(asked) == len(rt.tokens.calls)
+    cached = sorted((t, a, s) for t, a, s, fresh in rt.tokens.calls if not fresh)
+    assert cached == sorted((PARTNER_TENANT, app, f"{GRAPH}/.default") for app in (PARTNER_APP, SYNC_APP))
+    assert len(asked) + len(cached) == len(rt.tokens.calls)
 
 
 async def test_every_credential_problem_is_reported_at_once_with_its_field():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import azure.functions as func
@@ -35,8 +35,11 @@ async def _get(env: Env, monkeypatch, query: str = "") -> func.HttpResponse:
 
 
 async def _seed(env: Env) -> tuple[str, str]:
-    a = await env.add_integration(expires_in=timedelta(days=2), source="given")  # 30, 14, 7, 3
-    b = await env.add_integration(expires_in=timedelta(days=10), source="given")  # 30, 14
+    """Six integrations with one open alert each: a's 3-day mark, b's 14-day mark, four 30-day marks."""
+    a = await env.add_integration(expires_in=timedelta(days=2), source="given")
+    b = await env.add_integration(expires_in=timedelta(days=10), source="given")
+    for _ in range(4):
+        await env.add_integration(expires_in=timedelta(days=20), source="given")
     await check_secret_expiry(env.rt, clock=env.clock, lookup=no_graph)
     return a.id, b.id
 
@@ -54,9 +57,15 @@ async def test_lists_alerts_with_contract_fields(env: Env, monkeypatch) -> None:
 async def test_filters_by_integration_and_status(env: Env, monkeypatch) -> None:
     first, _ = await _seed(env)
     body = json.loads((await _get(env, monkeypatch, f"integrationId={first.upper()}")).get_body())
-    assert len(body["value"]) == 4 and {i["integrationId"] for i in body["value"]} == {first}
+    assert len(body["value"]) == 1 and {i["integrationId"] for i in body["value"]} == {first}
     body = json.loads((await _get(env, monkeypatch, "status=resolved")).get_body())
     assert body["value"] == []
+    env.clock.advance(timedelta(days=1, hours=1))  # a reaches its 1-day mark: the 3-day alert is superseded
+    await check_secret_expiry(env.rt, clock=env.clock, lookup=no_graph)
+    (old,) = json.loads((await _get(env, monkeypatch, "status=resolved")).get_body())["value"]
+    assert (old["integrationId"], old["mark"], old["resolvedReason"]) == (first, 3, "superseded by the 1-day mark")
+    body = json.loads((await _get(env, monkeypatch, f"integrationId={first}&status=open")).get_body())
+    assert [i["mark"] for i in body["value"]] == [1]
 
 
 async def test_pages_follow_next_link_to_the_end(env: Env, monkeypatch) -> None:
@@ -103,3 +112,28 @@ def test_the_timer_runs_on_the_expiry_schedule_setting() -> None:
     assert trigger["schedule"] == "%MEMSYNC_EXPIRY_SCHEDULE%"
     route = _function("list_alerts").get_bindings_dict()["bindings"][0]
     assert route["route"] == "alerts" and str(route["authLevel"].value).lower() == "function"
+
+
+async def test_post_alerts_check_runs_the_check_now(env: Env, monkeypatch) -> None:
+    monkeypatch.setattr(runtime, "_runtime", env.rt)
+    env.clock.set(datetime.now(UTC))  # the route runs on the system clock
+    await env.add_integration(expires_in=timedelta(days=5), source="given")
+    req = func.HttpRequest("POST", "http://localhost:7071/api/alerts/check", body=b"", headers={})
+    response = await _function("check_alerts").get_user_function()(req)
+
+    assert response.status_code == 202 and response.mimetype == "application/json"
+    assert response.headers["Location"] == "/api/alerts?status=open"
+    report = json.loads(response.get_body())
+    assert report == {"secretsChecked": 1, "alertsRaised": 1, "alertsResolved": 0, "failures": [],
+                      "delivery": {"configured": True, "delivered": 1, "failed": 0, "errors": []}}
+    body = json.loads((await _get(env, monkeypatch, "status=open")).get_body())
+    assert [i["mark"] for i in body["value"]] == [7]
+    # again: nothing new, the open alert stays the one
+    again = json.loads((await _function("check_alerts").get_user_function()(req)).get_body())
+    assert again["alertsRaised"] == 0 and again["delivery"]["delivered"] == 0
+
+
+def test_the_check_route_is_a_keyed_post() -> None:
+    (route,) = [b for b in _function("check_alerts").get_bindings_dict()["bindings"] if b["type"] == "httpTrigger"]
+    assert route["route"] == "alerts/check" and [str(m.value) for m in route["methods"]] == ["POST"]
+    assert str(route["authLevel"].value).lower() == "function"

@@ -52,11 +52,30 @@ async def test_the_timers_expiry_mark_and_the_syncs_expired_alert_are_one_alert(
     await raise_credential_alert(env.rt, integration, AppRole.SYNC, expired_error(), clock=env.clock)
     env.clock.advance(timedelta(days=2))
     await check_secret_expiry(env.rt, clock=env.clock, lookup=no_graph)
-    alerts = env.all_alerts()
-    # marks 30, 14, 7, 3 and 1 are raised (late); mark 0 is the alert the sync already raised
-    assert sorted(a.mark for a in alerts if a.mark is not None) == [1, 3, 7, 14, 30]
-    assert len(alerts) == 6
-    assert [a.mark for a in alerts if a.mark in (None, 0)] == [None]
+    # mark 0 is the alert the sync already raised; no earlier mark is raised beside it
+    (alert,) = env.all_alerts()
+    assert alert.mark is None and alert.kind is AlertKind.SECRET_EXPIRED and alert.status is AlertStatus.OPEN
+    assert len(env.receiver.requests) == 1
+
+
+async def test_entras_refusal_supersedes_the_open_calendar_alert(env: Env) -> None:
+    integration = await env.add_integration(expires_in=timedelta(days=5), source="given")
+    await check_secret_expiry(env.rt, clock=env.clock, lookup=no_graph)
+    (seven,) = env.all_alerts()
+    assert seven.mark == 7
+
+    invalid = from_aadsts(7000215, app_id=SYNC_APP, tenant_id=PARTNER_TENANT, app_label="sync app")
+    alert = await raise_credential_alert(env.rt, integration, AppRole.SYNC, invalid, clock=env.clock)
+    assert alert is not None and alert.kind is AlertKind.SECRET_INVALID
+    by_id = {a.id: a for a in env.all_alerts()}
+    assert by_id[seven.id].status is AlertStatus.RESOLVED
+    assert by_id[seven.id].resolved_reason == "superseded: Entra ID refuses the secret as not valid"
+
+    # Later marks do not reopen the noise while Entra's refusal stands.
+    env.clock.advance(timedelta(days=3))
+    report = await check_secret_expiry(env.rt, clock=env.clock, lookup=no_graph)
+    assert report.alerts_raised == 0
+    assert [a.kind for a in env.all_alerts() if a.status is AlertStatus.OPEN] == [AlertKind.SECRET_INVALID]
 
 
 async def test_an_invalid_secret_raises_secret_invalid(env: Env) -> None:
@@ -89,7 +108,8 @@ async def test_rotation_resolves_the_old_versions_alerts_only(env: Env) -> None:
     integration = await env.add_integration(expires_in=timedelta(days=10), source="given")
     await check_secret_expiry(env.rt, clock=env.clock, lookup=no_graph)
     await raise_credential_alert(env.rt, integration, AppRole.SYNC, expired_error(), clock=env.clock)
-    assert len(env.all_alerts()) == 3
+    # The 14-day alert, superseded by Entra's answer (expired), which stays open.
+    assert sorted(a.status.value for a in env.all_alerts()) == ["open", "resolved"]
 
     # The registration service stores the new version, updates the SecretRef, then resolves.
     ref = integration.secrets[0]
@@ -100,7 +120,8 @@ async def test_rotation_resolves_the_old_versions_alerts_only(env: Env) -> None:
     await env.rt.integrations.upsert_integration(rotated)
     resolved = await resolve_secret_alerts(env.rt, rotated, AppRole.SYNC, clock=env.clock)
 
-    assert resolved == 3
+    assert resolved == 1
     assert {a.status for a in env.all_alerts()} == {AlertStatus.RESOLVED}
-    assert all(a.resolved_at == env.clock.now() for a in env.all_alerts())
+    expired = next(a for a in env.all_alerts() if a.kind is AlertKind.SECRET_EXPIRED)
+    assert expired.resolved_at == env.clock.now() and expired.resolved_reason == "secret replaced by a new version"
     assert await resolve_secret_alerts(env.rt, rotated, AppRole.SYNC, clock=env.clock) == 0

@@ -34,13 +34,13 @@ from shared.http import Budget, CallStats
 from shared.mapping.changes import stamp
 from shared.models import AppRole, CustomerTenant, Integration, IntegrationKind, SecretRef, TenantStatus
 from shared.ratelimit import RateLimits
-from shared.services.tenant_sync import MAX_DELIVERIES, TenantSync, sync_tenant
+from shared.services.tenant_sync import MAX_DELIVERIES, TenantSync, TransientSyncError, sync_tenant
 from shared.settings import load_settings
 from shared.stores.assets import AssetStore, partition_key
 from shared.stores.device_software import DeviceSoftwareStore
 from shared.stores.integrations import IntegrationStore, TenantStore
 from shared.stores.queues import SyncJob
-from shared.stores.tables import DEVICES_TABLE, RUNS_TABLE, SOFTWARE_TABLE
+from shared.stores.tables import ALERTS_TABLE, DEVICES_TABLE, RUNS_TABLE, SOFTWARE_TABLE
 from tests.unit.api.fakes import ALL_ROLES, FakeSecrets, jwt_with_roles
 from tests.unit.memtables import MemoryTables
 
@@ -288,6 +288,24 @@ async def test_a_crash_on_the_last_delivery_ends_the_tenant_in_error_with_the_re
     assert "run-1" in tenant.error.action and "customer text" not in tenant.error.message + tenant.error.action
     runs = rt.tables.rows(RUNS_TABLE)
     assert [json.loads(r["record"])["status"] for r in runs.values()] == ["error"]
+    # The host moves the message to memsync-sync-poison (where it stays); the alert names the tenant.
+    [alert] = [json.loads(r["record"]) for r in rt.tables.rows(ALERTS_TABLE, INTEGRATION.id).values()]
+    assert alert["kind"] == "syncPoisoned" and alert["tenantId"] == TENANT and "run-1" in alert["message"]
+
+
+async def test_only_the_last_delivery_that_fails_raises_the_poisoned_sync_alert():
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": {"code": "ServiceUnavailable", "message": "later"}})
+
+    rt = await _runtime(unavailable)
+    with pytest.raises(TransientSyncError):  # the host retries the message
+        await sync_tenant(rt, _job(), attempt=1, budget_seconds=1.0, export_max_wait=0)  # type: ignore[arg-type]
+    assert rt.tables.rows(ALERTS_TABLE, INTEGRATION.id) == {}
+    with pytest.raises(TransientSyncError):  # the last delivery: the host poisons it after this
+        await sync_tenant(rt, _job(), attempt=MAX_DELIVERIES, budget_seconds=1.0,  # type: ignore[arg-type]
+                          export_max_wait=0)
+    [alert] = [json.loads(r["record"]) for r in rt.tables.rows(ALERTS_TABLE, INTEGRATION.id).values()]
+    assert alert["kind"] == "syncPoisoned" and alert["status"] == "open" and alert["tenantId"] == TENANT
 
 
 # -- an optional entity beyond devices and software: read by the same loop, or left out with a note ----
