@@ -21,6 +21,7 @@ from shared.api.parsing import (
     parse_bool,
     parse_guid,
     parse_model,
+    parse_order,
     parse_page,
     parse_registration,
     sign_continuation,
@@ -62,15 +63,19 @@ async def register_integration(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="integrations", methods=["GET"], auth_level=_AUTH)
 @problem_boundary
 async def list_integrations(req: func.HttpRequest) -> func.HttpResponse:
-    scope = {"kind": "integrations"}
-    top, token = parse_page(req.params)
+    top, token = parse_page(req.params, queries.INTEGRATION_ORDERS)
+    order = parse_order(req.params, queries.INTEGRATION_ORDERS, [])
+    scope = {"kind": "integrations", "o": order}
     rt = await runtime.get()
     after = await verify_continuation(token, scope, rt.continuation_keys)
-    page, position = await queries.list_integrations(rt, top=top, after=after)
+    page, position = await queries.list_integrations(rt, top=top, after=after, order=order)
     body: dict[str, object] = {"value": [integration_view(i) for i in page]}
     if position is not None:
         continuation = await sign_continuation(position, scope, rt.continuation_keys)
-        body["nextLink"] = next_link(req, {"top": top, "continuation": continuation})
+        link: dict[str, object] = {"top": top, "continuation": continuation}
+        if order != queries.INTEGRATION_ORDERS[0]:
+            link["orderBy"] = order
+        body["nextLink"] = next_link(req, link)
     return json_response(body)
 
 
@@ -139,15 +144,19 @@ async def delete_integration(req: func.HttpRequest) -> func.HttpResponse:
 @problem_boundary
 async def list_integration_tenants(req: func.HttpRequest) -> func.HttpResponse:
     integration_id = parse_guid(req.route_params.get("id"), "id", "an integration")
-    scope = {"kind": "tenants", "i": integration_id}
-    top, token = parse_page(req.params)
+    top, token = parse_page(req.params, queries.TENANT_ORDERS)
+    order = parse_order(req.params, queries.TENANT_ORDERS, [])
+    scope = {"kind": "tenants", "i": integration_id, "o": order}
     rt = await runtime.get()
     after = await verify_continuation(token, scope, rt.continuation_keys)
-    tenants, position = await queries.list_tenants(rt, integration_id, top=top, continuation=after)
+    tenants, position = await queries.list_tenants(rt, integration_id, top=top, continuation=after, order=order)
     body: dict[str, object] = {"value": [tenant_view(t) for t in tenants]}
     if position:
         continuation = await sign_continuation(position, scope, rt.continuation_keys)
-        body["nextLink"] = next_link(req, {"top": top, "continuation": continuation})
+        link: dict[str, object] = {"top": top, "continuation": continuation}
+        if order != queries.TENANT_ORDERS[0]:
+            link["orderBy"] = order
+        body["nextLink"] = next_link(req, link)
     return json_response(body)
 
 

@@ -94,6 +94,13 @@ TOP = _param(
 CONTINUATION = _param(
     "continuation", "query", {"type": "string"}, "Opaque; follow nextLink rather than building it."
 )
+INTEGRATION_ORDER = _param(
+    "orderBy", "query", {"type": "string", "enum": ["createdAt", "displayName"], "default": "createdAt"},
+    "createdAt: oldest first; displayName: A to Z.")
+TENANT_ORDER = _param(
+    "orderBy", "query", {"type": "string", "enum": ["tenantId", "displayName", "lastSync"], "default": "tenantId"},
+    "tenantId; displayName: A to Z, unnamed last; lastSync: the longest without a finished sync first (never "
+    "synced before all). Orders other than tenantId read the integration's tenants whole for each page.")
 SEARCH = _param("search", "query", {"type": "string", "maxLength": 100}, "Text the name must contain.")
 FORMAT = _param(
     "format",
@@ -217,7 +224,7 @@ def _paths() -> dict[str, Any]:
                 "List integrations.",
                 {"200": _json(m.IntegrationList, "A page of integrations.")},
                 tag="integrations",
-                params=[TOP, CONTINUATION],
+                params=[TOP, CONTINUATION, INTEGRATION_ORDER],
             ),
         },
         "/api/integrations/{id}": {
@@ -308,7 +315,7 @@ def _paths() -> dict[str, Any]:
                     **NOT_FOUND,
                 },
                 tag="tenants",
-                params=[ID, TOP, CONTINUATION],
+                params=[ID, TOP, CONTINUATION, TENANT_ORDER],
             ),
         },
         **{

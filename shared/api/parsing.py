@@ -541,11 +541,28 @@ def parse_asset_query(
     return AssetQuery(top, None, search, filters, csv, token)
 
 
-def parse_page(params: Mapping[str, str]) -> tuple[int, Continuation | None]:
-    """`top` and the continuation token (not yet verified) of a plain list (integrations, tenants)."""
+def parse_order(params: Mapping[str, str], allowed: tuple[str, ...], errors: list[FieldError]) -> str:
+    """`?orderBy=` of a plain list: one of `allowed` (the first is the default)."""
+    value = _one(params, "orderBy")
+    if value is None or value == "":
+        return allowed[0]
+    if value not in allowed:
+        errors.append(FieldError("orderBy", "invalidValue", "orderBy must be one of " + ", ".join(allowed),
+                                 "Send one of these values, or leave orderBy out."))
+        return allowed[0]
+    return value
+
+
+def parse_page(
+    params: Mapping[str, str], orders: tuple[str, ...] | None = None
+) -> tuple[int, Continuation | None]:
+    """`top` and the continuation token (not yet verified) of a plain list (integrations, tenants); with
+    `orders`, `orderBy` is one of them (read again with `parse_order`)."""
     errors: list[FieldError] = []
     top = parse_top(params, errors)
     token = read_continuation(params, errors)
+    if orders is not None:
+        parse_order(params, orders, errors)
     if errors:
         raise invalid_request(errors)
     return top, token

@@ -44,21 +44,27 @@ async def load_integration(rt: Runtime, integration_id: str) -> Integration:
     return integration
 
 
-async def list_integrations(
-    rt: Runtime, *, top: int, after: Any
-) -> tuple[list[Integration], list[str] | None]:
-    """A page of integrations, oldest first; the position is the (createdAt, id) of the last one shown.
+INTEGRATION_ORDERS = ("createdAt", "displayName")
 
-    An MSP has a handful of integrations, so they are read whole and paged in memory.
-    """
-    ordered = sorted(
-        await rt.integrations.list_integrations(), key=lambda i: (i.created_at.isoformat(), i.id)
-    )
+
+def _integration_key(order: str, integration: Integration) -> list[str]:
+    if order == "displayName":
+        return [integration.display_name.casefold(), integration.id]
+    return [integration.created_at.isoformat(), integration.id]
+
+
+async def list_integrations(
+    rt: Runtime, *, top: int, after: Any, order: str = "createdAt"
+) -> tuple[list[Integration], list[str] | None]:
+    """A page of integrations, oldest first (or by name, `INTEGRATION_ORDERS`); the position is the sort
+    key of the last one shown. An MSP has a handful of integrations, so they are read whole and paged in
+    memory."""
+    ordered = sorted(await rt.integrations.list_integrations(), key=lambda i: _integration_key(order, i))
     if isinstance(after, list) and len(after) == 2 and all(isinstance(p, str) for p in after):
-        ordered = [i for i in ordered if (i.created_at.isoformat(), i.id) > (after[0], after[1])]
+        ordered = [i for i in ordered if _integration_key(order, i) > after]
     page = ordered[:top]
     more = len(ordered) > top
-    return page, ([page[-1].created_at.isoformat(), page[-1].id] if more and page else None)
+    return page, (_integration_key(order, page[-1]) if more and page else None)
 
 
 def _table_position(value: Any) -> dict[str, str] | None:
@@ -71,10 +77,33 @@ def _table_position(value: Any) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in value.items()}
 
 
+TENANT_ORDERS = ("tenantId", "displayName", "lastSync")
+
+
+def tenant_sort_key(order: str, tenant: CustomerTenant) -> list[str]:
+    """The position of a tenant in an ordered list, as strings (they travel in continuation tokens):
+    `displayName` A to Z ignoring case, unnamed last; `lastSync` the longest without a finished sync first
+    (never synced before all); the tenant id breaks ties."""
+    if order == "displayName":
+        name = (tenant.display_name or "").casefold()
+        return ["1" if not name else "0", name, tenant.tenant_id]
+    finished = tenant.last_sync_finished_at
+    return ["" if finished is None else finished.isoformat(), tenant.tenant_id]
+
+
 async def list_tenants(
-    rt: Runtime, integration_id: str, *, top: int, continuation: Any
+    rt: Runtime, integration_id: str, *, top: int, continuation: Any, order: str = "tenantId"
 ) -> tuple[list[CustomerTenant], Any]:
+    """A page of the integration's tenants. In tenant-id order the storage service pages them; another
+    order (`TENANT_ORDERS`) reads the integration's tenants whole (one partition: about one request per
+    1,000 tenants per page) and pages them in memory by their position (`tenant_sort_key`)."""
     await load_integration(rt, integration_id)
+    if order != "tenantId":
+        ordered = sorted(await rt.tenants.list_tenants(integration_id), key=lambda t: tenant_sort_key(order, t))
+        if isinstance(continuation, list) and all(isinstance(p, str) for p in continuation):
+            ordered = [t for t in ordered if tenant_sort_key(order, t) > continuation]
+        page = ordered[:top]
+        return page, (tenant_sort_key(order, page[-1]) if len(ordered) > top and page else None)
     async for tenants, next_token in rt.tenants.iter_tenant_page(
         integration_id, top=top, continuation=_table_position(continuation)
     ):

@@ -83,3 +83,36 @@ def test_a_new_tenant_filter_excludes_tenants_at_once_and_disabling_stops_manual
     on = api.patch(url, json={"status": "active"})
     assert on.status_code == 200 and on.json()["status"] == "active"
     assert assert_problem(api.patch("/integrations/00000000-0000-4000-8000-000000000000", json={}), 404)
+
+
+def test_tenants_and_integrations_can_be_listed_by_name_and_by_last_sync(api, msp):
+    url = f"/integrations/{msp['id']}/tenants"
+
+    def every(params: dict) -> list[dict]:
+        out, answer = [], api.get(url, params={"top": 2, **params})
+        while True:
+            assert answer.status_code == 200, answer.text
+            out += answer.json()["value"]
+            if "nextLink" not in answer.json():
+                return out
+            answer = api.get(answer.json()["nextLink"].removeprefix("/api"))
+
+    by_id = every({})
+    assert [t["tenantId"] for t in by_id] == sorted(t["tenantId"] for t in by_id) and len(by_id) > 2
+    by_name = every({"orderBy": "displayName"})
+    names = [(t["displayName"] or "").casefold() for t in by_name]
+    named = [n for n in names if n]
+    assert named == sorted(named) and names[:len(named)] == named  # A to Z, the unnamed last
+    assert {t["tenantId"] for t in by_name} == {t["tenantId"] for t in by_id}
+    by_sync = every({"orderBy": "lastSync"})
+    finished = [t["lastSyncFinishedAt"] or "" for t in by_sync]
+    assert finished == sorted(finished) and len(by_sync) == len(by_id)  # never synced first
+    assert assert_problem(api.get(url, params={"orderBy": "size"}), 400)["errors"][0]["field"] == "orderBy"
+    # A continuation belongs to its order: one issued for names is refused for ids.
+    token = api.get(url, params={"top": 1, "orderBy": "displayName"}).json()["nextLink"].split("continuation=")[1]
+    assert api.get(url, params={"top": 1, "continuation": token.split("&")[0]}).status_code == 400
+
+    integrations = api.get("/integrations", params={"orderBy": "displayName", "top": 100})
+    assert integrations.status_code == 200
+    shown = [i["displayName"].casefold() for i in integrations.json()["value"]]
+    assert shown == sorted(shown)
