@@ -42,6 +42,8 @@ async def sync_tenant(msg: func.QueueMessage) -> None:
         return
     # A dequeue count above 1 means an earlier attempt on this message failed or died: the attempt may take
     # over the tenant lease that attempt left (shared.services.tenant_sync._claim).
-    result = await tenant_sync.sync_tenant(await runtime.get(), job, attempt=msg.dequeue_count or 1)
+    rt = await runtime.get()
+    result = await tenant_sync.sync_tenant(rt, job, attempt=msg.dequeue_count or 1,
+                                           budget_seconds=rt.settings.sync_budget_seconds)
     log.info("sync job %s for tenant %s: %s %s", job.run_id, job.tenant_id, result.outcome, result.reason)
 

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         validation_alias="MEMSYNC_ALERT_WEBHOOK_FORMAT",
         description="Body shape of the alert webhook: generic, teams or slack.",
     )
+    sync_budget_seconds: float = Field(
+        default=480.0,
+        ge=30.0,
+        le=540.0,
+        validation_alias="MEMSYNC_SYNC_BUDGET_SECONDS",
+        description="How long one execution of a tenant sync reads (seconds, 30-540): host.json's "
+        "functionTimeout is 10 minutes, and the final writes need the rest.",
+    )
     # memsync's own identity outside Azure (azure-identity's standard variables).
     azure_tenant_id: str | None = Field(default=None, validation_alias="AZURE_TENANT_ID")
     azure_client_id: str | None = Field(default=None, validation_alias="AZURE_CLIENT_ID")

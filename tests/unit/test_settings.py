@@ -70,3 +70,36 @@ def test_sample_settings_list_exactly_the_declared_names():
     declared = set(SETTING_NAMES.values())
     assert declared <= set(sample), f"missing from the sample: {declared - set(sample)}"
     assert set(sample) - declared == {"FUNCTIONS_WORKER_RUNTIME"}
+
+
+def test_the_sync_budget_is_a_setting_within_the_function_timeout():
+    base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "MEMSYNC_KEY_VAULT_URL": "https://kv.vault.azure.net"}
+    assert load_settings(base).sync_budget_seconds == 480.0  # as before the setting existed
+    assert load_settings({**base, "MEMSYNC_SYNC_BUDGET_SECONDS": "120"}).sync_budget_seconds == 120.0
+    for bad in ("10", "600", "soon"):  # host.json's functionTimeout is 10 minutes; the final writes need time
+        with pytest.raises(SettingsError, match="MEMSYNC_SYNC_BUDGET_SECONDS"):
+            load_settings({**base, "MEMSYNC_SYNC_BUDGET_SECONDS": bad})
+
+
+async def test_the_worker_reads_for_the_configured_budget(monkeypatch):
+    from azure.functions.queue import QueueMessage
+
+    import functions.sync as worker
+    from functions.runtime import runtime as holder
+    from shared.services import tenant_sync
+
+    seen: dict = {}
+
+    async def fake_sync(rt, job, *, attempt, budget_seconds):
+        seen.update(attempt=attempt, budget=budget_seconds)
+        return tenant_sync.SyncResult("ok")
+
+    base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "MEMSYNC_KEY_VAULT_URL": "https://kv.vault.azure.net",
+            "MEMSYNC_SYNC_BUDGET_SECONDS": "90"}
+    monkeypatch.setattr(holder, "_runtime", type("Rt", (), {"settings": load_settings(base)})())
+    monkeypatch.setattr(tenant_sync, "sync_tenant", fake_sync)
+    body = b'{"integrationId": "a0000000-0000-4000-8000-000000000001", "tenantId": ' \
+           b'"b0000000-0000-4000-8000-000000000002", "runId": "r1", "trigger": "schedule"}'
+    message = QueueMessage(body=body, dequeue_count=2)  # what the host hands over on a redelivery
+    await worker.sync_tenant._function.get_user_function()(message)
+    assert seen == {"attempt": 2, "budget": 90.0}
