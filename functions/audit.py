@@ -27,6 +27,7 @@ from shared.api.parsing import (
     parse_top,
     read_continuation,
     sign_continuation,
+    unknown_parameters,
     verify_continuation,
     wants_csv,
 )
@@ -41,7 +42,6 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions ships 
 _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,63}$")
 _ADDRESS = re.compile(r"^[0-9A-Fa-f:.\[\]]{2,64}$")
 _MAX_FIELDS = 30
-_ALLOWED = {"top", "continuation", "integrationId", "since", "until", "format", "code"}
 _EXPORT_ROWS = 100_000
 AUDIT_COLUMNS = ["at", "action", "outcome", "status", "actor.kind", "actor.name", "actor.id", "integrationId",
                  "tenantId", "fields", "code", "address", "method", "route"]
@@ -155,10 +155,8 @@ def _moment(params: Mapping[str, str], name: str, errors: list[FieldError]) -> d
 @problem_boundary
 async def list_audit_trail(req: func.HttpRequest) -> func.HttpResponse:
     errors: list[FieldError] = []
-    for name in sorted(k for k in req.params if k not in _ALLOWED)[:10]:
-        shown = name if len(name) <= 40 else name[:37] + "..."
-        errors.append(FieldError(shown, "unknownParameter", f"{shown} is not a query parameter of the audit trail",
-                                 "Use top, continuation, integrationId, since, until and format."))
+    unknown_parameters(req.params, ["top", "continuation", "integrationId", "since", "until", "format"], errors,
+                       what="the audit trail")
     top = parse_top(req.params, errors)
     token = read_continuation(req.params, errors, text_only=True)
     integration_id = req.params.get("integrationId")

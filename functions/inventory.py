@@ -22,6 +22,7 @@ from shared.api.parsing import (
     parse_top,
     read_continuation,
     sign_continuation,
+    unknown_parameters,
     verify_continuation,
 )
 from shared.api.problems import FieldError, invalid_request
@@ -35,15 +36,11 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # azure-functions ships 
 _AUTH = func.AuthLevel.FUNCTION
 # Intune detectedApp ids are 44 hex characters; accept any plain id a row key can hold.
 _SOFTWARE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
-_ALLOWED = {"top", "continuation", "code"}
 
 
 def _query(req: func.HttpRequest) -> tuple[int, Continuation | None]:
     errors: list[FieldError] = []
-    for name in sorted(k for k in req.params if k not in _ALLOWED)[:10]:
-        shown = name if len(name) <= 40 else name[:37] + "..."
-        errors.append(FieldError(shown, "unknownParameter", f"{shown} is not a query parameter of this list",
-                                 "Use top and continuation."))
+    unknown_parameters(req.params, ["top", "continuation"], errors)
     top = parse_top(req.params, errors)
     token = read_continuation(req.params, errors, text_only=True)  # the position is the last id shown
     if errors:

@@ -26,6 +26,7 @@ param partnerCenterUrl string = ''
 param syncSchedule string = '0 0 */6 * * *'
 param expirySchedule string = '0 0 7 * * *'
 param expiryThresholdsDays string = '30,14,7,3,1,0'
+param syncBudgetSeconds string = '480'
 @secure()
 param alertWebhookUrl string = ''
 @allowed(['generic', 'teams', 'slack'])
@@ -66,6 +67,7 @@ module resources 'resources.bicep' = {
     syncSchedule: syncSchedule
     expirySchedule: expirySchedule
     expiryThresholdsDays: expiryThresholdsDays
+    syncBudgetSeconds: syncBudgetSeconds
     alertWebhookUrl: alertWebhookUrl
     alertWebhookFormat: alertWebhookFormat
     instanceMemoryMB: instanceMemoryMB

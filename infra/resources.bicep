@@ -38,6 +38,9 @@ param expirySchedule string = '0 0 7 * * *'
 @description('MEMSYNC_EXPIRY_THRESHOLDS_DAYS: days-left marks that raise an alert, comma-separated.')
 param expiryThresholdsDays string = '30,14,7,3,1,0'
 
+@description('MEMSYNC_SYNC_BUDGET_SECONDS: how long one execution of a tenant sync reads, 30-540 seconds.')
+param syncBudgetSeconds string = '480'
+
 @secure()
 @description('MEMSYNC_ALERT_WEBHOOK_URL (optional). Stored in Key Vault; the app setting is a Key Vault reference.')
 param alertWebhookUrl string = ''
@@ -176,6 +179,7 @@ module functionApp 'modules/function-app.bicep' = {
     syncSchedule: syncSchedule
     expirySchedule: expirySchedule
     expiryThresholdsDays: expiryThresholdsDays
+    syncBudgetSeconds: syncBudgetSeconds
     alertWebhookFormat: alertWebhookFormat
     hasAlertWebhook: !empty(alertWebhookUrl)
     alertWebhookSecretName: alertWebhookSecretName

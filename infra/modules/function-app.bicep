@@ -40,6 +40,7 @@ param partnerCenterUrl string
 param syncSchedule string
 param expirySchedule string
 param expiryThresholdsDays string
+param syncBudgetSeconds string
 param alertWebhookFormat string
 @description('Whether the vault holds the alert webhook URL (secret `alertWebhookSecretName`).')
 param hasAlertWebhook bool
@@ -109,6 +110,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'MEMSYNC_SYNC_SCHEDULE', value: syncSchedule }
         { name: 'MEMSYNC_EXPIRY_SCHEDULE', value: expirySchedule }
         { name: 'MEMSYNC_EXPIRY_THRESHOLDS_DAYS', value: expiryThresholdsDays }
+        { name: 'MEMSYNC_SYNC_BUDGET_SECONDS', value: syncBudgetSeconds }
         {
           name: 'MEMSYNC_ALERT_WEBHOOK_URL'
           // A webhook URL is a credential: the app setting is a Key Vault reference, not the URL.

@@ -512,6 +512,17 @@ def _parse_filter(params: Mapping[str, str], spec: Filter, errors: list[FieldErr
     return None
 
 
+def unknown_parameters(
+    params: Mapping[str, str], known: list[str], errors: list[FieldError], *, what: str = "this list"
+) -> None:
+    """A problem for each query parameter that is not one of `known` (nor `code`, the function key), the
+    first ten, each naming the ones that are."""
+    for name in sorted(k for k in params if k not in {*known, "code"})[:10]:
+        shown = name if len(name) <= 40 and not _CONTROL.search(name) else name[:37] + "..."
+        errors.append(FieldError(shown, "unknownParameter", f"{shown} is not a query parameter of {what}",
+                                 "Use " + ", ".join(known) + "."))
+
+
 def parse_asset_query(
     params: Mapping[str, str], accept: str | None, *, kind: str, integration_id: str, tenant_id: str
 ) -> AssetQuery:
@@ -519,18 +530,7 @@ def parse_asset_query(
     declared = entity(kind)
     errors: list[FieldError] = []
     own = [f.param for f in declared.filters]
-    allowed = {"top", "continuation", "search", "format", "code", *own}
-    unknown = sorted(k for k in params if k not in allowed)
-    for name in unknown[:10]:
-        shown = name if len(name) <= 40 and not _CONTROL.search(name) else name[:37] + "..."
-        errors.append(
-            FieldError(
-                shown,
-                "unknownParameter",
-                f"{shown} is not a query parameter of this list",
-                "Use " + ", ".join(["top", "continuation", "search", "format", *own]) + ".",
-            )
-        )
+    unknown_parameters(params, ["top", "continuation", "search", "format", *own], errors)
     top = parse_top(params, errors)
     search = parse_search(params, errors)
     filters = {spec.param: _parse_filter(params, spec, errors) for spec in declared.filters}

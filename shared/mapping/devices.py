@@ -143,7 +143,7 @@ def _string(raw: dict[str, Any], name: str) -> str | None:
     return storable(raw, name, display=name in DISPLAY_FIELDS)
 
 
-def _int(raw: dict[str, Any], name: str) -> int | None:
+def whole_number(raw: dict[str, Any], name: str) -> int | None:
     value = raw.get(name)
     if value is None:
         return None
@@ -261,7 +261,7 @@ def map_device(
     device["serialPlaceholder"] = is_placeholder_serial(serial)
     device["ownerType"] = _string(raw, "managedDeviceOwnerType")
     for name in _INT_FIELDS:
-        device[name] = _int(raw, name)
+        device[name] = whole_number(raw, name)
     if device["physicalMemoryInBytes"] == 0:
         device["physicalMemoryInBytes"] = None
     encrypted = raw.get("isEncrypted")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.mapping.devices import safe_id
+from shared.mapping.devices import safe_id, whole_number
 from shared.mapping.text import SkippedRecord, storable
 
 LICENCE_SELECT: tuple[str, ...] = (
@@ -25,15 +25,6 @@ PREPAID_UNITS: tuple[str, ...] = ("enabled", "suspended", "warning", "lockedOut"
 LICENCE_FIELDS: tuple[str, ...] = ("id", "tenantId", *LICENCE_SELECT[1:])
 
 
-def _count(raw: dict[str, Any], name: str) -> int | None:
-    value = raw.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise SkippedRecord(f"{name} is {type(value).__name__}, not a whole number")
-    return int(value)
-
-
 def map_licence(raw: dict[str, Any], *, tenant_id: str) -> dict[str, Any]:
     """One subscribedSku -> the licence fields. Raises `SkippedRecord` for a record without a usable id
     or with a field of the wrong type. `prepaidUnits` absent is read as no units."""
@@ -43,9 +34,9 @@ def map_licence(raw: dict[str, Any], *, tenant_id: str) -> dict[str, Any]:
     for name in ("skuId", "capabilityStatus", "appliesTo"):
         out[name] = storable(raw, name)
     out["skuPartNumber"] = storable(raw, "skuPartNumber", display=True)
-    out["consumedUnits"] = _count(raw, "consumedUnits")
+    out["consumedUnits"] = whole_number(raw, "consumedUnits")
     prepaid = raw.get("prepaidUnits")
     if prepaid is not None and not isinstance(prepaid, dict):
         raise SkippedRecord(f"prepaidUnits is {type(prepaid).__name__}, not an object")
-    out["prepaidUnits"] = {name: _count(prepaid or {}, name) or 0 for name in PREPAID_UNITS}
+    out["prepaidUnits"] = {name: whole_number(prepaid or {}, name) or 0 for name in PREPAID_UNITS}
     return {name: out[name] for name in LICENCE_FIELDS}
