@@ -186,8 +186,12 @@
     u.searchParams.delete("code");
     return u.pathname + u.search;
   }
-  async function api(pathOrLink, { method = "GET", body } = {}) {
-    const headers = { accept: "application/json" };
+  async function api(pathOrLink, options) {
+    return (await call(pathOrLink, options)).data;
+  }
+  // The whole answer: its data and the ETag header (GET /api/integrations/{id}), for If-Match.
+  async function call(pathOrLink, { method = "GET", body, headers: extra } = {}) {
+    const headers = { accept: "application/json", ...(extra || {}) };
     if (KEY) headers["x-functions-key"] = KEY;
     if (body !== undefined) headers["content-type"] = "application/json";
     let res;
@@ -204,7 +208,7 @@
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch { data = null; }
     if (!res.ok) throw new ApiProblem(res.status, data);
-    return data;
+    return { status: res.status, data, etag: res.headers.get("etag") };
   }
   async function listAll(path) {
     const out = [];
@@ -331,6 +335,7 @@
     renderAttention();
     renderCustomers();
     renderScopeOptions();
+    renderManage();
   }
 
   function renderTiles() {
@@ -463,7 +468,7 @@
     const bodies = [];
     if (!state.integrations.length) {
       bodies.push(el("tbody", {}, el("tr", {}, el("td", { colspan: CUSTOMER_COLUMNS, class: "muted nolabel" },
-        "No integrations yet. Register one with POST /api/integrations (see the README); its customers appear here."))));
+        "No integrations yet. Register one under Register an integration below; its customers appear here."))));
     }
     for (const integ of state.integrations) {
       const list = state.tenants.get(integ.id);
@@ -1010,6 +1015,7 @@
         if (this.csv) { this.csv.removeAttribute("href"); this.csv.setAttribute("aria-disabled", "true"); }
         return;
       }
+      for (const [k, v] of Object.entries(b.params || {})) filter.set(k, v);
       this.links = [`${b.path}?${this.query(filter, { top: this.form.elements.top.value })}`];
       if (this.csv) {
         // The CSV link carries the key in ?code= (a plain download cannot send a header); it is built
@@ -1139,6 +1145,426 @@
     selectBrowse(rows[0].key);
   }
 
+  // ------------------------------------------------------------------ operating (docs/api.md, Integrations)
+  // Forms are static markup in console.html; values from the API reach them as .value / textContent.
+  // Secret inputs are password fields: their values go into one request body and are cleared at once,
+  // never logged, never put back into the page.
+  const COLLECTABLE = ["autopilotDevices", "entraDevices", "vulnerabilities", "licences"];
+  const manage = { id: "", integ: null, etag: null, signinTimer: null, filled: "" };
+  const integName = (i) => (i && (i.displayName || i.id)) || "";
+  function say(node, text, tone) {
+    node.textContent = "";
+    node.classList.toggle("bad", tone === "bad");
+    node.classList.toggle("good", tone === "good");
+    // Set after a tick, so that a screen reader announces the same text twice in a row.
+    setTimeout(() => { node.textContent = text; }, 30);
+  }
+  function showKinds(root, kind) {
+    root.querySelectorAll("[data-kinds]").forEach((n) => {
+      n.hidden = !n.getAttribute("data-kinds").split(" ").includes(kind);
+      n.querySelectorAll("input, textarea, select").forEach((i) => { i.disabled = n.hidden; });
+    });
+  }
+  const guids = (text) => String(text || "").split(/[\s,;]+/).map((x) => x.trim()).filter(Boolean);
+  function dateToIso(value) { return value ? `${value}T00:00:00Z` : undefined; }
+
+  // A problem document's errors[] beside the inputs they name (field "tenantFilter.include[2]" goes
+  // beside tenantFilter.include); the rest, and the request as a whole, at the top of the form.
+  function clearErrors(form) {
+    form.querySelectorAll("[data-error-for]").forEach((n) => n.replaceChildren());
+    form.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
+  }
+  function showErrors(form, err, intro) {
+    clearErrors(form);
+    const p = (err && err.problem) || {};
+    const list = Array.isArray(p.errors) && p.errors.length ? p.errors : [{ field: "", message: err.message }];
+    const slotFor = (field) => {
+      const plain = String(field || "").replace(/\[\d+\]$/, "");
+      for (const name of [field, plain, plain.split(".")[0]]) {
+        const slot = form.querySelector(`[data-error-for="${CSS.escape(name || "")}"]`);
+        if (slot && !slot.closest("[hidden]")) return slot;
+      }
+      return form.querySelector('[data-error-for=""]');
+    };
+    let first = null;
+    for (const e of list) {
+      const slot = slotFor(e.field);
+      const at = /\[(\d+)\]$/.exec(String(e.field || ""));
+      slot.append(el("span", { class: "err", "data-code": e.code || null },
+        !slot.getAttribute("data-error-for") && e.field ? el("code", { text: e.field }) : null,
+        !slot.getAttribute("data-error-for") && e.field ? " " : null,
+        at ? `Entry ${Number(at[1]) + 1}: ` : "", e.message || e.code || "",
+        e.action ? el("span", { class: "action", text: e.action }) : null));
+      const input = form.querySelector(`[data-error-field="${CSS.escape(slot.getAttribute("data-error-for"))}"]`);
+      if (input && slot.getAttribute("data-error-for")) {
+        input.setAttribute("aria-invalid", "true");
+        const id = `err-${slot.getAttribute("data-error-for").replace(/\W/g, "-")}-${form.id}`;
+        slot.id = id;
+        input.setAttribute("aria-describedby", id);
+        first = first || input;
+      }
+    }
+    const top = form.querySelector('[data-error-for=""]');
+    if (intro) top.prepend(el("span", { class: "err", text: intro }));
+    if (first) first.focus();
+    else { top.setAttribute("tabindex", "-1"); top.focus(); }
+  }
+  // The problem's title when errors[] says the rest beside the fields.
+  const headline = (err) => (err.problem && err.problem.title) || err.message;
+  function fail(err, form, intro) {
+    if (err instanceof KeyProblem) { showKeyProblem(); return true; }
+    if (form) showErrors(form, err, intro);
+    return false;
+  }
+
+  // ---- the integration picked in "Manage an integration"
+  function renderManage() {
+    const pick = $("#manage-integ");
+    const opts = state.integrations.map((i) => el("option", { value: i.id, text: `${integName(i)}${i.status === "disabled" ? " (disabled)" : ""}` }));
+    const sig = state.integrations.map((i) => `${i.id}=${integName(i)}:${i.status}`).join("|");
+    if (pick.getAttribute("data-sig") !== sig) {
+      pick.setAttribute("data-sig", sig);
+      pick.replaceChildren(...(opts.length ? opts : [el("option", { value: "", text: "No integrations yet" })]));
+      const audit = $("#audit-integ");
+      const chosen = audit.value;
+      audit.replaceChildren(el("option", { value: "", text: "All integrations" }),
+        ...state.integrations.map((i) => el("option", { value: i.id, text: integName(i) })));
+      audit.value = [...audit.options].some((o) => o.value === chosen) ? chosen : "";
+    }
+    if (!state.integrations.some((i) => i.id === manage.id)) manage.id = state.integrations.length ? state.integrations[0].id : "";
+    pick.value = manage.id;
+    $("#manage").querySelectorAll("button, input, textarea").forEach((n) => { if (!manage.id) n.disabled = true; });
+    if (manage.id && manage.filled !== manage.id) loadManaged().catch(() => {});
+    renderConsentList();
+  }
+  async function loadManaged(note) {
+    const id = manage.id;
+    manage.filled = id;
+    try {
+      const r = await call(`integrations/${enc(id)}`);
+      if (id !== manage.id) return;
+      manage.integ = r.data;
+      manage.etag = r.etag;
+      fillManage(note);
+    } catch (err) {
+      if (!fail(err)) say($("#manage-result"), `Could not read ${id}: ${err.message}`, "bad");
+    }
+  }
+  function fillManage(note) {
+    const i = manage.integ;
+    const box = $("#manage");
+    showKinds(box, i.kind);
+    const f = $("#edit-form");
+    clearErrors(f);
+    clearErrors($("#secrets-form"));
+    f.elements.displayName.value = i.displayName || "";
+    f.elements.includeDefender.checked = i.includeDefender !== false;
+    const collected = Array.isArray(i.collect) ? i.collect : COLLECTABLE;
+    f.querySelectorAll("input[name=collect]").forEach((c) => { c.checked = collected.includes(c.value); });
+    const tf = i.tenantFilter || {};
+    if (!f.elements.include.disabled) {
+      f.elements.include.value = (tf.include || []).join("\n");
+      f.elements.exclude.value = (tf.exclude || []).join("\n");
+    }
+    const disabled = i.status === "disabled";
+    $("#status-text").replaceChildren("This integration is ", el("strong", { text: i.status || "active" }),
+      disabled ? ": no scheduled or manual syncs. Enable it to sync again." : ": it syncs on schedule.");
+    const toggle = $("#toggle-status");
+    toggle.textContent = disabled ? "Enable" : "Disable";
+    toggle.append(el("span", { class: "visually-hidden", text: ` ${integName(i)}` }));
+    toggle.disabled = false;
+    $("#delete-integ").disabled = false;
+    $("#delete-confirm").hidden = true;
+    box.querySelectorAll("form button, #consent-box button").forEach((b) => { b.disabled = false; });
+    $("#signin-state").replaceChildren();
+    renderConsentList();
+    if (note) say($("#manage-result"), note.text, note.tone);
+  }
+  const integPath = () => `integrations/${enc(manage.id)}`;
+  async function afterChange(text, tone) {
+    state.fleet.clear();
+    await refresh();
+    auditLister.reset();
+    await loadManaged({ text, tone: tone || "good" });
+  }
+
+  // ---- PATCH with If-Match
+  async function patch(change, form, what) {
+    const name = integName(manage.integ);
+    try {
+      const r = await call(integPath(), { method: "PATCH", body: change, headers: manage.etag ? { "if-match": manage.etag } : {} });
+      manage.integ = r.data;
+      manage.etag = r.etag || manage.etag;
+      await afterChange(`${what} for ${integName(r.data) || name}.`);
+    } catch (err) {
+      if (err instanceof KeyProblem) { showKeyProblem(); return; }
+      if (err.status === 412) {
+        await loadManaged({ text: `Someone changed ${name} first, so nothing was saved. The form now shows the current settings: make your change again.`, tone: "bad" });
+        $("#manage-h").focus();
+        return;
+      }
+      if (form) showErrors(form, err, `Not saved: ${headline(err)}`);
+      else say($("#manage-result"), `Not done: ${err.message}`, "bad");
+    }
+  }
+  $("#edit-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = ev.currentTarget;
+    clearErrors(f);
+    const change = {
+      displayName: f.elements.displayName.value.trim(),
+      includeDefender: f.elements.includeDefender.checked,
+      collect: [...f.querySelectorAll("input[name=collect]:checked")].map((c) => c.value),
+    };
+    if (manage.integ.kind === "multiTenant") change.tenantFilter = { include: guids(f.elements.include.value), exclude: guids(f.elements.exclude.value) };
+    const button = f.querySelector("button[type=submit]");
+    button.disabled = true;
+    try { await patch(change, f, "Changes saved"); } finally { button.disabled = false; }
+  });
+  $("#toggle-status").addEventListener("click", async (ev) => {
+    const b = ev.currentTarget;
+    const status = manage.integ.status === "disabled" ? "active" : "disabled";
+    b.disabled = true;
+    await patch({ status }, null, status === "active" ? "Enabled: syncs again" : "Disabled: no more syncs");
+    b.disabled = false;
+    b.focus();
+  });
+
+  // ---- DELETE, after a confirmation that names the integration
+  $("#delete-integ").addEventListener("click", () => {
+    $("#delete-q").textContent = `Delete “${integName(manage.integ)}”? memsync stops syncing it and deletes its secrets from Key Vault; this cannot be undone.`;
+    $("#delete-yes").textContent = `Delete ${integName(manage.integ)}`;
+    $("#delete-purge").checked = false;
+    $("#delete-confirm").hidden = false;
+    $("#delete-no").focus();
+  });
+  $("#delete-no").addEventListener("click", () => { $("#delete-confirm").hidden = true; $("#delete-integ").focus(); });
+  $("#delete-yes").addEventListener("click", async (ev) => {
+    const name = integName(manage.integ);
+    ev.currentTarget.disabled = true;
+    try {
+      await api(`${integPath()}${$("#delete-purge").checked ? "?purgeAssets=true" : ""}`, { method: "DELETE" });
+      $("#delete-confirm").hidden = true;
+      manage.filled = "";
+      await afterChange(`${name} is deleted.`);
+    } catch (err) {
+      if (!fail(err)) say($("#manage-result"), `${name} was not deleted: ${err.message}`, "bad");
+    } finally { ev.currentTarget.disabled = false; }
+  });
+
+  // ---- PUT .../secrets
+  $("#secrets-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = ev.currentTarget;
+    clearErrors(f);
+    const body = {};
+    for (const role of ["syncApp", "partnerApp"]) {
+      const secret = f.elements[`${role}Secret`];
+      if (secret.disabled || !secret.value) continue;
+      body[`${role}Secret`] = secret.value;
+      const on = dateToIso(f.elements[`${role}SecretExpiresOn`].value);
+      if (on) body[`${role}SecretExpiresOn`] = on;
+    }
+    // The values leave the page with this request and nowhere else.
+    f.querySelectorAll("input[type=password]").forEach((i) => { i.value = ""; });
+    if (!Object.keys(body).length) {
+      showErrors(f, { problem: { errors: [{ field: "syncAppSecret", message: "Type the new secret's Value first." }] } });
+      return;
+    }
+    const button = f.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const r = await call(`${integPath()}/secrets`, { method: "PUT", body });
+      manage.integ = r.data;
+      f.querySelectorAll("input[type=date]").forEach((i) => { i.value = ""; });
+      await afterChange(`New secret${Object.keys(body).filter((k) => k.endsWith("Secret")).length > 1 ? "s" : ""} accepted and stored for ${integName(r.data)}.`);
+    } catch (err) {
+      fail(err, f, `Not rotated: ${headline(err)}. Nothing changed; type the secret again.`);
+    } finally { button.disabled = false; }
+  });
+
+  // ---- partner sign-in and consent (multiTenant)
+  function renderConsentList() {
+    const list = $("#consent-list");
+    const tenants = state.tenants.get(manage.id);
+    const rows = Array.isArray(tenants) ? [...tenants].sort((a, b) => tenantName(a).localeCompare(tenantName(b))) : [];
+    const integ = state.integrations.find((i) => i.id === manage.id);
+    if (!integ || integ.kind !== "multiTenant") { list.replaceChildren(); return; }
+    const sig = rows.map((t) => t.tenantId + tenantName(t)).join("|");
+    if (list.getAttribute("data-sig") === `${manage.id}:${sig}`) return;
+    list.setAttribute("data-sig", `${manage.id}:${sig}`);
+    keepFocus(() => list.replaceChildren(...rows.map((t) => el("li", { "data-tenant": t.tenantId },
+      el("span", { class: "cust-name", text: tenantName(t) }),
+      el("button", { type: "button", class: "btn btn-quiet btn-small", "data-action": "consent-tenant",
+        "data-focus-id": `consent:${manage.id}/${t.tenantId}`, onclick: (ev) => consentOne(ev.currentTarget, t) },
+      "Consent", el("span", { class: "visually-hidden", text: ` in ${tenantName(t)}` })),
+      el("span", { class: "consent-result", "aria-live": "polite" })))));
+  }
+  function consentText(r) {
+    const words = { consented: "consented", alreadyConsented: "already consented", reconsented: "consented again", failed: "failed" };
+    const e = r.error;
+    return `${words[r.status] || r.status || "done"}${r.queued ? "; sync queued" : ""}${e ? `: ${e.message || e.code}${e.action ? ` What to do: ${e.action}` : ""}` : ""}`;
+  }
+  async function consentOne(button, t) {
+    const slot = button.parentElement.querySelector(".consent-result");
+    button.disabled = true;
+    try {
+      const r = await api(`${integPath()}/tenants/${enc(t.tenantId)}/consent`, { method: "POST" });
+      say(slot, consentText(r), r.error ? "bad" : "good");
+      refresh();
+    } catch (err) {
+      if (fail(err)) return;
+      const e = (err.problem.errors || [])[0] || {};
+      say(slot, `not consented: ${err.message}${e.action ? ` What to do: ${e.action}` : ""}`, "bad");
+    } finally { button.disabled = false; }
+  }
+  $("#consent-all").addEventListener("click", async (ev) => {
+    const b = ev.currentTarget;
+    b.disabled = true;
+    try {
+      const r = await api(`${integPath()}/consent`, { method: "POST" });
+      const names = new Map((state.tenants.get(manage.id) || []).map((t) => [t.tenantId, tenantName(t)]));
+      for (const one of (r && r.value) || []) {
+        const slot = $(`#consent-list li[data-tenant="${CSS.escape(one.tenantId)}"] .consent-result`);
+        if (slot) say(slot, consentText(one), one.error ? "bad" : "good");
+      }
+      say($("#manage-result"), `Consent in ${num(r.consented)} customer${r.consented === 1 ? "" : "s"}, ${num(r.failed)} failed${(r.value || []).length ? "" : ": none needed it"}.`
+        + (r.failed ? ` Failed: ${(r.value || []).filter((x) => x.status === "failed").map((x) => names.get(x.tenantId) || x.tenantId).join(", ")}.` : ""), r.failed ? "bad" : "good");
+      refresh();
+    } catch (err) {
+      if (!fail(err)) say($("#manage-result"), `Consent not run: ${err.message}${actionOf(err)}`, "bad");
+    } finally { b.disabled = false; }
+  });
+  const actionOf = (err) => { const e = ((err.problem || {}).errors || [])[0]; return e && e.action ? ` What to do: ${e.action}` : ""; };
+  function renderSignin(s) {
+    const box = $("#signin-state");
+    const link = /^https:\/\//i.test(s.verificationUri || "")
+      ? el("a", { href: s.verificationUri, target: "_blank", rel: "noopener noreferrer", text: s.verificationUri })
+      : el("span", { text: s.verificationUri || "" });
+    const parts = { pending: [el("p", {}, "A partner admin opens ", link, " and enters the code ", el("strong", { class: "user-code", text: s.userCode || "" }),
+      s.expiresAt ? ` before ${dtf.format(new Date(s.expiresAt))}.` : "."), s.message ? el("p", { class: "muted", text: s.message }) : null],
+    done: el("p", { class: "good", text: `Signed in${s.signedInAs ? ` as ${s.signedInAs}` : ""}. Consent can run now.` }),
+    failed: el("p", { class: "bad", text: `Sign-in failed${s.error ? `: ${s.error.message || s.error.code}` : ""}.` }),
+    expired: el("p", { class: "bad", text: "The code expired before anyone signed in. Start again." }),
+    notStarted: el("p", { class: "muted", text: "No sign-in started." }) };
+    box.replaceChildren(el("div", { "data-signin": s.status }, parts[s.status] || el("p", { text: s.status })));
+    if (s.status !== "pending") announce(box.textContent);
+  }
+  async function pollSignin(id, interval) {
+    clearTimeout(manage.signinTimer);
+    manage.signinTimer = setTimeout(async () => {
+      if (id !== manage.id) return;
+      try {
+        const s = await api(`integrations/${enc(id)}/partner-signin`);
+        renderSignin(s);
+        if (s.status === "pending") pollSignin(id, s.interval || interval);
+      } catch (err) {
+        if (!fail(err)) say($("#manage-result"), `Sign-in state not read: ${err.message}`, "bad");
+      }
+    }, Math.max(1, interval || 5) * 1000);
+  }
+  $("#signin-start").addEventListener("click", async (ev) => {
+    const b = ev.currentTarget;
+    b.disabled = true;
+    try {
+      const s = await api(`${integPath()}/partner-signin`, { method: "POST" });
+      renderSignin(s);
+      if (s.status === "pending") pollSignin(manage.id, s.interval);
+    } catch (err) {
+      if (!fail(err)) say($("#manage-result"), `Sign-in not started: ${err.message}${actionOf(err)}`, "bad");
+    } finally { b.disabled = false; }
+  });
+  $("#manage-integ").addEventListener("change", (ev) => {
+    manage.id = ev.target.value;
+    clearTimeout(manage.signinTimer);
+    $("#manage-result").textContent = "";
+    loadManaged().catch(() => {});
+  });
+
+  // ---- POST /api/alerts/check
+  $("#check-secrets").addEventListener("click", async (ev) => {
+    const b = ev.currentTarget;
+    b.disabled = true;
+    const out = $("#check-result");
+    try {
+      const r = await api("alerts/check", { method: "POST" });
+      const failures = (r.failures || []).length;
+      say(out, `Checked ${num(r.secretsChecked)} secret${r.secretsChecked === 1 ? "" : "s"}: ${num(r.alertsRaised)} alert${r.alertsRaised === 1 ? "" : "s"} raised, ${num(r.alertsResolved)} resolved`
+        + `${failures ? `, ${failures} could not be checked (tried again on the next run)` : ""}.`, failures ? "bad" : "good");
+      refresh();
+    } catch (err) {
+      if (!fail(err)) say(out, `The check did not run: ${err.message}`, "bad");
+    } finally { b.disabled = false; }
+  });
+
+  // ---- POST /api/integrations
+  const reg = $("#register-form");
+  const regKind = () => reg.querySelector("input[name=kind]:checked").value;
+  showKinds(reg, regKind());
+  reg.querySelectorAll("input[name=kind]").forEach((r) => r.addEventListener("change", () => { showKinds(reg, regKind()); clearErrors(reg); }));
+  reg.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(reg);
+    const kind = regKind();
+    const v = (name) => (reg.elements[name] && !reg.elements[name].disabled ? reg.elements[name].value.trim() : "");
+    const body = { kind, includeDefender: reg.elements.includeDefender.checked,
+      collect: [...reg.querySelectorAll("input[name=collect]:checked")].map((c) => c.value) };
+    if (v("displayName")) body.displayName = v("displayName");
+    const ids = kind === "multiTenant" ? ["partnerTenantId", "partnerAppId", "syncAppId"] : ["tenantId", "syncAppId"];
+    for (const name of ids) body[name] = v(name);
+    for (const role of kind === "multiTenant" ? ["partnerApp", "syncApp"] : ["syncApp"]) {
+      body[`${role}Secret`] = reg.elements[`${role}Secret`].value;
+      const on = dateToIso(v(`${role}SecretExpiresOn`));
+      if (on) body[`${role}SecretExpiresOn`] = on;
+    }
+    if (kind === "multiTenant") {
+      const include = guids(v("include")), exclude = guids(v("exclude"));
+      if (include.length || exclude.length) body.tenantFilter = { include, exclude };
+    }
+    reg.querySelectorAll("input[type=password]").forEach((i) => { i.value = ""; });
+    const out = $("#register-result");
+    out.replaceChildren();
+    const button = reg.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const r = await call("integrations", { method: "POST", body });
+      const i = r.data || {};
+      const warnings = i.warnings || [];
+      out.replaceChildren(el("div", { class: "registered", tabindex: "-1" },
+        el("p", { class: "good" }, "Registered ", el("strong", { text: integName(i) }), " (", el("code", { text: i.id || "" }),
+          `, ${i.kind === "singleTenant" ? "one tenant" : "partner"}). Its first sync is queued; its customers appear under Customers.`),
+        warnings.length ? el("ul", { class: "warnings" }, warnings.map((w) => el("li", { "data-code": w.code || null },
+          el("span", { class: "chip chip-warn", text: w.code || "warning" }), " ",
+          w.field ? el("code", { text: w.field }) : null, w.field ? " " : null, w.message || "",
+          w.action ? el("p", { class: "action", text: w.action }) : null))) : null));
+      reg.querySelectorAll("input[type=date], input[spellcheck], textarea").forEach((n) => { n.value = ""; });
+      reg.elements.displayName.value = "";
+      manage.id = i.id || manage.id;
+      manage.filled = "";
+      out.firstChild.focus();
+      refresh().then(() => auditLister.reset());
+    } catch (err) {
+      fail(err, reg, `Not registered: ${headline(err)}. Type the secrets again after fixing the fields below.`);
+    } finally { button.disabled = false; }
+  });
+
+  // ---- GET /api/audit
+  LISTS.audit = { noun: "audit records", range: "Records", search: false, columns: [
+    ["When", (a) => timeEl(a.at, "—")],
+    ["Action", (a) => [el("code", { text: a.action || "" }), el("br"), el("span", { class: "muted", text: `${a.method || ""} ${a.route || ""}` })]],
+    ["Outcome", (a) => el("span", { class: `chip ${a.outcome === "done" ? "chip-ok" : a.outcome === "refused" ? "chip-warn" : "chip-error"}`, text: `${a.outcome || "?"} ${a.status || ""}` })],
+    ["Integration", (a) => { const i = state.integrations.find((x) => x.id === a.integrationId); return a.integrationId ? [i ? el("strong", { text: integName(i) }) : null, i ? el("br") : null, el("span", { class: "muted", text: a.integrationId })] : "—"; }],
+    ["Tenant", (a) => orDash(a.tenantId)],
+    ["Fields", (a) => ((a.fields || []).length ? a.fields.join(", ") : "—")],
+    ["Code", (a) => (a.code ? el("code", { text: a.code }) : "—")],
+    ["Who", (a) => [(a.actor && (a.actor.name || a.actor.kind)) || "—", el("br"), el("span", { class: "muted", text: a.address || "" })]],
+  ] };
+  const auditLister = new Lister($("#audit-list"), {
+    hint: "No records.",
+    source: () => ({ path: "audit", file: "audit", params: $("#audit-integ").value ? { integrationId: $("#audit-integ").value } : {} }),
+  });
+  $("#audit-integ").addEventListener("change", () => auditLister.reset());
+
   // ------------------------------------------------------------------ wiring
   $("#refresh").addEventListener("click", () => { state.fleet.clear(); fleetSig = ""; refresh(); });
   $("#fleet-scope").addEventListener("change", (ev) => { state.fleetScope = ev.target.value; loadFleet().catch(onError); });
@@ -1150,5 +1576,5 @@
     resizeTimer = setTimeout(() => { if (state.loadedOnce) renderCharts(lastFleet); }, 150);
   });
   for (const l of [...listers, vulnLister]) l.renderRows([], null);
-  refresh();
+  refresh().then(() => auditLister.reset());
 })();

@@ -392,6 +392,11 @@ class FakeApi:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     sync_requests: list[tuple[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path_qs, key header
+    # Changes asked: (method, path, JSON body or None, If-Match or None), as the page sent them.
+    changes: list[tuple[str, str, Any, str | None]] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)  # integration id -> version behind its ETag
+    audit: list[dict[str, Any]] = field(default_factory=list)  # newest first
+    signin_polls: int = 0
     port: int = 0
 
     @property
@@ -494,6 +499,13 @@ class FakeApi:
                 os_facts(ft)
             tenants.append(ft)
         api.tenants[integ_id] = tenants
+        api.integrations[0]["collect"] = list(COLLECTABLE)
+        api.integrations[0]["tenantFilter"] = {"include": [], "exclude": ["c0000000-0000-0000-0000-000000000005"]}
+        for n in range(30):  # more than a page of 25
+            api.audit.append(audit_record(
+                "integration.sync" if n % 3 else "integration.change", integ_id, NOW - timedelta(hours=n),
+                status=202 if n % 3 else (412 if n == 3 else 200), fields=["tenantIds"] if n % 3 else ["displayName"]))
+        api.audit.append(audit_record("alerts.check", None, NOW - timedelta(days=3), status=202, fields=[]))
         api.alerts.append(
             {
                 "id": "al1",
@@ -529,8 +541,32 @@ class FakeApi:
         if presented != self.key:
             return web.Response(status=401)
         parts = [p for p in request.path.split("/") if p][1:]  # drop "api"
+        if request.method in ("POST", "PATCH", "PUT", "DELETE") and not (len(parts) == 3 and parts[2] == "sync"):
+            body = await request.json() if request.can_read_body else None
+            self.changes.append((request.method, request.path, body, request.headers.get("if-match")))
+            answer = self.change(request, parts, body)
+            self.record(request, parts, answer)
+            return answer
         if parts == ["integrations"]:
             return self.page(request, self.integrations)
+        if len(parts) == 2 and parts[0] == "integrations":
+            integ = self.integration(parts[1])
+            if integ is None:
+                return self.problem(404, "Not found")
+            return web.json_response(integ, headers={"ETag": self.etag(parts[1])})
+        if len(parts) == 3 and parts[0] == "integrations" and parts[2] == "partner-signin":
+            self.signin_polls += 1
+            if self.signin_polls < 2:
+                return web.json_response(self.signin_pending(parts[1]))
+            return web.json_response({"integrationId": parts[1], "status": "done", "autoConsent": False,
+                                      "signedInAt": iso(datetime.now(UTC)), "signedInAs": "admin@fabrikam.example"})
+        if parts == ["audit"]:
+            wanted_id = request.query.get("integrationId")
+            records = [a for a in self.audit if not wanted_id or a["integrationId"] == wanted_id]
+            if request.query.get("format") == "csv":
+                rows = ["id,at,action,outcome"] + [f"{a['id']},{a['at']},{a['action']},{a['outcome']}" for a in records]
+                return web.Response(text="\n".join(rows), content_type="text/csv")
+            return self.page(request, records)
         if parts == ["alerts"]:
             status = request.query.get("status")
             return self.page(request, [a for a in self.alerts if not status or a["status"] == status])
@@ -550,6 +586,142 @@ class FakeApi:
                 return self.problem(404, "Not found")
             return self.tenant_route(request, ft, parts[4:])
         return self.problem(404, "Not found")
+
+    # ---------------------------------------------------------------- changes (docs/api.md, Integrations)
+    def integration(self, integ_id: str) -> dict[str, Any] | None:
+        return next((i for i in self.integrations if i["id"] == integ_id), None)
+
+    def etag(self, integ_id: str) -> str:
+        return f'W/"{integ_id[:8]}-{self.versions.get(integ_id, 1)}"'
+
+    def touch(self, integ_id: str, **change: Any) -> None:
+        """Someone else changes the integration: its ETag moves on."""
+        self.integration(integ_id).update(change)  # type: ignore[union-attr]
+        self.versions[integ_id] = self.versions.get(integ_id, 1) + 1
+
+    @staticmethod
+    def signin_pending(integ_id: str) -> dict[str, Any]:
+        return {"integrationId": integ_id, "status": "pending", "userCode": "FAKE-CODE-42",
+                "verificationUri": "https://microsoft.com/devicelogin", "interval": 1,
+                "message": "To sign in, use a web browser to open the page https://microsoft.com/devicelogin.",
+                "expiresAt": iso(datetime.now(UTC) + timedelta(minutes=15))}
+
+    def change(self, request: web.Request, parts: list[str], body: Any) -> web.Response:
+        if parts == ["integrations"] and request.method == "POST":
+            return self.register(body or {})
+        if parts == ["alerts", "check"]:
+            return web.json_response({"secretsChecked": 2, "alertsRaised": 1, "alertsResolved": 0, "failures": [],
+                                      "delivery": {"configured": False, "delivered": 0, "failed": 0, "errors": []}},
+                                     status=202)
+        if len(parts) < 2 or parts[0] != "integrations" or self.integration(parts[1]) is None:
+            return self.problem(404, "Not found")
+        integ_id, rest = parts[1], parts[2:]
+        integ = self.integration(integ_id)
+        assert integ is not None
+        if not rest and request.method == "PATCH":
+            return self.patch(request, integ, body or {})
+        if not rest and request.method == "DELETE":
+            integ.update(status="disabled", secrets=[])
+            self.versions[integ_id] = self.versions.get(integ_id, 1) + 1
+            return web.Response(status=204)
+        if rest == ["secrets"] and request.method == "PUT":
+            wrong = [f for f in ("syncAppSecret", "partnerAppSecret") if (body or {}).get(f) == "wrong-secret"]
+            if wrong:
+                return self.problem(422, "A credential was refused", errors=[{
+                    "field": f, "code": "invalidSecret",
+                    "message": f"{f} is not valid for the app (AADSTS7000215).",
+                    "action": "Send the secret's Value from Certificates & secrets, not its Secret ID.",
+                } for f in wrong])
+            for secret in integ["secrets"]:
+                if secret["name"] in (body or {}):
+                    secret.update(expiresOn=iso(NOW + timedelta(days=180)), expiresOnSource="graph")
+            self.versions[integ_id] = self.versions.get(integ_id, 1) + 1
+            return web.json_response(integ, headers={"ETag": self.etag(integ_id)})
+        if rest == ["partner-signin"]:
+            self.signin_polls = 0
+            return web.json_response(self.signin_pending(integ_id), status=202)
+        if rest == ["consent"]:
+            tried = [ft.tenant["tenantId"] for ft in self.tenants.get(integ_id, []) if ft.tenant["status"] == "error"]
+            value = [{"tenantId": t, "status": "consented", "queued": True, "access": None, "error": None}
+                     for t in tried]
+            return web.json_response({"value": value, "consented": len(value), "failed": 0})
+        if len(rest) == 3 and rest[0] == "tenants" and rest[2] == "consent":
+            return web.json_response({"tenantId": rest[1], "status": "consented", "queued": True, "access": None,
+                                      "error": None})
+        return self.problem(404, "Not found")
+
+    def patch(self, request: web.Request, integ: dict[str, Any], body: dict[str, Any]) -> web.Response:
+        if_match = request.headers.get("if-match")
+        if if_match and if_match not in ("*", self.etag(integ["id"])):
+            return self.problem(412, "The integration changed meanwhile", errors=[{
+                "field": "If-Match", "code": "changedMeanwhile",
+                "message": "The integration changed since it was read.",
+                "action": "GET it again and send the change with its new ETag."}])
+        errors = []
+        if "displayName" in body and not str(body["displayName"]).strip():
+            errors.append({"field": "displayName", "code": "blank", "message": "displayName must not be blank.",
+                           "action": "Send a name of 1-256 characters."})
+        defender = body.get("includeDefender", integ["includeDefender"])
+        if "vulnerabilities" in (body.get("collect") or []) and defender is False:
+            errors.append({"field": "collect", "code": "conflictingOptions",
+                           "message": "vulnerabilities are read from Defender, which includeDefender turns off.",
+                           "action": "Include Defender, or do not collect vulnerabilities."})
+        for name in ("include", "exclude"):
+            for n, tid in enumerate((body.get("tenantFilter") or {}).get(name, [])):
+                if not is_guid(tid):
+                    errors.append({"field": f"tenantFilter.{name}[{n}]", "code": "invalidGuid",
+                                   "message": f"tenantFilter.{name}[{n}] must be a GUID.",
+                                   "action": "Send the customer's tenant ID."})
+        if errors:
+            return self.problem(400, "The request is not valid", errors=errors)
+        integ.update(body)
+        self.versions[integ["id"]] = self.versions.get(integ["id"], 1) + 1
+        return web.json_response(integ, headers={"ETag": self.etag(integ["id"])})
+
+    def register(self, body: dict[str, Any]) -> web.Response:
+        kind = body.get("kind", "multiTenant")
+        ids = ["partnerTenantId", "partnerAppId", "syncAppId"] if kind == "multiTenant" else ["tenantId", "syncAppId"]
+        secrets = ["partnerAppSecret", "syncAppSecret"] if kind == "multiTenant" else ["syncAppSecret"]
+        errors = []
+        for name in ids + secrets:
+            if not str(body.get(name) or "").strip():
+                errors.append({"field": name, "code": "required", "message": f"{name} is required.",
+                               "action": f"Send {name}."})
+            elif name in ids and not is_guid(body[name]):
+                errors.append({"field": name, "code": "invalidGuid", "message": f"{name} must be a GUID.",
+                               "action": "Copy the ID from Azure portal > Microsoft Entra ID > App registrations."})
+        if errors:
+            return self.problem(400, "The request is not valid", errors=errors)
+        integ_id = str(uuid.uuid4())
+        integ = {"id": integ_id, "kind": kind, "status": "active",
+                 "displayName": body.get("displayName") or f"Tenant {body.get('tenantId')}",
+                 **{name: body[name] for name in ids},
+                 "includeDefender": body.get("includeDefender", True), "collect": body.get("collect", COLLECTABLE),
+                 "tenantFilter": body.get("tenantFilter") or {"include": [], "exclude": []},
+                 "secrets": [{"name": name, "appId": body["syncAppId"], "expiresOn": iso(NOW + timedelta(days=180)),
+                              "expiresOnSource": "assumed"} for name in secrets],
+                 "createdAt": iso(datetime.now(UTC)), "error": None}
+        self.integrations.append(integ)
+        self.tenants[integ_id] = []
+        warnings = [] if kind == "multiTenant" else [{
+            "field": "syncAppId", "code": "permissionMissing",
+            "message": "The sync app lacks DeviceManagementServiceConfig.Read.All: "
+                       "Autopilot identities go uncollected.",
+            "action": "Add the Graph application permission DeviceManagementServiceConfig.Read.All and grant consent."}]
+        return web.json_response({**integ, "warnings": warnings}, status=201,
+                                 headers={"Location": f"/api/integrations/{integ_id}", "ETag": self.etag(integ_id)})
+
+    def record(self, request: web.Request, parts: list[str], answer: web.Response) -> None:
+        action = {"POST": "integration.register", "PATCH": "integration.change", "DELETE": "integration.delete",
+                  "PUT": "integration.rotateSecrets"}[request.method]
+        if parts[-1] == "consent":
+            action = "tenant.consent" if "tenants" in parts else "integration.consent"
+        elif parts[-1] == "partner-signin":
+            action = "integration.partnerSignin"
+        elif parts == ["alerts", "check"]:
+            action = "alerts.check"
+        self.audit.insert(0, audit_record(action, parts[1] if len(parts) > 1 and parts[0] == "integrations" else None,
+                                          datetime.now(UTC), status=answer.status, fields=[]))
 
     def tenant_route(self, request: web.Request, ft: FakeTenant, rest: list[str]) -> web.Response:
         """GET .../tenants/{tenantId}/<rest>: the tenant's lists and a device's vulnerabilities."""
@@ -612,12 +784,35 @@ class FakeApi:
         return web.json_response(body)
 
     @staticmethod
-    def problem(status: int, title: str) -> web.Response:
+    def problem(status: int, title: str, errors: list[dict[str, Any]] | None = None) -> web.Response:
         return web.Response(
             status=status,
             content_type="application/problem+json",
-            text=json.dumps({"type": "about:blank", "title": title, "status": status, "detail": title, "errors": []}),
+            text=json.dumps({"type": "about:blank", "title": title, "status": status,
+                             "detail": f"{len(errors)} problem(s); see errors[]." if errors else title,
+                             "errors": errors or []}),
         )
+
+
+COLLECTABLE = ("autopilotDevices", "entraDevices", "vulnerabilities", "licences")
+
+
+def is_guid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return len(str(value)) == 36
+
+
+def audit_record(action: str, integ_id: str | None, at: datetime, *, status: int, fields: list[str]) -> dict[str, Any]:
+    """One audit record as GET /api/audit gives it (docs/api.md, Audit)."""
+    return {"id": str(uuid.uuid4()), "at": iso(at), "action": action,
+            "outcome": "done" if status < 400 else "refused" if status < 500 else "failed", "status": status,
+            "actor": {"kind": "functionKey", "name": "function key", "id": None},
+            "integrationId": integ_id, "tenantId": None, "fields": fields,
+            "code": "changedMeanwhile" if status == 412 else None, "address": "203.0.113.7",
+            "method": "PATCH" if action == "integration.change" else "POST", "route": "/api/integrations"}
 
 
 def wanted(flag: str | None, value: bool) -> bool:

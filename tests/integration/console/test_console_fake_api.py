@@ -559,3 +559,201 @@ def test_a_device_says_when_its_os_support_ends_and_links_microsofts_page_only(p
     assert page.locator("main img").count() == 0
     assert page.evaluate("document.body.dataset.pwned") is None
     assert problems.errors == []
+
+
+# ---------------------------------------------------------------- operating (docs/console.md, Operating)
+FIRST_ETAG = 'W/"11111111-1"'
+
+
+def changes(api: FakeApi, method: str, path: str) -> list[tuple[Any, str | None]]:
+    """The bodies and If-Match headers the page sent with `method` to `path`."""
+    return [(body, if_match) for m, p, body, if_match in api.changes if m == method and p == path]
+
+
+def wait_text(page: Any, selector: str, text: str) -> None:
+    page.wait_for_function(
+        "([sel, text]) => { const n = document.querySelector(sel); return n && n.textContent.includes(text); }",
+        arg=[selector, text],
+    )
+
+
+def script_errors(problems: PageProblems) -> list[str]:
+    """Script errors and CSP violations; Chromium also logs each 4xx answer, which these tests ask for."""
+    return [e for e in problems.errors if "Failed to load resource" not in e]
+
+
+def open_manage(page: Any, api: FakeApi) -> PageProblems:
+    problems = open_console(page, api)
+    wait_loaded(page)
+    page.wait_for_function("() => document.querySelector('#edit-form [name=displayName]').value !== ''")
+    return problems
+
+
+def test_an_edit_on_a_stale_etag_says_someone_changed_it_first_and_reloads(page, api):
+    problems = open_manage(page, api)
+    form = page.locator("#edit-form")
+    assert form.locator("[name=displayName]").input_value() == "Fabrikam IT Services"
+    api.touch(INTEG, displayName="Fabrikam Managed Services")  # someone else, meanwhile
+    form.locator("[name=displayName]").fill("My new name")
+    form.locator("button[type=submit]").click()
+    wait_text(page, "#manage-result", "Someone changed Fabrikam IT Services first")
+    page.wait_for_function(
+        "() => document.querySelector('#edit-form [name=displayName]').value === 'Fabrikam Managed Services'")
+    assert changes(api, "PATCH", f"/api/integrations/{INTEG}")[-1][1] == FIRST_ETAG
+    assert api.integration(INTEG)["displayName"] == "Fabrikam Managed Services"  # nothing was overwritten
+    # Saved again, now on the new ETag.
+    form.locator("[name=displayName]").fill("My new name")
+    form.locator("button[type=submit]").click()
+    wait_text(page, "#manage-result", "Changes saved for My new name")
+    assert changes(api, "PATCH", f"/api/integrations/{INTEG}")[-1][1] == 'W/"11111111-2"'
+    assert script_errors(problems) == []
+
+
+def test_a_collect_change_is_sent_as_a_patch_and_a_refusal_shows_beside_its_field(page, api):
+    open_manage(page, api)
+    form = page.locator("#edit-form")
+    assert form.locator("[name=exclude]").input_value() == "c0000000-0000-0000-0000-000000000005"
+    form.locator("input[name=collect][value=licences]").uncheck()
+    form.locator("button[type=submit]").click()
+    wait_text(page, "#manage-result", "Changes saved")
+    body, if_match = changes(api, "PATCH", f"/api/integrations/{INTEG}")[-1]
+    assert if_match == FIRST_ETAG
+    assert body["collect"] == ["autopilotDevices", "entraDevices", "vulnerabilities"]
+    assert body["tenantFilter"] == {"include": [], "exclude": ["c0000000-0000-0000-0000-000000000005"]}
+    # Vulnerabilities without Defender: the 400's error and action beside the collect boxes.
+    form.locator("[name=includeDefender]").uncheck()
+    form.locator("[name=include]").fill(f"{CONTOSO}\nnot-a-tenant")
+    form.locator("button[type=submit]").click()
+    wait_text(page, "#edit-form [data-error-for='collect']", "Include Defender, or do not collect vulnerabilities.")
+    include_error = form.locator("[data-error-for='tenantFilter.include']").text_content()
+    assert include_error.startswith("Entry 2: ") and "Send the customer's tenant ID." in include_error
+    assert form.locator("[name=include]").get_attribute("aria-invalid") == "true"
+    assert api.integration(INTEG)["includeDefender"] is True
+
+
+def test_disable_and_enable_send_the_status(page, api):
+    open_manage(page, api)
+    toggle = page.locator("#toggle-status")
+    toggle.click()
+    wait_text(page, "#manage-result", "Disabled: no more syncs for Fabrikam IT Services.")
+    assert changes(api, "PATCH", f"/api/integrations/{INTEG}")[-1] == ({"status": "disabled"}, FIRST_ETAG)
+    page.wait_for_selector(f"#customers-table tbody[data-integration='{INTEG}'] .chip-disabled")
+    assert page.locator(f"tr[data-tenant='{CONTOSO}'] button[data-action='sync-tenant']").is_disabled()
+    wait_text(page, "#toggle-status", "Enable")
+    toggle.click()
+    wait_text(page, "#manage-result", "Enabled: syncs again")
+    assert changes(api, "PATCH", f"/api/integrations/{INTEG}")[-1][0] == {"status": "active"}
+
+
+def test_delete_asks_first_naming_the_integration(page, api):
+    open_manage(page, api)
+    page.locator("#delete-integ").click()
+    assert "Delete “Fabrikam IT Services”?" in page.locator("#delete-q").text_content()
+    assert page.evaluate("document.activeElement.id") == "delete-no"
+    page.locator("#delete-no").click()
+    assert page.locator("#delete-confirm").is_hidden()
+    assert changes(api, "DELETE", f"/api/integrations/{INTEG}") == []
+    page.locator("#delete-integ").click()
+    page.get_by_role("button", name="Delete Fabrikam IT Services").click()
+    wait_text(page, "#manage-result", "Fabrikam IT Services is deleted.")
+    assert len(changes(api, "DELETE", f"/api/integrations/{INTEG}")) == 1
+    assert api.integration(INTEG)["status"] == "disabled"
+    assert last_request(api, f"/api/integrations/{INTEG}")[1] == {}  # no purgeAssets unless asked
+
+
+def test_a_rotated_secret_is_sent_once_and_never_left_in_the_page(page, api):
+    open_manage(page, api)
+    form = page.locator("#secrets-form")
+    assert form.locator("[name=syncAppSecret]").get_attribute("type") == "password"
+    form.locator("[name=syncAppSecret]").fill("wrong-secret")
+    form.locator("button[type=submit]").click()
+    wait_text(page, "#secrets-form [data-error-for='syncAppSecret']", "not its Secret ID")
+    assert form.locator("[name=syncAppSecret]").input_value() == ""
+    secret = "Q7~s3cret-VALUE-never-shown"
+    form.locator("[name=syncAppSecret]").fill(secret)
+    form.locator("[name=syncAppSecretExpiresOn]").fill("2031-05-01")
+    form.locator("[name=partnerAppSecret]").fill(secret + "-partner")
+    form.locator("button[type=submit]").click()
+    wait_text(page, "#manage-result", "New secrets accepted and stored for Fabrikam IT Services.")
+    body, _ = changes(api, "PUT", f"/api/integrations/{INTEG}/secrets")[-1]
+    assert body == {"syncAppSecret": secret, "syncAppSecretExpiresOn": "2031-05-01T00:00:00Z",
+                    "partnerAppSecret": secret + "-partner"}
+    assert secret not in page.content()
+    assert page.evaluate("[...document.querySelectorAll('input')].map((i) => i.value).join('|')").count(secret) == 0
+
+
+def test_consent_in_one_tenant_and_partner_sign_in(page, api):
+    open_manage(page, api)
+    item = page.locator(f"#consent-list li[data-tenant='{WOODGROVE}']")
+    item.locator("button[data-action='consent-tenant']").click()
+    wait_text(page, f"#consent-list li[data-tenant='{WOODGROVE}'] .consent-result", "consented; sync queued")
+    assert len(changes(api, "POST", f"/api/integrations/{INTEG}/tenants/{WOODGROVE}/consent")) == 1
+    page.locator("#signin-start").click()
+    wait_text(page, "#signin-state", "FAKE-CODE-42")
+    link = page.locator("#signin-state a")
+    assert link.get_attribute("href") == "https://microsoft.com/devicelogin"
+    wait_text(page, "#signin-state", "Signed in as admin@fabrikam.example")
+
+
+def test_check_secrets_now_says_what_the_check_did(page, api):
+    open_manage(page, api)
+    page.locator("#check-secrets").click()
+    wait_text(page, "#check-result", "Checked 2 secrets: 1 alert raised, 0 resolved.")
+    assert len(changes(api, "POST", "/api/alerts/check")) == 1
+
+
+def test_the_audit_view_pages_filters_and_exports(page, api):
+    open_manage(page, api)
+    audit = page.locator("#audit-list")
+    wait_rows(page, "audit-list", "Records 1–25")
+    first = audit.locator("tbody tr").first
+    assert "integration.change" in first.text_content() and "Fabrikam IT Services" in first.text_content()
+    audit.locator("button.next").click()
+    wait_rows(page, "audit-list", "Records 26–31")
+    assert "alerts.check" in audit.locator("tbody tr").last.text_content()
+    audit.locator("select[name=integration]").select_option(INTEG)
+    wait_rows(page, "audit-list", "Records 1–25")
+    assert last_request(api, "/api/audit")[1]["integrationId"] == [INTEG]
+    href = audit.locator("a.csv").get_attribute("href")
+    query = parse_qs(urlsplit(href).query)
+    assert query == {"integrationId": [INTEG], "format": ["csv"], "code": [KEY]}
+
+
+def test_the_registration_wizard_shows_refusals_per_field_and_warnings_on_success(page, api):
+    problems = open_manage(page, api)
+    form = page.locator("#register-form")
+    form.locator("input[name=kind][value=singleTenant]").check()
+    assert form.locator("[name=partnerAppId]").is_hidden()
+    assert "DeviceManagementManagedDevices.Read.All" in form.text_content()
+    form.locator("[name=tenantId]").fill("not-a-guid")
+    form.locator("[name=syncAppSecret]").fill("first-try-secret")
+    form.locator("button[type=submit]").click()
+    wait_text(page, "#register-form [data-error-for='tenantId']", "tenantId must be a GUID.")
+    assert "syncAppId is required." in form.locator("[data-error-for='syncAppId']").text_content()
+    assert page.evaluate("document.activeElement.name") == "tenantId"
+    assert form.locator("[name=syncAppSecret]").input_value() == ""
+    form.locator("[name=tenantId]").fill("d0000000-0000-0000-0000-000000000001")
+    form.locator("[name=syncAppId]").fill("d0000000-0000-0000-0000-0000000000aa")
+    form.locator("[name=syncAppSecret]").fill("second-try-secret")
+    form.locator("[name=displayName]").fill("Tailspin Toys")
+    form.locator("button[type=submit]").click()
+    wait_text(page, "#register-result", "Registered Tailspin Toys")
+    assert "permissionMissing" in page.locator("#register-result .warnings").text_content()
+    assert "DeviceManagementServiceConfig.Read.All" in page.locator("#register-result .warnings").text_content()
+    body, _ = changes(api, "POST", "/api/integrations")[-1]
+    assert body["kind"] == "singleTenant" and body["syncAppSecret"] == "second-try-secret"
+    assert "partnerAppId" not in body and "tenantFilter" not in body
+    assert "second-try-secret" not in page.content()
+    page.wait_for_selector("#customers-table tbody[data-integration] .name >> text=Tailspin Toys")
+    assert script_errors(problems) == []
+
+
+def test_phone_width_keeps_the_forms_on_screen(browser, api, artifacts):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1)
+    page = context.new_page()
+    try:
+        open_manage(page, api)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.locator("#manage").screenshot(path=str(artifacts / "console-manage-390.png"))
+    finally:
+        context.close()
