@@ -50,7 +50,7 @@ from shared.mapping.devices import (
 from shared.mapping.entra import ENTRA_DEVICE_FIELDS, ENTRA_DEVICE_SELECT, map_entra_device
 from shared.mapping.joins import AUTOPILOT_SUMMARY, ENTRA_SUMMARY
 from shared.mapping.licences import LICENCE_FIELDS, LICENCE_SELECT, PREPAID_UNITS, map_licence
-from shared.mapping.lifecycle import OS_SUPPORT_FACTS, OS_SUPPORT_FIELDS, os_support_facts
+from shared.mapping.lifecycle import OS_STATUSES, OS_SUPPORT_FACTS, OS_SUPPORT_FIELDS, os_support_facts
 from shared.mapping.software import DETECTED_APP_SELECT, SOFTWARE_FIELDS, map_software
 from shared.mapping.vulnerabilities import SEVERITIES, SUMMARY_FIELDS, VULNERABILITY_FIELDS, map_vulnerability
 from shared.permissions import OPTIONAL_AREAS, READS, Permission
@@ -184,6 +184,11 @@ DEVICES = Entity(
                "true lists devices no longer in Intune (removedAt set) instead of current ones.", default=False),
         Filter("complianceState", "complianceState", "enum", "Only devices in this Intune compliance state.",
                values=COMPLIANCE_STATES, hint="Send one of Intune's compliance states, or leave it out."),
+        # The machines to replace or upgrade: osSupport.status as the last sync judged it (the nested
+        # column osSupportStatus; devices not synced since osSupport existed have none and never match).
+        Filter("osSupport", "osSupportStatus", "enum", "Only devices whose OS release's support is in this "
+               "state (osSupport.status): supported, endingSoon (within 180 days), ended or unknown.",
+               values=OS_STATUSES, hint="Send supported, endingSoon, ended or unknown, or leave it out."),
     ),
     lists_removed=True,
     dates_out=True,

@@ -92,3 +92,20 @@ async def test_the_api_lists_and_exports_os_support(stack, synced, module_runtim
     assert "osSupport" in schemas["DeviceOut"]["properties"]
     assert schemas["OsSupportOut"]["properties"]["status"]["enum"] == ["supported", "endingSoon", "ended", "unknown"]
     assert schemas["OsSupportOut"]["properties"]["endsOn"]["anyOf"][0]["format"] == "date"
+
+
+async def test_the_device_list_filters_by_os_support(stack, synced, module_runtime):
+    """`?osSupport=ended`: the machines to replace or upgrade, filtered by the storage service."""
+    tid, integration = synced["tenants"]["contoso"], synced["integration"]
+    stored = await all_devices(module_runtime, integration.id, tid, top=50)
+    base = f"/integrations/{integration.id}/tenants/{tid}/devices"
+    by_status = Counter(d["osSupport"]["status"] for d in stored.values())
+    assert len(by_status) > 1  # the demo holds more than one verdict, so the filter has something to split
+    with stack.api() as api:
+        for status in ("supported", "endingSoon", "ended", "unknown"):
+            page = api.get(base, params={"osSupport": status, "top": 1000})
+            assert page.status_code == 200, page.text
+            got = {d["id"] for d in page.json()["value"]}
+            assert got == {k for k, d in stored.items() if d["osSupport"]["status"] == status}, status
+        refused = api.get(base, params={"osSupport": "dead"})
+        assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "osSupport"
