@@ -118,6 +118,7 @@ class Entity:
     flag_fields: frozenset[str] = frozenset()  # booleans read as False when absent
     # Microsoft's date-times, stored as Table Storage DateTime (`field`, or `field.member` of a nested one)
     date_fields: frozenset[str] = frozenset()
+    list_fields: frozenset[str] = frozenset()  # `field.member` lists, stored as text joined by ", "
     filters: tuple[Filter, ...] = ()
     marks_removed: bool = True  # a complete listing marks rows it did not contain as removed
     lists_removed: bool = False  # the list route can show removed rows (`removed` filter)
@@ -179,6 +180,7 @@ DEVICES = Entity(
     date_fields=frozenset({"enrolledDateTime", "lastSyncDateTime", "defender.lastSeen",
                            "autopilot.lastContactedDateTime", "entraDevice.approximateLastSignInDateTime",
                            "entraDevice.registrationDateTime"}),
+    list_fields=frozenset({"vulnerabilities.topCves"}),
     filters=(
         Filter("removed", "isRemoved", "bool",
                "true lists devices no longer in Intune (removedAt set) instead of current ones.", default=False),

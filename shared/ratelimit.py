@@ -91,14 +91,6 @@ class WindowedLimiter:
     def __init__(self, windows: list[SlidingWindowLimiter]) -> None:
         self.windows = sorted(windows, key=lambda w: -w.period)
 
-    @property
-    def capacity(self) -> int:
-        return self.windows[-1].capacity  # the shortest window's
-
-    @property
-    def waited_seconds(self) -> float:
-        return sum(w.waited_seconds for w in self.windows)
-
     async def acquire(self) -> None:
         for window in self.windows:
             await window.acquire()

@@ -9,6 +9,7 @@ so what is stored compares equal to what Graph returned.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -152,6 +153,7 @@ def whole_number(raw: dict[str, Any], name: str) -> int | None:
     return int(value)
 
 
+JOINED_FIELDS: tuple[str, ...] = ("autopilot", "entraDevice", "vulnerabilities")
 DEFENDER_FIELDS: tuple[str, ...] = ("machineId", "healthStatus", "riskScore", "exposureLevel",
                                     "onboardingStatus", "lastSeen")
 
@@ -239,9 +241,7 @@ def map_device(
     *,
     tenant_id: str,
     defender: dict[str, Any] | None = None,
-    autopilot: dict[str, Any] | None = None,
-    entra_device: dict[str, Any] | None = None,
-    vulnerabilities: dict[str, Any] | None = None,
+    joins: Mapping[str, dict[str, Any] | None] | None = None,
     today: date | None = None,
 ) -> dict[str, Any]:
     """One Graph v1.0 managedDevice -> the Device fields of docs/api.md (without the bookkeeping dates),
@@ -273,9 +273,8 @@ def map_device(
     device["osSupport"] = (None if today is None
                            else os_support(device["operatingSystem"], device["osVersion"], today=today))
     device["defender"] = defender
-    device["autopilot"] = autopilot
-    device["entraDevice"] = entra_device
-    device["vulnerabilities"] = vulnerabilities
+    for name in JOINED_FIELDS:  # what describes the same machine (shared.mapping.joins), None when nothing
+        device[name] = (joins or {}).get(name)
     return device
 
 

@@ -101,7 +101,7 @@ class VulnerabilityTally:
         cve = vulnerability.get("cveId")
         if cve and all(c != cve for _, c in machine.worst):
             machine.worst.append((_RANK.get(severity or "", len(SEVERITIES)), cve))
-            # Most severe first; among equals the newest CVE (ids sort by year, then number length and value).
+            # Most severe first; among equals the newest CVE.
             machine.worst.sort(key=lambda rc: (rc[0], _cve_order(rc[1])))
             del machine.worst[TOP_CVES:]
 
@@ -126,9 +126,9 @@ class VulnerabilityTally:
         return out
 
 
-def _cve_order(cve: str) -> tuple[int, int, str]:
-    """Newest first: CVE-2024-12345 before CVE-2024-1234 before CVE-2023-9999."""
+def _cve_order(cve: str) -> tuple[int, int]:
+    """Newest first: CVE-2024-12345 before CVE-2024-1234 before CVE-2023-9999 (year, then number)."""
     parts = cve.split("-")
     year = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else 0
-    number = parts[2] if len(parts) > 2 else ""
-    return (-year, -len(number), "".join(chr(0x7F - ord(c)) for c in number))
+    number = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
+    return (-year, -number)

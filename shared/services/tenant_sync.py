@@ -493,19 +493,18 @@ class TenantSync:
                 joins[name] = await future
 
         def joined(raw: dict[str, Any], known: StoredState | None) -> dict[str, Any]:
-            out = {"defender": _defender_of(raw, index, known)}
-            machine = (out["defender"] or {}).get("machineId")
+            defender = _defender_of(raw, index, known)
+            machine = (defender or {}).get("machineId")
+            found: dict[str, Any] = {}
             for name, (field_name, _) in JOINS.items():
                 source = joins.get(name)
                 if source == KEEP:
-                    out[field_name] = known.nested.get(field_name) if known is not None else None
+                    found[field_name] = known.nested.get(field_name) if known is not None else None
                 elif isinstance(source, VulnerabilityTally):
-                    out[field_name] = source.summary(machine)
+                    found[field_name] = source.summary(machine)
                 elif isinstance(source, AutopilotIndex | EntraIndex):
-                    out[field_name] = source.match(raw)
-                else:
-                    out[field_name] = None
-            return {**{"entra_device" if k == "entraDevice" else k: v for k, v in out.items()}, "today": today}
+                    found[field_name] = source.match(raw)
+            return {"defender": defender, "joins": found, "today": today}
 
         result = await self._sync_listing(DEVICES, graph, state, first_page=first_page, extra=joined)
         if isinstance(index, ActionableError):

@@ -96,7 +96,9 @@ def _flatten(
     return out
 
 
-def _unflatten(name: str, members: tuple[str, ...], entity: Mapping[str, Any]) -> dict[str, Any] | None:
+def _unflatten(
+    name: str, members: tuple[str, ...], entity: Mapping[str, Any], lists: frozenset[str] = frozenset()
+) -> dict[str, Any] | None:
     """An object field from its columns; None when its first member (its key: an id, a total) is absent.
     A row of the first layout holds some as JSON text instead."""
     if entity.get(nested_column(name, members[0])) is None:
@@ -105,7 +107,7 @@ def _unflatten(name: str, members: tuple[str, ...], entity: Mapping[str, Any]) -
     out: dict[str, Any] = {}
     for member in members:
         item = date_text(_plain(entity.get(nested_column(name, member))))
-        if member == "topCves":
+        if f"{name}.{member}" in lists:
             item = [x for x in item.split(_LIST_SEPARATOR) if x] if isinstance(item, str) else []
         out[member] = item
     return out
@@ -184,7 +186,7 @@ def _from_entity(kind: Entity, entity: dict[str, Any], listed_at: str | None) ->
         if name == "id":
             out["id"] = entity["RowKey"]
         elif name in kind.nested:
-            out[name] = _unflatten(name, kind.nested[name], entity)
+            out[name] = _unflatten(name, kind.nested[name], entity, kind.list_fields)
         elif name in kind.flag_fields:
             out[name] = bool(entity.get(name, False))
         elif name in kind.date_fields:
@@ -259,7 +261,8 @@ class AssetStore:
                 first_seen_at=first_seen,
                 last_seen_at=last_seen,
                 removed_at=removed_at,
-                nested={name: _unflatten(name, members, entity) for name, members in declared.nested.items()},
+                nested={name: _unflatten(name, members, entity, declared.list_fields)
+                        for name, members in declared.nested.items()},
             )
         return states, listed_at
 

@@ -67,9 +67,9 @@ async def test_changes_made_and_refused_are_recorded_with_names_never_values(api
 
 def test_the_trail_pages_and_refuses_what_it_cannot_use(api):
     first = api.get("/audit", params={"top": 1})
-    assert first.status_code == 200 and len(first.json()["value"]) == 1
-    if "nextLink" in first.json():
-        assert api.get(first.json()["nextLink"].removeprefix("/api")).status_code == 200
+    assert first.status_code == 200 and len(first.json()["value"]) == 1  # the test above wrote four
+    second = api.get(first.json()["nextLink"].removeprefix("/api"))
+    assert second.status_code == 200 and second.json()["value"][0]["id"] != first.json()["value"][0]["id"]
     for params, field in (({"since": "yesterday"}, "since"), ({"integrationId": "x"}, "integrationId"),
                           ({"who": "me"}, "who"), ({"until": "2026-11-01T00:00:00"}, "until")):
         assert assert_problem(api.get("/audit", params=params), 400)["errors"][0]["field"] == field
